@@ -1,0 +1,167 @@
+"""reconciler.yaml and policies/*.yaml as typed values.
+
+Files are validated first (`reconciler.validate`), so the constructors here can trust
+shapes and types; they only turn mappings into frozen dataclasses with defaults.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reconciler.errors import ConfigError
+
+CONFIG_FILE = "reconciler.yaml"
+POLICY_DIR = "policies"
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    """An app or identity source: its name, connector type and the connector's options."""
+
+    name: str
+    type: str
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Config:
+    apps: Mapping[str, SystemConfig]
+    identity_sources: Mapping[str, SystemConfig]
+    forge: str = "local"
+    default_mode: str = "disable"
+    main_branch: str = "main"
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Config:
+        def systems(key: str) -> dict[str, SystemConfig]:
+            out = {}
+            for name, section in (data.get(key) or {}).items():
+                options = {k: v for k, v in section.items() if k != "type"}
+                out[name] = SystemConfig(name=name, type=section["type"], options=options)
+            return out
+
+        forge = data.get("forge") or {}
+        defaults = data.get("defaults") or {}
+        return cls(
+            apps=systems("apps"),
+            identity_sources=systems("identity_sources"),
+            forge=forge.get("type", "local"),
+            default_mode=defaults.get("mode", "disable"),
+            main_branch=forge.get("branch", "main"),
+        )
+
+
+@dataclass(frozen=True)
+class MatchRule:
+    """Link an account to an identity when `account_field` equals `identity_field`."""
+
+    account_field: str
+    identity_field: str
+
+
+@dataclass(frozen=True)
+class Guards:
+    max_per_run: int = 25
+    max_fraction: float = 0.1
+    # Block when the IdP's identity count fell by more than this share since the last pull.
+    max_identity_shrink: float = 0.1
+    # Plan ids an admin has explicitly allowed past a guard.
+    allow_blocked_plans: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Approvals:
+    min_approvals: int = 1
+    reviewers: tuple[str, ...] = ()  # empty: anyone may approve
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How one or more apps are reconciled (DESIGN §6)."""
+
+    source_file: str
+    apps: tuple[str, ...]
+    identity_source: str
+    match: tuple[MatchRule, ...] = (
+        MatchRule("email", "email"),
+        MatchRule("username", "username"),
+    )
+    domain_aliases: Mapping[str, str] = field(default_factory=dict)
+    deprovision_when: tuple[str, ...] = ("deprovisioned", "suspended", "missing")
+    mode: str = "disable"
+    protected: tuple[str, ...] = ()
+    unmatched: str = "report"
+    guards: Guards = Guards()
+    approvals: Approvals = Approvals()
+
+    @classmethod
+    def from_data(cls, source_file: str, data: Mapping[str, Any], default_mode: str) -> Policy:
+        match = tuple(
+            MatchRule(rule["account"], rule.get("identity", rule["account"]))
+            for rule in data.get("match") or ()
+        )
+        deprovision = data.get("deprovision") or {}
+        guards = data.get("guards") or {}
+        approvals = data.get("approvals") or {}
+        protected = data.get("protected") or {}
+        defaults = cls.__dataclass_fields__
+        return cls(
+            source_file=source_file,
+            apps=tuple(data["apps"]),
+            identity_source=data["identity_source"],
+            match=match or defaults["match"].default,
+            domain_aliases={
+                k.lower(): v.lower()
+                for k, v in ((data.get("normalize") or {}).get("domain_aliases") or {}).items()
+            },
+            deprovision_when=tuple(deprovision.get("when", defaults["deprovision_when"].default)),
+            mode=deprovision.get("mode", default_mode),
+            protected=tuple(protected.get("accounts") or ()),
+            unmatched=data.get("unmatched", "report"),
+            guards=Guards(
+                max_per_run=guards.get("max_per_run", Guards.max_per_run),
+                max_fraction=guards.get("max_fraction", Guards.max_fraction),
+                max_identity_shrink=guards.get("max_identity_shrink", Guards.max_identity_shrink),
+                allow_blocked_plans=tuple(guards.get("allow_blocked_plans") or ()),
+            ),
+            approvals=Approvals(
+                min_approvals=approvals.get("min_approvals", Approvals.min_approvals),
+                reviewers=tuple(approvals.get("reviewers") or ()),
+            ),
+        )
+
+    def selects(self, app: str) -> bool:
+        return any(fnmatch.fnmatchcase(app, pattern) for pattern in self.apps)
+
+
+def policy_for(app: str, policies: list[Policy]) -> Policy:
+    """The one policy that governs `app`: an exact name beats a glob; two of a kind is an error."""
+    exact = [p for p in policies if app in p.apps]
+    chosen = exact or [p for p in policies if p.selects(app)]
+    if not chosen:
+        raise ConfigError(
+            f"no policy selects app {app!r}; add it to `apps:` in a file under {POLICY_DIR}/"
+        )
+    if len(chosen) > 1:
+        files = ", ".join(p.source_file for p in chosen)
+        raise ConfigError(
+            f"app {app!r} is selected by more than one policy ({files}); "
+            "name it in exactly one, or select it by name in one and by glob in the others"
+        )
+    return chosen[0]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole validated configuration of an access repo."""
+
+    root: Path
+    config: Config
+    policies: tuple[Policy, ...]
+
+    def policy_for(self, app: str) -> Policy:
+        return policy_for(app, list(self.policies))

@@ -1,0 +1,27 @@
+"""The registry of connector types: `type:` names in reconciler.yaml → modules."""
+
+from __future__ import annotations
+
+from reconciler.connectors import file, scim
+from reconciler.connectors.base import Connector, ConnectorContext, ConnectorType, Mode
+from reconciler.errors import ConfigError
+
+CONNECTORS: dict[str, ConnectorType] = {
+    file.TYPE.name: file.TYPE,
+    scim.TYPE.name: scim.TYPE,
+}
+
+
+def build(type_name: str, context: ConnectorContext) -> Connector:
+    """Build the connector for a system of reconciler.yaml."""
+    try:
+        connector_type = CONNECTORS[type_name]
+    except KeyError:
+        known = ", ".join(sorted(CONNECTORS))
+        raise ConfigError(
+            f"{context.name}: unknown connector type {type_name!r}; use one of: {known}"
+        ) from None
+    return connector_type.build(context)
+
+
+__all__ = ["CONNECTORS", "Connector", "ConnectorContext", "ConnectorType", "Mode", "build"]

@@ -1,0 +1,77 @@
+"""The contract every connector meets (DESIGN §4).
+
+A connector talks to one system (an app, an identity provider, or both). The check
+pulls through it; apply looks accounts and identities up live and deprovisions
+through it. Connectors raise `PullError` (or `PartialPullError`) when what they read
+cannot be trusted as complete, and `ConnectorError` for any other failure.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from reconciler.model import Account, Identity, Role
+
+
+class Mode(str, enum.Enum):
+    """How an account is deprovisioned; connectors declare which they support."""
+
+    DISABLE = "disable"
+    DELETE = "delete"
+    # The system has no API: a person removes the account and marks the task done.
+    MANUAL = "manual"
+
+
+@dataclass(frozen=True)
+class ConnectorContext:
+    """Everything a connector needs to be built."""
+
+    name: str  # the system's name in reconciler.yaml
+    options: Mapping[str, Any]  # its validated section of reconciler.yaml, without `type`
+    base_dir: Path  # the access repo; relative paths in options are relative to it
+    env: Mapping[str, str] = field(default_factory=dict)  # where `*_env` options are read
+
+
+class Connector(Protocol):
+    # The system's name in reconciler.yaml, used in every message.
+    name: str
+    # Deprovisioning modes this system supports; empty for a pure identity source.
+    modes: frozenset[Mode]
+
+    # Every account in the app; raises PullError if the listing is incomplete.
+    def pull_accounts(self) -> Iterator[Account]: ...
+
+    # The app's role catalogue, or [] if the app has none.
+    def pull_roles(self) -> list[Role]: ...
+
+    # Every identity in the IdP; raises PullError if the listing is incomplete.
+    def pull_identities(self) -> Iterator[Identity]: ...
+
+    # One account read live, or None if it no longer exists.
+    def lookup_account(self, account_id: str) -> Account | None: ...
+
+    # One identity read live, or None if it no longer exists.
+    def lookup_identity(self, identity_id: str) -> Identity | None: ...
+
+    # Disable or delete one account; must be safe to repeat.
+    def deprovision(self, account: Account, mode: Mode) -> None: ...
+
+    # Release connections.
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ConnectorType:
+    """A registry entry: how `type: <name>` in reconciler.yaml is validated and built."""
+
+    name: str
+    # JSON Schema (draft 2020-12) for the options of a system of this type, `type` excluded.
+    options_schema: Mapping[str, Any]
+    build: Callable[[ConnectorContext], Connector]
+    # Options that name environment variables holding secrets (e.g. `token_env`).
+    secret_env_options: tuple[str, ...] = ()
+    description: str = ""

@@ -1,0 +1,172 @@
+"""The data model: identities from an IdP, accounts and roles in an app (DESIGN §3).
+
+Records are frozen; lists are sorted tuples so that equal data has one form.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+IdentityStatus = Literal["active", "suspended", "deprovisioned", "missing"]
+AccountStatus = Literal["active", "disabled"]
+AccountType = Literal["human", "service"]
+
+IDENTITY_STATUSES: tuple[str, ...] = get_args(IdentityStatus)
+ACCOUNT_STATUSES: tuple[str, ...] = get_args(AccountStatus)
+ACCOUNT_TYPES: tuple[str, ...] = get_args(AccountType)
+
+# The field order of a snapshot record; it is part of the on-disk format.
+ACCOUNT_FIELDS = (
+    "id", "username", "email", "display_name", "status", "type", "roles", "entitlements",
+)  # fmt: skip
+IDENTITY_FIELDS = ("id", "email", "username", "display_name", "status", "groups")
+ROLE_FIELDS = ("name", "description", "entitlements")
+
+
+def clean_text(value: object) -> str:
+    """A string safe to store: NFC, no lone surrogates, no NUL; None becomes ''."""
+    if value is None:
+        return ""
+    text = str(value)
+    text = text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+    return unicodedata.normalize("NFC", text)
+
+
+def sorted_names(values: Iterable[object] | None) -> tuple[str, ...]:
+    return tuple(sorted({clean_text(v) for v in values or () if clean_text(v)}))
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A person (or machine) as the identity provider knows them.
+
+    `missing` is a tombstone: the identity was in a previous pull and is gone from the
+    IdP now. Keeping it lets accounts linked to it be proposed for removal (reason
+    `idp_missing`) instead of silently becoming unmatched.
+    """
+
+    id: str
+    email: str = ""
+    username: str = ""
+    display_name: str = ""
+    status: IdentityStatus = "active"
+    groups: tuple[str, ...] = ()
+
+    @classmethod
+    def build(
+        cls,
+        id: object,
+        email: object = "",
+        username: object = "",
+        display_name: object = "",
+        status: str = "active",
+        groups: Iterable[object] | None = (),
+    ) -> Identity:
+        if status not in IDENTITY_STATUSES:
+            raise ValueError(f"identity status {status!r} is not one of {IDENTITY_STATUSES}")
+        return cls(
+            id=clean_text(id),
+            email=clean_text(email).strip(),
+            username=clean_text(username).strip(),
+            display_name=clean_text(display_name),
+            status=status,  # type: ignore[arg-type]
+            groups=sorted_names(groups),
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "email": self.email,
+            "username": self.username,
+            "display_name": self.display_name,
+            "status": self.status,
+            "groups": list(self.groups),
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Identity:
+        return cls.build(**{k: record.get(k, "") for k in IDENTITY_FIELDS if k in record})
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """An account in an app, keyed by the app's own stable id."""
+
+    id: str
+    username: str = ""
+    email: str = ""
+    display_name: str = ""
+    status: AccountStatus = "active"
+    type: AccountType = "human"
+    roles: tuple[str, ...] = ()
+    entitlements: tuple[str, ...] = ()
+
+    @classmethod
+    def build(
+        cls,
+        id: object,
+        username: object = "",
+        email: object = "",
+        display_name: object = "",
+        status: str = "active",
+        type: str = "human",
+        roles: Iterable[object] | None = (),
+        entitlements: Iterable[object] | None = (),
+    ) -> Account:
+        if status not in ACCOUNT_STATUSES:
+            raise ValueError(f"account status {status!r} is not one of {ACCOUNT_STATUSES}")
+        if type not in ACCOUNT_TYPES:
+            raise ValueError(f"account type {type!r} is not one of {ACCOUNT_TYPES}")
+        return cls(
+            id=clean_text(id),
+            username=clean_text(username).strip(),
+            email=clean_text(email).strip(),
+            display_name=clean_text(display_name),
+            status=status,  # type: ignore[arg-type]
+            type=type,  # type: ignore[arg-type]
+            roles=sorted_names(roles),
+            entitlements=sorted_names(entitlements),
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "username": self.username,
+            "email": self.email,
+            "display_name": self.display_name,
+            "status": self.status,
+            "type": self.type,
+            "roles": list(self.roles),
+            "entitlements": list(self.entitlements),
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Account:
+        return cls.build(**{k: record[k] for k in ACCOUNT_FIELDS if k in record})
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    """A role in an app's catalogue."""
+
+    name: str
+    description: str = ""
+    entitlements: tuple[str, ...] = ()
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "entitlements": list(self.entitlements),
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Role:
+        return cls(
+            name=clean_text(record.get("name")),
+            description=clean_text(record.get("description")),
+            entitlements=sorted_names(record.get("entitlements")),
+        )

@@ -1,0 +1,45 @@
+"""What a check found for one app: the input of the report and of the summaries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from reconciler.diff import AccountDiff
+from reconciler.model import Account
+from reconciler.plan import Plan
+
+
+@dataclass(frozen=True)
+class Protected:
+    account: Account
+    reason: str  # e.g. "service account", "policies/default.yaml protects 'breakglass'"
+
+
+@dataclass(frozen=True)
+class Ambiguous:
+    account: Account
+    identity_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AppCheck:
+    """Everything a check learned about one app."""
+
+    app: str
+    identity_source: str
+    diff: AccountDiff = AccountDiff()
+    plan: Plan | None = None
+    unmatched: tuple[Account, ...] = ()
+    ambiguous: tuple[Ambiguous, ...] = ()
+    protected: tuple[Protected, ...] = ()
+    # Why deprovisioning was not proposed or is blocked (failed pulls, guards).
+    blocked_reasons: tuple[str, ...] = ()
+    # A pull of the app itself failed: nothing was imported.
+    app_error: str = ""
+    account_count: int = 0
+    monthly_seat_cost: float | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def to_deprovision(self) -> int:
+        return len(self.plan.active_actions) if self.plan else 0

@@ -1,0 +1,193 @@
+"""Plans: what a check proposes to deprovision in one app (DESIGN §7).
+
+A plan's id is a digest of what was generated, so an unchanged proposal keeps its id
+and its pull request is not touched. Reviewers may drop actions or mark them
+`skip: true`; `check_subset` refuses anything they added or widened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import orjson
+
+from reconciler.errors import PlanError
+
+PlanStatus = Literal["open", "blocked"]
+
+REASONS = {
+    "idp_deprovisioned": "deprovisioned in the identity provider",
+    "idp_suspended": "suspended in the identity provider",
+    "idp_missing": "no longer in the identity provider",
+}
+
+# A mode is wider than another when it removes more: reviewers may narrow, never widen.
+MODE_RANK = {"manual": 0, "disable": 1, "delete": 2}
+
+
+@dataclass(frozen=True)
+class Action:
+    """Deprovision one account."""
+
+    account_id: str
+    username: str
+    email: str
+    display_name: str
+    mode: str  # disable | delete | manual
+    reason: str  # a key of REASONS
+    identity_id: str
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    op: str = "deprovision"
+    skip: bool = False
+    skip_reason: str = ""
+
+    def to_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "op": self.op,
+            "account": {
+                "id": self.account_id,
+                "username": self.username,
+                "email": self.email,
+                "display_name": self.display_name,
+            },
+            "mode": self.mode,
+            "reason": self.reason,
+            "identity": self.identity_id,
+            "evidence": dict(self.evidence),
+        }
+        if self.skip:
+            data["skip"] = True
+            data["skip_reason"] = self.skip_reason
+        return data
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Action:
+        account = data["account"]
+        return cls(
+            op=data.get("op", "deprovision"),
+            account_id=str(account["id"]),
+            username=account.get("username", ""),
+            email=account.get("email", ""),
+            display_name=account.get("display_name", ""),
+            mode=data["mode"],
+            reason=data["reason"],
+            identity_id=str(data.get("identity", "")),
+            evidence=data.get("evidence") or {},
+            skip=bool(data.get("skip", False)),
+            skip_reason=data.get("skip_reason", ""),
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    id: str
+    app: str
+    created_at: str
+    base_commit: str  # the main-branch commit whose snapshots the plan was computed from
+    snapshot_digests: Mapping[str, str]
+    policy_digest: str
+    status: PlanStatus
+    blocked_reasons: tuple[str, ...]
+    actions: tuple[Action, ...]
+
+    @property
+    def active_actions(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if not a.skip)
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "plan": self.id,
+            "app": self.app,
+            "created_at": self.created_at,
+            "base_commit": self.base_commit,
+            "snapshots": dict(self.snapshot_digests),
+            "policy_digest": self.policy_digest,
+            "status": self.status,
+            "blocked_reasons": list(self.blocked_reasons),
+            "actions": [a.to_data() for a in self.actions],
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Plan:
+        return cls(
+            id=data["plan"],
+            app=data["app"],
+            created_at=data["created_at"],
+            base_commit=data["base_commit"],
+            snapshot_digests=data.get("snapshots") or {},
+            policy_digest=data.get("policy_digest", ""),
+            status=data.get("status", "open"),
+            blocked_reasons=tuple(data.get("blocked_reasons") or ()),
+            actions=tuple(Action.from_data(a) for a in data.get("actions") or ()),
+        )
+
+
+def plan_id(app: str, actions: Iterable[Action], blocked_reasons: Iterable[str]) -> str:
+    """A digest of what was generated: same proposal, same id."""
+    payload = orjson.dumps(
+        {
+            "app": app,
+            "actions": [a.to_data() for a in actions],
+            "blocked": list(blocked_reasons),
+        },
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.sha256(payload).hexdigest()[:12]
+
+
+def new_plan(
+    app: str,
+    actions: Iterable[Action],
+    blocked_reasons: Iterable[str],
+    *,
+    created_at: str,
+    base_commit: str,
+    snapshot_digests: Mapping[str, str],
+    policy_digest: str,
+) -> Plan:
+    actions = tuple(sorted(actions, key=lambda a: a.account_id))
+    blocked = tuple(blocked_reasons)
+    return Plan(
+        id=plan_id(app, actions, blocked),
+        app=app,
+        created_at=created_at,
+        base_commit=base_commit,
+        snapshot_digests=dict(snapshot_digests),
+        policy_digest=policy_digest,
+        status="blocked" if blocked else "open",
+        blocked_reasons=blocked,
+        actions=actions,
+    )
+
+
+def check_subset(reviewed: Plan, generated: Plan) -> None:
+    """Refuse a reviewed plan that adds or widens an action the tool did not generate.
+
+    Identity, reason and evidence are compared too: an action pointed at another
+    account or justified differently is an added action.
+    """
+    if reviewed.app != generated.app:
+        raise PlanError(f"plan is for app {reviewed.app!r}, expected {generated.app!r}")
+    allowed = {a.account_id: a for a in generated.actions}
+    for action in reviewed.actions:
+        label = f"action on account {action.account_id} ({action.username or action.email})"
+        original = allowed.get(action.account_id)
+        if original is None:
+            raise PlanError(
+                f"plans/{reviewed.app}.yaml: {label} was not generated by reconciler; "
+                "reviewers may remove actions or mark them `skip: true`, never add them. "
+                "Revert the plan file to what the check wrote."
+            )
+        if MODE_RANK.get(action.mode, 99) > MODE_RANK[original.mode]:
+            raise PlanError(
+                f"plans/{reviewed.app}.yaml: {label} was widened from {original.mode!r} to "
+                f"{action.mode!r}; reviewers may only narrow a plan"
+            )
+        if replace(action, mode=original.mode, skip=False, skip_reason="") != original:
+            raise PlanError(
+                f"plans/{reviewed.app}.yaml: {label} differs from what reconciler generated "
+                "(account, identity, reason or evidence edited); revert it"
+            )
