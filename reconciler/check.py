@@ -1,0 +1,299 @@
+"""`reconciler check`: pull, snapshot, diff, correlate, evaluate, propose (DESIGN §5).
+
+Apps are independent: one app's failure is reported and the others go on.
+Identity sources are pulled once per run and shared by the apps that use them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from reconciler import report, snapshot, yamlio
+from reconciler.config import Settings
+from reconciler.connectors.base import Connector
+from reconciler.correlate import correlate
+from reconciler.diff import AccountDiff, diff_accounts
+from reconciler.errors import ConnectorError, ReconcilerError
+from reconciler.forge.base import Forge, Proposal
+from reconciler.git import Git
+from reconciler.model import Account, Identity, Role
+from reconciler.outcome import AppCheck
+from reconciler.plan import Action, Plan, new_plan
+from reconciler.policy import PullState, evaluate, guard_blocks, identity_blocks
+from reconciler.systems import ConnectorFactory, effective_mode
+
+T = TypeVar("T")
+
+PLAN_HEADER = (
+    "# Plan written by `reconciler check`. Reviewers may delete an action or set\n"
+    "# `skip: true` with a `skip_reason`; any other edit makes `reconciler apply` refuse.\n"
+)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def timestamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class IdentityPull:
+    source: str
+    identities: Mapping[str, Identity]  # the snapshot after this pull, tombstones included
+    state: PullState
+    commit: str | None = None
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    apps: tuple[AppCheck, ...]
+    identity_pulls: tuple[IdentityPull, ...]
+    proposals: Mapping[str, str] = field(default_factory=dict)  # app → what the forge did
+    commits: tuple[str, ...] = ()
+
+    @property
+    def failed(self) -> bool:
+        return any(a.app_error or (a.blocked_reasons and not a.plan) for a in self.apps) or any(
+            p.state.error or p.state.count == 0 for p in self.identity_pulls
+        )
+
+    @property
+    def needs_review(self) -> bool:
+        return any(a.plan is not None and a.plan.actions for a in self.apps)
+
+
+def collect(system: str, pull: Callable[[], Iterable[T]]) -> tuple[list[T], str]:
+    """Run a pull to the end; a failure anywhere means nothing read is trusted."""
+    try:
+        return list(pull()), ""
+    except ConnectorError as exc:
+        return [], str(exc)
+    except ReconcilerError as exc:
+        return [], f"{system}: {exc}"
+
+
+def merge_tombstones(
+    previous: Mapping[str, Identity] | None, pulled: Sequence[Identity]
+) -> dict[str, Identity]:
+    """The new identity snapshot: what was pulled, plus previous identities now gone,
+    kept with status `missing` so their accounts stay linked."""
+    merged = {i.id: i for i in pulled}
+    for identity in (previous or {}).values():
+        if identity.id not in merged:
+            merged[identity.id] = replace(identity, status="missing")
+    return merged
+
+
+def identity_summary(source: str, old: Mapping[str, Identity], new: Mapping[str, Identity]) -> str:
+    counts: dict[str, int] = {}
+    for identity_id, identity in new.items():
+        before = old.get(identity_id)
+        if before is None:
+            key = "new"
+        elif before.status != identity.status:
+            key = identity.status
+        elif before != identity:
+            key = "updated"
+        else:
+            continue
+        counts[key] = counts.get(key, 0) + 1
+    removed = len(old.keys() - new.keys())
+    if removed:
+        counts["dropped"] = removed
+    parts = ", ".join(f"{n} {k}" for k, n in counts.items()) or "no changes"
+    return f"import identities {source}: {parts}"
+
+
+class Checker:
+    """One run of `check` over an access repo."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        git: Git,
+        forge: Forge,
+        factory: ConnectorFactory,
+        now: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.root = settings.root
+        self.git = git
+        self.forge = forge
+        self.factory = factory
+        self.now = now()
+        self.commits: list[str] = []
+
+    def run(self, apps: Sequence[str]) -> CheckRun:
+        sources = sorted({self.settings.policy_for(app).identity_source for app in apps})
+        pulls = {source: self.pull_identities(source) for source in sources}
+        results = []
+        proposals: dict[str, str] = {}
+        for app in apps:
+            result = self.check_app(app, pulls[self.settings.policy_for(app).identity_source])
+            results.append(result)
+            proposals[app] = self.propose(result)
+        return CheckRun(
+            apps=tuple(results),
+            identity_pulls=tuple(pulls.values()),
+            proposals=proposals,
+            commits=tuple(self.commits),
+        )
+
+    # --- identities ---------------------------------------------------------------------
+
+    def pull_identities(self, source: str) -> IdentityPull:
+        previous = snapshot.read_identities(self.root, source)
+        previous_count = (
+            sum(1 for i in previous.values() if i.status != "missing") if previous else None
+        )
+        system = self.settings.config.identity_sources[source]
+        connector = self.factory(system)
+        try:
+            pulled, error = collect(source, connector.pull_identities)
+        finally:
+            connector.close()
+        identities = pulled
+        duplicate = len({i.id for i in identities}) != len(identities)
+        if duplicate and not error:
+            error = f"{source}: the pull returned the same identity id twice"
+        state = PullState(source, error=error, count=len(identities), previous_count=previous_count)
+        if error or not identities:
+            # Keep the last good snapshot; a failed or empty pull changes nothing on disk.
+            return IdentityPull(source, previous or {}, state)
+        merged = merge_tombstones(previous, identities)
+        changed = snapshot.write_identities(self.root, source, merged.values())
+        commit = None
+        summary = identity_summary(source, previous or {}, merged)
+        if changed or previous is None:
+            meta = snapshot.Meta(
+                name=source,
+                kind="identities",
+                pulled_at=timestamp(self.now),
+                count=len(identities),
+                digest=snapshot.identities_digest(self.root, source),
+            )
+            snapshot.write_meta(snapshot.identities_meta_file(self.root, source), meta)
+            commit = self.git.commit_paths(snapshot.identity_paths(source), summary)
+            if commit:
+                self.commits.append(commit)
+        return IdentityPull(source, merged, state, commit, summary)
+
+    # --- apps ---------------------------------------------------------------------------
+
+    def check_app(self, app: str, identity_pull: IdentityPull) -> AppCheck:
+        policy = self.settings.policy_for(app)
+        system = self.settings.config.apps[app]
+        previous = snapshot.read_accounts(self.root, app)
+        connector = self.factory(system)
+        try:
+            pulled, error = collect(app, connector.pull_accounts)
+            roles_raw: list[Role] = []
+            roles_error = ""
+            if not error:
+                roles_raw, roles_error = collect(app, connector.pull_roles)
+            modes = connector.modes
+        finally:
+            connector.close()
+        error = error or roles_error
+        accounts = pulled
+        if not error and len({a.id for a in accounts}) != len(accounts):
+            error = f"{app}: the pull returned the same account id twice"
+        if not error and not accounts and previous:
+            error = (
+                f"{app}: the pull returned no accounts but the last snapshot has "
+                f"{len(previous)}; an empty pull is never imported. Check the credentials "
+                "and the app's filter"
+            )
+        if error:
+            return AppCheck(
+                app=app,
+                identity_source=identity_pull.source,
+                app_error=error,
+                blocked_reasons=(f"app pull failed: {error}; nothing was imported or proposed",),
+            )
+        current = {a.id: a for a in accounts}
+        roles = roles_raw
+        diff = diff_accounts(previous or {}, current)
+        self.import_app(app, current, roles, diff)
+
+        mode = effective_mode(policy.mode, modes)
+        blocked = identity_blocks(identity_pull.state, policy)
+        links = correlate(current.values(), identity_pull.identities.values(), policy.match,
+                          policy.domain_aliases)
+        evaluation = evaluate(current, identity_pull.identities, links, policy, mode or "")
+        actions = evaluation.actions
+        if mode is None and actions:
+            blocked.append(
+                f"{app} supports none of the policy's mode {policy.mode!r}; "
+                "change `deprovision.mode` in the policy"
+            )
+        if blocked and identity_blocks(identity_pull.state, policy):
+            actions = ()
+        active = sum(1 for a in current.values() if a.status == "active")
+        blocked += guard_blocks(identity_pull.state, policy, len(actions), active)
+        plan = None
+        if actions or (blocked and not identity_blocks(identity_pull.state, policy)):
+            plan = self.build_plan(app, policy.source_file, identity_pull.source, actions, blocked)
+            if plan.status == "blocked" and plan.id in policy.guards.allow_blocked_plans:
+                plan = replace(plan, status="open")
+        return AppCheck(
+            app=app,
+            identity_source=identity_pull.source,
+            diff=diff,
+            plan=plan,
+            unmatched=evaluation.unmatched,
+            ambiguous=evaluation.ambiguous,
+            protected=evaluation.protected,
+            blocked_reasons=tuple(blocked),
+            account_count=len(current),
+        )
+
+    def import_app(
+        self, app: str, accounts: Mapping[str, Account], roles: Sequence[Role], diff: AccountDiff
+    ) -> None:
+        if not snapshot.save_app(self.root, app, list(accounts.values()), roles, timestamp(self.now)):
+            return
+        commit = self.git.commit_paths(snapshot.app_paths(app), report.import_commit_message(app, diff))
+        if commit:
+            self.commits.append(commit)
+
+    def build_plan(
+        self,
+        app: str,
+        policy_file: str,
+        source: str,
+        actions: Sequence[Action],
+        blocked: Sequence[str],
+    ) -> Plan:
+        head = self.git.head() or ""
+        policy_bytes = (self.root / policy_file).read_bytes()
+        return new_plan(
+            app,
+            actions,
+            blocked,
+            created_at=timestamp(self.now),
+            base_commit=head,
+            snapshot_digests={
+                f"apps/{app}": snapshot.accounts_digest(self.root, app),
+                f"identities/{source}": snapshot.identities_digest(self.root, source),
+            },
+            policy_digest=hashlib.sha256(policy_bytes).hexdigest(),
+        )
+
+    # --- forge --------------------------------------------------------------------------
+
+    def propose(self, result: AppCheck) -> str:
+        if result.plan is None:
+            if result.app_error or result.blocked_reasons:
+                return "left as it was (the check could not be trusted)"
+            return "closed" if self.forge.close(result.app) else "nothing to propose"
+        plan_yaml = PLAN_HEADER + yamlio.dump(result.plan.to_data())
+        outcome: Proposal = self.forge.propose(result.plan, plan_yaml, report.render_report(result))
+        return outcome.value

@@ -1,0 +1,151 @@
+"""The command line. Click lives here only; commands live in `reconciler.commands`.
+
+One error boundary: a ReconcilerError exits 1 with its message, Ctrl-C 130, and
+anything else is a bug: exit 3 with the traceback written to a log file.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from reconciler import __version__
+from reconciler.errors import ReconcilerError
+from reconciler.output import OutputFormat
+
+EXIT_BUG = 3
+EXIT_INTERRUPTED = 130
+
+repo_option = click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The access repository.",
+)
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice([f.value for f in OutputFormat]),
+    default=OutputFormat.TEXT.value,
+    show_default=True,
+)
+app_option = click.option("--app", "apps", multiple=True, help="Only this app (repeatable).")
+
+
+def run_command(command: Callable[[], int]) -> None:
+    try:
+        code = command()
+    except ReconcilerError as exc:
+        click.echo(f"error: {exc}", err=True)
+        code = 1
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        code = EXIT_INTERRUPTED
+    except Exception:
+        log = Path(tempfile.gettempdir()) / "reconciler-crash.log"
+        log.write_text(traceback.format_exc(), encoding="utf-8")
+        click.echo(
+            f"internal error: this is a bug in reconciler. The traceback is in {log}; "
+            "please include it in a bug report.",
+            err=True,
+        )
+        code = EXIT_BUG
+    sys.exit(code)
+
+
+@click.group()
+@click.version_option(__version__)
+def main() -> None:
+    """Find and remove leavers' accounts in every app, after a human review."""
+
+
+@main.command()
+@repo_option
+def validate(repo: Path) -> None:
+    """Check reconciler.yaml and policies/*.yaml; print every problem as FILE:LINE:COL."""
+    from reconciler.commands.validate import ValidateOptions, validate
+
+    run_command(lambda: validate(ValidateOptions(repo=repo)))
+
+
+@main.command()
+@repo_option
+@app_option
+@format_option
+@click.option(
+    "--detailed-exitcode", is_flag=True, help="Exit 4 when a plan needs review."
+)
+def check(repo: Path, apps: tuple[str, ...], fmt: str, detailed_exitcode: bool) -> None:
+    """Pull every app and identity source, import changes, propose removals."""
+    from reconciler.commands.check import CheckOptions, check
+
+    options = CheckOptions(repo, apps, OutputFormat(fmt), detailed_exitcode)
+    run_command(lambda: check(options))
+
+
+@main.command()
+@repo_option
+@click.option("--app", required=True, help="The app whose plan to approve.")
+@click.option("--as", "approvers", multiple=True, required=True, help="Reviewer (repeatable).")
+def approve(repo: Path, app: str, approvers: tuple[str, ...]) -> None:
+    """Approve and merge an app's plan (local forge)."""
+    from reconciler.commands.approve import ApproveOptions, approve
+
+    run_command(lambda: approve(ApproveOptions(repo, app, approvers)))
+
+
+@main.command()
+@repo_option
+@app_option
+@format_option
+@click.option("--confirm", is_flag=True, help="Act; without it, only show what would happen.")
+@click.option("--mark-done", multiple=True, help="Record a manual task as done (account id).")
+@click.option("--as", "by", default="", help="Who did the manual task (with --mark-done).")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 16))
+def apply(
+    repo: Path,
+    apps: tuple[str, ...],
+    fmt: str,
+    confirm: bool,
+    mark_done: tuple[str, ...],
+    by: str,
+    concurrency: int,
+) -> None:
+    """Apply merged, approved plans: re-verify each account live, then deprovision."""
+    from reconciler.commands.apply import ApplyOptions, apply
+
+    options = ApplyOptions(
+        repo, apps, confirm, mark_done, by, OutputFormat(fmt), concurrency=concurrency
+    )
+    run_command(lambda: apply(options))
+
+
+@main.command()
+@repo_option
+@format_option
+def status(repo: Path, fmt: str) -> None:
+    """Open plans, approved plans waiting for apply, and the last check of each app."""
+    from reconciler.commands.status import StatusOptions, status
+
+    run_command(lambda: status(StatusOptions(repo, OutputFormat(fmt))))
+
+
+@main.command()
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the demo's access repo here instead of a temporary directory.",
+)
+def demo(directory: Path | None) -> None:
+    """Run the whole check → review → apply cycle against local SCIM servers."""
+    from reconciler.commands.demo import DemoOptions, demo
+
+    run_command(lambda: demo(DemoOptions(directory)))

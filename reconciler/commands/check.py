@@ -1,0 +1,98 @@
+"""`reconciler check`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, assert_never
+
+from reconciler import report
+from reconciler.check import Checker, CheckRun
+from reconciler.commands import EXIT_ERROR, EXIT_NEEDS_REVIEW, EXIT_OK, open_repo
+from reconciler.output import OutputFormat, emit, emit_json, end_group, group, step_summary
+from reconciler.systems import default_factory
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    repo: Path
+    apps: tuple[str, ...] = ()
+    format: OutputFormat = OutputFormat.TEXT
+    detailed_exitcode: bool = False
+
+
+def check(options: CheckOptions) -> int:
+    repo = open_repo(options.repo)
+    repo.git.require_branch(repo.settings.config.main_branch)
+    repo.git.require_clean("state", "plans")
+    apps = repo.select_apps(options.apps)
+    checker = Checker(repo.settings, repo.git, repo.forge(), default_factory(repo.root))
+    run = checker.run(apps)
+    render(run, options.format)
+    for app in run.apps:
+        step_summary(report.render_report(app))
+    if run.failed:
+        return EXIT_ERROR
+    if options.detailed_exitcode and run.needs_review:
+        return EXIT_NEEDS_REVIEW
+    return EXIT_OK
+
+
+def as_data(run: CheckRun) -> dict[str, Any]:
+    return {
+        "identity_sources": [
+            {
+                "source": p.source,
+                "error": p.state.error,
+                "count": p.state.count,
+                "commit": p.commit,
+                "summary": p.summary,
+            }
+            for p in run.identity_pulls
+        ],
+        "apps": [
+            {
+                "app": a.app,
+                "summary": report.summary_row(a),
+                "error": a.app_error,
+                "blocked_reasons": list(a.blocked_reasons),
+                "plan": a.plan.id if a.plan else None,
+                "plan_status": a.plan.status if a.plan else None,
+                "proposal": run.proposals.get(a.app, ""),
+            }
+            for a in run.apps
+        ],
+        "commits": list(run.commits),
+        "failed": run.failed,
+        "needs_review": run.needs_review,
+    }
+
+
+def render(run: CheckRun, fmt: OutputFormat) -> None:
+    match fmt:
+        case OutputFormat.TEXT:
+            for pull in run.identity_pulls:
+                if pull.state.error:
+                    emit(f"identities {pull.source}: FAILED: {pull.state.error}")
+                elif pull.state.count == 0:
+                    emit(f"identities {pull.source}: FAILED: the pull returned no identities")
+                else:
+                    done = "committed" if pull.commit else "unchanged"
+                    emit(f"identities {pull.source}: {pull.state.count} identities, {done}")
+            for app in run.apps:
+                group(f"check {app.app}")
+                emit(report.summary_line(app))
+                for reason in app.blocked_reasons:
+                    emit(f"  blocked: {reason}")
+                proposal = run.proposals.get(app.app)
+                if app.plan is not None:
+                    emit(f"  plan {app.plan.id} ({app.plan.status}): {proposal} on reconciler/{app.app}")
+                elif proposal:
+                    emit(f"  plan: {proposal}")
+                end_group()
+        case OutputFormat.JSON:
+            emit_json(as_data(run))
+        case OutputFormat.MARKDOWN:
+            emit("\n\n".join(report.render_report(a) for a in run.apps))
+        case _:
+            assert_never(fmt)

@@ -1,0 +1,79 @@
+"""`reconciler status`: open plans, merged plans waiting for apply, last check per app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, assert_never
+
+from reconciler import snapshot
+from reconciler.apply import load_plan, merged_plans
+from reconciler.commands import EXIT_OK, Repo, open_repo
+from reconciler.output import OutputFormat, emit, emit_json
+
+
+@dataclass(frozen=True)
+class StatusOptions:
+    repo: Path
+    format: OutputFormat = OutputFormat.TEXT
+
+
+def collect_status(repo: Repo) -> dict[str, Any]:
+    apps = []
+    for app in sorted(repo.settings.config.apps):
+        meta = snapshot.read_meta(snapshot.app_dir(repo.root, app) / "meta.yaml") or {}
+        apps.append(
+            {
+                "app": app,
+                "last_change": meta.get("pulled_at"),
+                "accounts": meta.get("count"),
+                "last_check_commit": _last_commit(repo, f"state/apps/{app}"),
+            }
+        )
+    open_plans = [
+        {
+            "app": p.app,
+            "branch": p.branch,
+            "plan": p.plan.id,
+            "status": p.plan.status,
+            "actions": len(p.plan.active_actions),
+            "blocked_reasons": list(p.plan.blocked_reasons),
+        }
+        for p in repo.forge().open_plans()
+    ]
+    waiting = []
+    for app in merged_plans(repo.git):
+        plan = load_plan(repo.git, app)
+        waiting.append({"app": app, "plan": plan.id, "actions": len(plan.active_actions)})
+    return {"apps": apps, "open_plans": open_plans, "merged_not_applied": waiting}
+
+
+def _last_commit(repo: Repo, path: str) -> str | None:
+    commits = repo.git.log("-1", "HEAD", "--", path)
+    return commits[0].sha if commits else None
+
+
+def status(options: StatusOptions) -> int:
+    repo = open_repo(options.repo)
+    data = collect_status(repo)
+    match options.format:
+        case OutputFormat.TEXT | OutputFormat.MARKDOWN:
+            emit("apps:")
+            for app in data["apps"]:
+                when = app["last_change"] or "never checked"
+                emit(f"  {app['app']}: {app['accounts'] or 0} accounts, last change {when}")
+            emit("open plans (waiting for review):" if data["open_plans"] else "open plans: none")
+            for plan in data["open_plans"]:
+                emit(
+                    f"  {plan['app']}: plan {plan['plan']} ({plan['status']}), "
+                    f"{plan['actions']} to deprovision, branch {plan['branch']}"
+                )
+            if data["merged_not_applied"]:
+                emit("approved, waiting for `reconciler apply --confirm`:")
+                for plan in data["merged_not_applied"]:
+                    emit(f"  {plan['app']}: plan {plan['plan']}, {plan['actions']} actions")
+        case OutputFormat.JSON:
+            emit_json(data)
+        case _:
+            assert_never(options.format)
+    return EXIT_OK

@@ -1,0 +1,100 @@
+"""Correlation: link each app account to at most one identity (DESIGN §5).
+
+Pure: no I/O. Values are normalised (Unicode NFKC, case, surrounding space, domain
+aliases) before comparison. Match rules are tried in order; the first rule that finds
+exactly one identity links the account, a rule that finds several makes it ambiguous.
+Live identities are tried before tombstones (identities gone from the IdP), so a
+rehire with the same email links to the new identity.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from reconciler.config import MatchRule
+from reconciler.model import Account, Identity
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """How an account relates to the identities: matched, unmatched or ambiguous."""
+
+    identity_id: str | None = None
+    rule: str = ""  # e.g. "email=email"
+    candidates: tuple[str, ...] = ()  # set when ambiguous
+
+    @property
+    def matched(self) -> bool:
+        return self.identity_id is not None
+
+    @property
+    def ambiguous(self) -> bool:
+        return len(self.candidates) > 1
+
+
+UNMATCHED = Link()
+
+
+def normalise(value: str, domain_aliases: Mapping[str, str]) -> str:
+    text = unicodedata.normalize("NFKC", value).strip().casefold()
+    if domain_aliases and "@" in text:
+        local, _, domain = text.rpartition("@")
+        text = f"{local}@{domain_aliases.get(domain, domain)}"
+    return text
+
+
+def _index(
+    identities: Iterable[Identity], field: str, aliases: Mapping[str, str]
+) -> dict[str, list[str]]:
+    index: dict[str, list[str]] = defaultdict(list)
+    for identity in identities:
+        key = normalise(getattr(identity, field), aliases)
+        if key:
+            index[key].append(identity.id)
+    return index
+
+
+def correlate(
+    accounts: Iterable[Account],
+    identities: Iterable[Identity],
+    rules: Iterable[MatchRule],
+    domain_aliases: Mapping[str, str] | None = None,
+) -> dict[str, Link]:
+    """Every account id mapped to its Link."""
+    aliases = dict(domain_aliases or {})
+    rules = tuple(rules)
+    all_identities = list(identities)
+    tiers = [
+        [i for i in all_identities if i.status != "missing"],
+        [i for i in all_identities if i.status == "missing"],
+    ]
+    indexes = [
+        [(rule, _index(tier, rule.identity_field, aliases)) for rule in rules] for tier in tiers
+    ]
+    links: dict[str, Link] = {}
+    for account in accounts:
+        links[account.id] = _link(account, indexes, aliases)
+    return links
+
+
+def _link(
+    account: Account,
+    indexes: list[list[tuple[MatchRule, dict[str, list[str]]]]],
+    aliases: Mapping[str, str],
+) -> Link:
+    for tier in indexes:
+        for rule, index in tier:
+            key = normalise(getattr(account, rule.account_field), aliases)
+            if not key:
+                continue
+            found = index.get(key)
+            if not found:
+                continue
+            label = f"{rule.account_field}={rule.identity_field}"
+            if len(found) == 1:
+                return Link(identity_id=found[0], rule=label)
+            return Link(rule=label, candidates=tuple(sorted(found)))
+    return UNMATCHED

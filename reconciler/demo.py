@@ -1,0 +1,134 @@
+"""The demo company: a SCIM identity provider and a SCIM app, seeded with a few dozen
+people, one service account and one break-glass admin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+FIRST = [
+    "Alice", "Bob", "Carol", "Dan", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy",
+    "Mallory", "Niaj", "Olivia", "Peggy", "Rupert", "Sybil", "Trent", "Victor", "Walter",
+    "Zoë", "Ana", "Björn", "Chloé", "Dmitri", "Eun-ji", "Farah", "Gustavo", "Hiroshi",
+    "Ingrid", "José", "Kwame", "Lucía", "Mateo", "Noor",
+]  # fmt: skip
+LAST = [
+    "Liddell", "Builder", "Danvers", "Brown", "Smith", "Castle", "Hopper", "Klum", "Petrov",
+    "Hale", "Stone", "Patel", "Wilde", "Carter", "Giles", "Trelawney", "Reznor", "Frankl",
+    "White", "Núñez", "Lima", "Borg", "Dubois", "Ivanov", "Kim", "Haddad", "Silva",
+    "Tanaka", "Berg", "García", "Mensah", "Fernández", "Rossi", "Khan",
+]  # fmt: skip
+DEPARTMENTS = ["engineering", "sales", "finance"]
+APP_GROUPS = {"engineering": "editors", "sales": "viewers", "finance": "viewers"}
+DOMAIN = "example.com"
+# Three people who leave during the demo: two deprovisioned, one deleted from the IdP.
+LEAVERS_DEPROVISIONED = ("bob.builder", "judy.hale")
+LEAVER_DELETED = "peggy.carter"
+BREAK_GLASS = "breakglass-admin"
+SERVICE_ACCOUNT = "ci-bot"
+REVIEWER = "demo-reviewer"
+
+
+@dataclass(frozen=True)
+class Person:
+    username: str
+    given: str
+    family: str
+    department: str
+
+    @property
+    def email(self) -> str:
+        return f"{self.username}@{DOMAIN}"
+
+
+def people() -> list[Person]:
+    result = []
+    for index, (given, family) in enumerate(zip(FIRST, LAST, strict=True)):
+        username = f"{ascii_name(given)}.{ascii_name(family)}"
+        result.append(Person(username, given, family, DEPARTMENTS[index % len(DEPARTMENTS)]))
+    return result
+
+
+def ascii_name(name: str) -> str:
+    import unicodedata
+
+    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return folded.lower().replace(" ", "-")
+
+
+def scim_user(username: str, email: str, given: str, family: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": username,
+        "name": {"givenName": given, "familyName": family, "formatted": f"{given} {family}"},
+        "displayName": f"{given} {family}",
+        "emails": [{"value": email, "primary": True, "type": "work"}],
+        "active": True,
+        **extra,
+    }
+
+
+def idp_seed() -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+    """Users of the identity provider, and group name → member userNames."""
+    users = [scim_user(p.username, p.email, p.given, p.family) for p in people()]
+    groups = {d: [p.username for p in people() if p.department == d] for d in DEPARTMENTS}
+    return users, groups
+
+
+def app_seed() -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+    """Users of the app: everyone, plus a service account and a break-glass admin."""
+    users = [scim_user(p.username, p.email, p.given, p.family) for p in people()]
+    users.append(
+        scim_user(SERVICE_ACCOUNT, f"ci@{DOMAIN}", "CI", "Bot", userType="Service")
+    )
+    users.append(scim_user(BREAK_GLASS, f"root@{DOMAIN}", "Break", "Glass"))
+    groups: dict[str, list[str]] = {"admins": [BREAK_GLASS, people()[0].username]}
+    for person in people():
+        groups.setdefault(APP_GROUPS[person.department], []).append(person.username)
+    groups["editors"].append(SERVICE_ACCOUNT)
+    return users, groups
+
+
+CONFIG = """\
+# Which apps and identity sources reconciler reads (the demo's, on local SCIM servers).
+version: 1
+forge:
+  type: local
+defaults:
+  mode: disable
+identity_sources:
+  corp:
+    type: scim
+    url: {idp_url}
+    token_env: DEMO_IDP_TOKEN
+apps:
+  wiki:
+    type: scim
+    url: {app_url}
+    token_env: DEMO_APP_TOKEN
+"""
+
+POLICY = f"""\
+# How the demo's apps are reconciled against the corp identity provider.
+description: Demo policy
+apps: ["*"]
+identity_source: corp
+match:
+  - account: email
+    identity: email
+  - account: username
+    identity: username
+deprovision:
+  when: [deprovisioned, suspended, missing]
+  mode: disable
+protected:
+  accounts: ["{BREAK_GLASS}"]
+unmatched: report
+guards:
+  max_per_run: 10
+  max_fraction: 0.2
+  max_identity_shrink: 0.2
+approvals:
+  min_approvals: 1
+  reviewers: ["{REVIEWER}"]
+"""

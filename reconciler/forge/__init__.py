@@ -1,0 +1,1 @@
+"""Forges: where a plan's pull request lives (DESIGN §8)."""

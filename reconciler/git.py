@@ -1,0 +1,212 @@
+"""All git, through the git command line.
+
+Commits made by reconciler carry a fixed bot identity, so that a reviewer's own
+commits on a plan branch can be told apart from the tool's.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.errors import GitError
+
+BOT_NAME = "reconciler"
+BOT_EMAIL = "reconciler@localhost"
+
+
+def bot_env() -> dict[str, str]:
+    name = os.environ.get("RECONCILER_GIT_NAME", BOT_NAME)
+    email = os.environ.get("RECONCILER_GIT_EMAIL", BOT_EMAIL)
+    return {
+        "GIT_AUTHOR_NAME": name,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_COMMITTER_NAME": name,
+        "GIT_COMMITTER_EMAIL": email,
+    }
+
+
+def no_git_env() -> dict[str, str]:
+    # A hook or a parent git process may export GIT_DIR/GIT_INDEX_FILE; they would make
+    # our commands act on another repository (pre-commit's git.py does the same).
+    return {k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k == "GIT_SSH"}
+
+
+@dataclass(frozen=True)
+class Commit:
+    sha: str
+    parents: tuple[str, ...]
+    author: str
+    message: str
+
+
+class Git:
+    """One access repository."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def run(
+        self,
+        *args: str,
+        input: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        check: bool = True,
+    ) -> str:
+        full_env = no_git_env()
+        full_env.update(bot_env())
+        full_env.update(env or {})
+        proc = subprocess.run(
+            ["git", *args],
+            cwd=self.root,
+            input=input,
+            env=full_env,
+            capture_output=True,
+        )
+        if check and proc.returncode != 0:
+            err = proc.stderr.decode("utf-8", "replace").strip()
+            raise GitError(f"git {' '.join(args[:3])} failed in {self.root}: {err}")
+        return proc.stdout.decode("utf-8", "replace")
+
+    def run_bytes(self, *args: str) -> bytes:
+        proc = subprocess.run(["git", *args], cwd=self.root, capture_output=True, env=no_git_env())
+        if proc.returncode != 0:
+            err = proc.stderr.decode("utf-8", "replace").strip()
+            raise GitError(f"git {' '.join(args[:3])} failed in {self.root}: {err}")
+        return proc.stdout
+
+    # --- repository state -------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path) -> Git:
+        probe = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=path,
+            capture_output=True,
+            env=no_git_env(),
+        )
+        if probe.returncode != 0:
+            raise GitError(
+                f"{path} is not a git repository; run `reconciler init {path}` "
+                "or `git init` there first"
+            )
+        return cls(Path(probe.stdout.decode().strip()))
+
+    @classmethod
+    def init(cls, path: Path, branch: str = "main") -> Git:
+        path.mkdir(parents=True, exist_ok=True)
+        repo = cls(path)
+        repo.run("init", "-q", "-b", branch)
+        return repo
+
+    def head(self, ref: str = "HEAD") -> str | None:
+        out = self.run("rev-parse", "--verify", "-q", f"{ref}^{{commit}}", check=False).strip()
+        return out or None
+
+    def current_branch(self) -> str:
+        return self.run("symbolic-ref", "--short", "-q", "HEAD", check=False).strip()
+
+    def require_branch(self, branch: str) -> None:
+        current = self.current_branch()
+        if current != branch:
+            raise GitError(
+                f"the access repo is on branch {current or '(detached)'!r}; "
+                f"run `git checkout {branch}` first"
+            )
+
+    def dirty_paths(self, *paths: str) -> list[str]:
+        out = self.run("status", "--porcelain", "--untracked-files=all", "--", *paths)
+        return [line[3:] for line in out.splitlines() if line]
+
+    def require_clean(self, *paths: str) -> None:
+        dirty = self.dirty_paths(*paths)
+        if dirty:
+            shown = ", ".join(dirty[:5]) + (" …" if len(dirty) > 5 else "")
+            raise GitError(
+                f"uncommitted changes in {shown}; commit or stash them first "
+                "(reconciler writes these paths itself)"
+            )
+
+    def is_ancestor(self, ancestor: str, descendant: str = "HEAD") -> bool:
+        proc = subprocess.run(
+            ["git", "merge-base", "--is-ancestor", ancestor, descendant],
+            cwd=self.root,
+            capture_output=True,
+            env=no_git_env(),
+        )
+        return proc.returncode == 0
+
+    def show(self, rev: str, path: str) -> bytes | None:
+        proc = subprocess.run(
+            ["git", "show", f"{rev}:{path}"], cwd=self.root, capture_output=True, env=no_git_env()
+        )
+        return proc.stdout if proc.returncode == 0 else None
+
+    def blob_id(self, rev: str, path: str) -> str | None:
+        out = self.run("rev-parse", "--verify", "-q", f"{rev}:{path}", check=False).strip()
+        return out or None
+
+    def ls_tree(self, rev: str, path: str) -> list[str]:
+        out = self.run("ls-tree", "-r", "--name-only", rev, "--", path, check=False)
+        return out.splitlines()
+
+    def branches(self, pattern: str) -> list[str]:
+        out = self.run("for-each-ref", "--format=%(refname:short)", f"refs/heads/{pattern}")
+        return out.splitlines()
+
+    def commit_info(self, rev: str) -> Commit:
+        out = self.run("log", "-1", "--format=%H%x00%P%x00%an <%ae>%x00%B", rev)
+        sha, parents, author, message = out.split("\x00", 3)
+        return Commit(sha, tuple(parents.split()), author, message.strip())
+
+    def log(self, *args: str) -> list[Commit]:
+        out = self.run("log", "--format=%H%x00%P%x00%an <%ae>%x00%B%x1e", *args)
+        commits = []
+        for entry in out.split("\x1e"):
+            entry = entry.strip("\n")
+            if entry:
+                sha, parents, author, message = entry.split("\x00", 3)
+                commits.append(Commit(sha, tuple(parents.split()), author, message.strip()))
+        return commits
+
+    # --- writing ----------------------------------------------------------------------
+
+    def commit_paths(self, paths: Sequence[str], message: str) -> str | None:
+        """Stage `paths` (additions and deletions) and commit; None if nothing changed."""
+        self.run("add", "-A", "--", *paths)
+        if not self.run("diff", "--cached", "--name-only", "--", *paths).strip():
+            return None
+        self.run("commit", "-q", "--no-verify", "-m", message, "--", *paths)
+        return self.head()
+
+    def commit_files_to_branch(
+        self, branch: str, base: str, files: Mapping[str, bytes], message: str
+    ) -> str:
+        """Point `branch` at a new commit: `base`'s tree plus `files`, parent `base`.
+
+        Uses a temporary index, so the working tree and the checked-out branch are
+        untouched (a check running on main can propose a plan on another branch).
+        """
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            self.run("read-tree", base, env=env)
+            for path, content in files.items():
+                blob = self.run("hash-object", "-w", "--stdin", input=content).strip()
+                self.run("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+            tree = self.run("write-tree", env=env).strip()
+        commit = self.run("commit-tree", tree, "-p", base, "-m", message).strip()
+        self.run("update-ref", f"refs/heads/{branch}", commit)
+        return commit
+
+    def delete_branch(self, branch: str) -> None:
+        self.run("branch", "-q", "-D", branch)
+
+    def merge(self, branch: str, message: str) -> str:
+        self.run("merge", "-q", "--no-ff", "--no-verify", "-m", message, branch)
+        sha = self.head()
+        assert sha is not None
+        return sha
