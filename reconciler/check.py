@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TypeVar
 
 from reconciler import report, snapshot, yamlio
@@ -287,6 +288,11 @@ class Checker:
             policy_digest=hashlib.sha256(policy_bytes).hexdigest(),
         )
 
+    def templates_dir(self) -> Path | None:
+        """An access repo may override the report template in its own templates/."""
+        directory = self.root / "templates"
+        return directory if (directory / "report.md.j2").exists() else None
+
     # --- forge --------------------------------------------------------------------------
 
     def propose(self, result: AppCheck) -> str:
@@ -295,5 +301,5 @@ class Checker:
                 return "left as it was (the check could not be trusted)"
             return "closed" if self.forge.close(result.app) else "nothing to propose"
         plan_yaml = PLAN_HEADER + yamlio.dump(result.plan.to_data())
-        outcome: Proposal = self.forge.propose(result.plan, plan_yaml, report.render_report(result))
+        outcome: Proposal = self.forge.propose(result.plan, plan_yaml, report.render_report(result, templates_dir=self.templates_dir()))
         return outcome.value

@@ -68,14 +68,18 @@ def scim_user(username: str, email: str, given: str, family: str, **extra: Any) 
     }
 
 
-def idp_seed() -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
-    """Users of the identity provider, and group name → member userNames."""
+def as_groups(members: dict[str, list[str]]) -> list[dict[str, Any]]:
+    return [{"displayName": name, "members": names} for name, names in members.items()]
+
+
+def idp_seed() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Users of the identity provider, and its groups (members by userName)."""
     users = [scim_user(p.username, p.email, p.given, p.family) for p in people()]
     groups = {d: [p.username for p in people() if p.department == d] for d in DEPARTMENTS}
-    return users, groups
+    return users, as_groups(groups)
 
 
-def app_seed() -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+def app_seed() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Users of the app: everyone, plus a service account and a break-glass admin."""
     users = [scim_user(p.username, p.email, p.given, p.family) for p in people()]
     users.append(
@@ -86,7 +90,7 @@ def app_seed() -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
     for person in people():
         groups.setdefault(APP_GROUPS[person.department], []).append(person.username)
     groups["editors"].append(SERVICE_ACCOUNT)
-    return users, groups
+    return users, as_groups(groups)
 
 
 CONFIG = """\

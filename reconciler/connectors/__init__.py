@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from reconciler.connectors import file, scim
+from reconciler.connectors import file as file
+from reconciler.connectors import scim as scim
 from reconciler.connectors.base import Connector, ConnectorContext, ConnectorType, Mode
 from reconciler.errors import ConfigError
 

@@ -1,0 +1,465 @@
+"""The SCIM connector against a real scim2-server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import pytest
+
+from reconciler.connectors.base import ConnectorContext, Mode
+from reconciler.connectors.http import RetryPolicy, build_client
+from reconciler.connectors.scim import OPTIONS_SCHEMA, TYPE, ScimConnector, ScimOptions
+from reconciler.errors import (
+    ConfigError,
+    ConnectorError,
+    PartialPullError,
+    PullError,
+    ReconcilerError,
+)
+from reconciler.model import Account
+from reconciler.testing.scim_server import ScimServer, SeedResult, start_scim_server
+
+from .contract import Expect, exercise_connector
+
+TOKEN = "s3cret-T0KEN-for-tests"
+
+USERS: list[dict[str, Any]] = [
+    {
+        "userName": "alice",
+        "displayName": "Alice Liddell",
+        "userType": "Employee",
+        "emails": [
+            {"value": "alice@home.example", "type": "home"},
+            {"value": "alice@acme.example", "type": "work", "primary": True},
+        ],
+        "roles": [{"value": "admin"}],
+        "entitlements": [{"value": "repo:payments:write"}],
+    },
+    {
+        "userName": "bob",
+        "name": {"givenName": "Bob", "familyName": "Builder"},
+        "active": False,
+        "emails": [{"value": "bob@acme.example"}],
+    },
+    {"userName": "carol", "name": {"formatted": "Carol C."}},
+    {"userName": "deploy-bot", "userType": "Service"},
+    {"userName": "dave", "displayName": "Dave", "emails": [{"value": "dave@acme.example"}]},
+]
+GROUPS: list[dict[str, Any]] = [
+    {"displayName": "engineers", "members": ["alice", "dave"]},
+    {"displayName": "admins", "members": ["alice"]},
+    # Nested: engineers are staff too (RFC 7643 counts indirect membership).
+    {"displayName": "staff", "members": ["engineers", "bob"]},
+]
+
+
+class Faults(httpx.BaseTransport):
+    """The real server behind a fault injector: `rule` may answer or raise instead."""
+
+    def __init__(self, rule: Callable[[httpx.Request], httpx.Response | None]) -> None:
+        self.rule = rule
+        self.inner = httpx.HTTPTransport()
+        self.requests: list[httpx.Request] = []
+        self.statuses: list[tuple[str, int]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        answer = self.rule(request)
+        response = answer if answer is not None else self.inner.handle_request(request)
+        self.statuses.append((request.method, response.status_code))
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def is_users_page(request: httpx.Request, *, first: bool) -> bool:
+    if request.method != "GET" or not request.url.path.endswith("/Users"):
+        return False
+    return bool(request.url.params.get("startIndex") == "1") == first
+
+
+def connector(
+    server: ScimServer,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    sleeps: list[float] | None = None,
+    on_page: Callable[[int], None] | None = None,
+    **options: Any,
+) -> ScimConnector:
+    """A connector on `server`, optionally behind a transport, recording its sleeps."""
+    opts = ScimOptions.from_mapping("app", {"url": server.url, **options})
+    client = build_client(
+        "app", server.url, token=server.token, timeout=opts.timeout, transport=transport
+    )
+    recorded = sleeps if sleeps is not None else []
+    retry = RetryPolicy(max_attempts=opts.max_retries + 1, sleep=recorded.append)
+    secrets = (server.token,) if server.token else ()
+    return ScimConnector("app", client, opts, retry=retry, secrets=secrets, on_page=on_page)
+
+
+def built(server: ScimServer, env: dict[str, str], **options: Any) -> ScimConnector:
+    """A connector built the way reconciler.yaml builds it, through the registry entry."""
+    context = ConnectorContext(
+        name="app", options={"url": server.url, **options}, base_dir=Path("."), env=env
+    )
+    made = TYPE.build(context)
+    assert isinstance(made, ScimConnector)
+    return made
+
+
+@pytest.fixture
+def directory() -> Iterator[tuple[ScimServer, SeedResult]]:
+    """A token-protected server holding USERS and GROUPS."""
+    with start_scim_server(token=TOKEN) as server:
+        yield server, server.seed(USERS, GROUPS)
+
+
+def test_scim_meets_the_connector_contract(directory: tuple[ScimServer, SeedResult]) -> None:
+    server, _ = directory
+    scim = built(server, {"SCIM_TOKEN": TOKEN}, token_env="SCIM_TOKEN", page_size=2)
+    seen = exercise_connector(
+        scim,
+        Expect(
+            accounts=5,
+            identities=5,
+            victim="dave",
+            roles=("admins", "engineers", "staff"),
+            account_roles={
+                "alice": ("admin", "admins", "engineers", "staff"),
+                "dave": ("engineers", "staff"),
+                "carol": (),
+            },
+            identity_groups={"alice": ("admins", "engineers", "staff"), "bob": ("staff",)},
+        ),
+    )
+    assert seen.accounts["alice"] == Account.build(
+        id=seen.accounts["alice"].id,
+        username="alice",
+        email="alice@acme.example",
+        display_name="Alice Liddell",
+        roles=["admin", "admins", "engineers", "staff"],
+        entitlements=["repo:payments:write"],
+    )
+    bob = seen.accounts["bob"]
+    assert (bob.status, bob.display_name, bob.email) == (
+        "disabled",
+        "Bob Builder",
+        "bob@acme.example",
+    )
+    assert seen.accounts["carol"].display_name == "Carol C."
+    assert seen.accounts["deploy-bot"].type == "service"
+    assert seen.identities["bob"].status == "deprovisioned"
+    scim.close()
+
+
+def test_inactive_status_and_service_types_are_configurable(
+    directory: tuple[ScimServer, SeedResult],
+) -> None:
+    server, _ = directory
+    scim = connector(server, inactive_status="suspended", service_user_types=["Employee"])
+    identities = {i.username: i for i in scim.pull_identities()}
+    accounts = {a.username: a for a in scim.pull_accounts()}
+    assert identities["bob"].status == "suspended"
+    assert (accounts["alice"].type, accounts["deploy-bot"].type) == ("service", "human")
+
+
+def test_filter_option_selects_users(directory: tuple[ScimServer, SeedResult]) -> None:
+    server, _ = directory
+    scim = connector(server, filter='userType eq "Employee"')
+    assert [a.username for a in scim.pull_accounts()] == ["alice"]
+
+
+def test_invalid_filter_is_a_pull_error_naming_the_option(
+    directory: tuple[ScimServer, SeedResult],
+) -> None:
+    server, _ = directory
+    with pytest.raises(PullError, match=r"invalidFilter.*check `filter`") as caught:
+        list(connector(server, filter="userType eq").pull_accounts())
+    assert not isinstance(caught.value, PartialPullError)
+
+
+# -- Paging ---------------------------------------------------------------------------
+
+BIG = 1001  # one more than scim2-server returns in a page, whatever count asks
+
+
+@pytest.fixture(scope="module")
+def big_directory() -> Iterator[ScimServer]:
+    """BIG users, all in one group whose members span two /Bulk batches."""
+    with start_scim_server() as server:
+        users = [{"userName": f"user{i:05d}"} for i in range(BIG)]
+        everyone = {"displayName": "everyone", "members": [u["userName"] for u in users]}
+        server.seed(users, [everyone])
+        yield server
+
+
+@pytest.mark.parametrize(("page_size", "pages"), [(1000, [1000, 1]), (5000, [1000, 1])])
+def test_paging_reads_every_user_exactly_once(
+    big_directory: ScimServer, page_size: int, pages: list[int]
+) -> None:
+    # page_size 5000 is beyond what the options allow: it shows that paging follows what
+    # the server returns (it caps count at 1000), not what was asked for.
+    seen_pages: list[int] = []
+    scim = connector(big_directory, on_page=seen_pages.append)
+    scim.options = ScimOptions(url=big_directory.url, page_size=page_size)
+    accounts = list(scim.pull_accounts())
+    assert sorted(a.username for a in accounts) == [f"user{i:05d}" for i in range(BIG)]
+    assert len({a.id for a in accounts}) == BIG
+    assert all(a.roles == ("everyone",) for a in accounts)
+    assert seen_pages == pages
+
+
+def test_missing_total_results_stops_at_a_short_page(
+    directory: tuple[ScimServer, SeedResult],
+) -> None:
+    server, _ = directory
+    inner = httpx.HTTPTransport()
+
+    def drop_total(request: httpx.Request) -> httpx.Response | None:
+        if request.method != "GET" or "/Users" not in request.url.path:
+            return None
+        response = inner.handle_request(request)
+        response.read()
+        body = json.loads(response.content)
+        body.pop("totalResults")
+        return httpx.Response(200, json=body)
+
+    transport = Faults(drop_total)
+    scim = connector(server, transport=transport, page_size=2)
+    assert len(list(scim.pull_accounts())) == 5
+    user_pages = [r for r in transport.requests if r.url.path.endswith("/Users")]
+    assert len(user_pages) == 3  # 2 + 2 + 1: the short page is the last
+
+
+def _second_page_fault(kind: str) -> Callable[[httpx.Request], httpx.Response | None]:
+    def rule(request: httpx.Request) -> httpx.Response | None:
+        if not is_users_page(request, first=False):
+            return None
+        if kind == "500":
+            return httpx.Response(500, json={"detail": "boom"})
+        if kind == "garbled":
+            return httpx.Response(200, content=b'{"totalResults": 5, "Resour')
+        if kind == "empty":
+            return httpx.Response(200, json={"totalResults": 5, "Resources": []})
+        if kind == "shrunk":
+            return httpx.Response(200, json={"totalResults": 4, "Resources": []})
+        raise AssertionError(kind)
+
+    return rule
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("500", r"gave up after 3 attempts \(last: 500 Internal Server Error\)"),
+        ("garbled", "not a SCIM list"),
+        ("empty", r"empty page before totalResults \(5\)"),
+        ("shrunk", "totalResults changed from 5 to 4"),
+    ],
+)
+def test_a_failing_second_page_is_a_partial_pull(
+    directory: tuple[ScimServer, SeedResult], kind: str, message: str
+) -> None:
+    server, _ = directory
+    sleeps: list[float] = []
+    scim = connector(
+        server,
+        transport=Faults(_second_page_fault(kind)),
+        sleeps=sleeps,
+        page_size=2,
+        max_retries=2,
+    )
+    read: list[Account] = []
+    with pytest.raises(PartialPullError, match=message) as caught:
+        read.extend(scim.pull_accounts())
+    assert "after 2 of 5" in str(caught.value)
+    assert len(read) == 2  # the first page, never presented as complete
+    assert len(sleeps) == (2 if kind == "500" else 0)
+
+
+def test_a_server_ignoring_start_index_is_caught(directory: tuple[ScimServer, SeedResult]) -> None:
+    server, _ = directory
+
+    def first_page_always(request: httpx.Request) -> httpx.Response | None:
+        if is_users_page(request, first=False):
+            request.url = request.url.copy_merge_params({"startIndex": "1"})
+        return None
+
+    scim = connector(server, transport=Faults(first_page_always), page_size=2)
+    with pytest.raises(PartialPullError, match="twice"):
+        list(scim.pull_accounts())
+
+
+# -- Retries, timeouts, credentials -----------------------------------------------------
+
+
+def test_429_with_retry_after_then_success(directory: tuple[ScimServer, SeedResult]) -> None:
+    server, _ = directory
+    answered: list[int] = []
+
+    def limited(request: httpx.Request) -> httpx.Response | None:
+        if is_users_page(request, first=True) and not answered:
+            answered.append(429)
+            return httpx.Response(429, headers={"Retry-After": "7"})
+        return None
+
+    sleeps: list[float] = []
+    scim = connector(server, transport=Faults(limited), sleeps=sleeps)
+    assert len(list(scim.pull_accounts())) == 5
+    assert sleeps == [7.0]
+
+
+def test_5xx_is_retried_with_backoff(directory: tuple[ScimServer, SeedResult]) -> None:
+    server, _ = directory
+    failures = iter([502, 503])
+
+    def flaky(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path.endswith("/Groups"):
+            status = next(failures, None)
+            return httpx.Response(status) if status else None
+        return None
+
+    sleeps: list[float] = []
+    scim = connector(server, transport=Faults(flaky), sleeps=sleeps)
+    assert len(scim.pull_roles()) == 3
+    assert len(sleeps) == 2 and all(0 <= s <= 1.0 for s in sleeps)
+
+
+def _slow_users(seconds: float, times: int) -> Callable[[Any], Any]:
+    """WSGI middleware: the first `times` requests for /Users take `seconds`."""
+    remaining = [times]
+    lock = threading.Lock()
+
+    def middleware(app: Any) -> Any:
+        def slow(environ: Any, start_response: Any) -> Any:
+            if environ["PATH_INFO"].endswith("/Users"):
+                with lock:
+                    wait = remaining[0] > 0
+                    remaining[0] -= 1
+                if wait:
+                    time.sleep(seconds)
+            return app(environ, start_response)
+
+        return slow
+
+    return middleware
+
+
+def test_a_timeout_is_retried() -> None:
+    with start_scim_server(middleware=_slow_users(0.5, times=1)) as server:
+        server.seed(USERS[:2], [])
+        sleeps: list[float] = []
+        scim = connector(server, sleeps=sleeps, timeout=0.1)
+        assert len(list(scim.pull_accounts())) == 2
+        assert len(sleeps) == 1
+
+
+def test_a_server_that_keeps_timing_out_fails_the_pull() -> None:
+    with start_scim_server(middleware=_slow_users(0.3, times=2)) as server:
+        scim = connector(server, timeout=0.1, max_retries=1)
+        with pytest.raises(PullError, match=r"gave up after 2 attempts \(last: ReadTimeout"):
+            list(scim.pull_accounts())
+
+
+@pytest.mark.parametrize("env", [{}, {"SCIM_TOKEN": ""}])
+def test_a_token_missing_from_the_environment_is_a_config_error(
+    scim_server: ScimServer, env: dict[str, str]
+) -> None:
+    with pytest.raises(ConfigError, match="environment variable SCIM_TOKEN is not set"):
+        built(scim_server, env, token_env="SCIM_TOKEN")
+
+
+def test_a_wrong_token_is_a_clear_error_without_the_token(
+    directory: tuple[ScimServer, SeedResult],
+) -> None:
+    server, seeded = directory
+    wrong = "wr0ng-T0KEN-value"
+    scim = built(server, {"SCIM_TOKEN": wrong}, token_env="SCIM_TOKEN")
+    with pytest.raises(PullError, match=r"401 Unauthorized.*environment variable SCIM_TOKEN") as e:
+        list(scim.pull_accounts())
+    assert not isinstance(e.value, PartialPullError)
+    dave = Account.build(id=seeded.users["dave"], username="dave")
+    with pytest.raises(ConnectorError, match="environment variable SCIM_TOKEN") as e2:
+        scim.deprovision(dave, Mode.DELETE)
+    for error in (e.value, e2.value):
+        assert wrong not in str(error) and TOKEN not in str(error)
+
+
+def test_options_are_checked() -> None:
+    jsonschema.Draft202012Validator.check_schema(OPTIONS_SCHEMA)
+    defaults = {k: v.get("default") for k, v in OPTIONS_SCHEMA["properties"].items()}
+    options = ScimOptions(url="http://x")
+    assert defaults["page_size"] == options.page_size
+    assert defaults["timeout"] == options.timeout
+    assert tuple(defaults["service_user_types"]) == options.service_user_types
+    assert defaults["inactive_status"] == options.inactive_status
+    assert defaults["max_retries"] == options.max_retries
+    with pytest.raises(ConfigError, match=r"unknown option.*tokne_env"):
+        ScimOptions.from_mapping("app", {"url": "http://x", "tokne_env": "X"})
+    with pytest.raises(ConfigError, match="url is required"):
+        ScimOptions.from_mapping("app", {})
+    assert TYPE.secret_env_options == ("token_env",)
+
+
+# -- Deprovisioning -----------------------------------------------------------------------
+
+
+def test_disable_accepts_204_and_200(directory: tuple[ScimServer, SeedResult]) -> None:
+    server, seeded = directory
+
+    def ask_for_a_body(request: httpx.Request) -> httpx.Response | None:
+        # With ?attributes=active scim2-server answers the PATCH 200 with a body.
+        if request.method == "PATCH":
+            request.url = request.url.copy_merge_params({"attributes": "active"})
+        return None
+
+    for rule, name, status in ((lambda r: None, "alice", 204), (ask_for_a_body, "dave", 200)):
+        transport = Faults(rule)
+        scim = connector(server, transport=transport)
+        account = Account.build(id=seeded.users[name], username=name)
+        scim.deprovision(account, Mode.DISABLE)
+        assert ("PATCH", status) in transport.statuses
+        live = scim.lookup_account(account.id)
+        assert live is not None and live.status == "disabled"
+
+
+def test_disable_answered_200_but_still_active_is_an_error(
+    directory: tuple[ScimServer, SeedResult],
+) -> None:
+    server, seeded = directory
+
+    def ignore(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "PATCH":
+            return httpx.Response(200, json={"id": seeded.users["dave"], "active": True})
+        return None
+
+    scim = connector(server, transport=Faults(ignore))
+    with pytest.raises(ConnectorError, match="still active"):
+        scim.deprovision(Account.build(id=seeded.users["dave"], username="dave"), Mode.DISABLE)
+
+
+def test_the_test_server_helpers_and_a_clean_stop() -> None:
+    before = set(threading.enumerate())
+    with start_scim_server() as server:
+        ids = server.seed(USERS, GROUPS)
+        server.set_active(ids.users["alice"], False)
+        server.delete_user(ids.users["carol"])
+        server.delete_user(ids.users["carol"])  # already gone: fine
+        users = {u["userName"]: u for u in server.list_users()}
+    assert sorted(users) == ["alice", "bob", "dave", "deploy-bot"]
+    assert users["alice"]["active"] is False
+    assert set(threading.enumerate()) <= before, "stop() joins every server thread"
+
+
+def test_seeding_reports_failed_operations(scim_server: ScimServer) -> None:
+    scim_server.seed(USERS[:1])
+    with pytest.raises(ReconcilerError, match="1 bulk operations failed: user-0: 409"):
+        scim_server.seed(USERS[:2])
