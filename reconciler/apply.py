@@ -61,9 +61,7 @@ class AppApply:
 
 def merged_plans(git: Git) -> list[str]:
     """Apps with a plan on main."""
-    return sorted(
-        Path(p).stem for p in git.ls_tree("HEAD", "plans") if p.endswith(".yaml")
-    )
+    return sorted(Path(p).stem for p in git.ls_tree("HEAD", "plans") if p.endswith(".yaml"))
 
 
 def load_plan(git: Git, app: str) -> Plan:
@@ -307,7 +305,12 @@ class Applier:
         paths = [f"history/{app}", *snapshot.app_paths(app), plan_path(app), report_path(app)]
         commit = self.git.commit_paths(paths, message)
         return AppApply(
-            app, plan.id, approval.approvers, entries, dry_run=False, commit=commit,
+            app,
+            plan.id,
+            approval.approvers,
+            entries,
+            dry_run=False,
+            commit=commit,
             notes=tuple(notes),
         )
 
@@ -324,7 +327,8 @@ def _account_of(action: Action) -> Account:
 def manual_hint(app: str, action: Action) -> str:
     return (
         f"remove {action.username or action.email or action.account_id} from {app} by hand, "
-        f"then run `reconciler apply --app {app} --mark-done {action.account_id} --as YOU --confirm`"
+        f"then run `reconciler apply --app {app} --mark-done {action.account_id} "
+        "--as YOU --confirm`"
     )
 
 
@@ -333,7 +337,10 @@ def apply_message(
 ) -> str:
     total = len(entries)
     done = [e for e in entries if e.outcome == "done"]
-    counts = {o: sum(1 for e in entries if e.outcome == o) for o in ("skipped", "failed", "manual_pending")}
+    counts = {
+        o: sum(1 for e in entries if e.outcome == o)
+        for o in ("skipped", "failed", "manual_pending")
+    }
     mode = entries[0].mode if entries else "disable"
     subject = f"apply {app}: {VERBS.get(mode, 'removed')} {len(done)} of {total} accounts"
     extras = [f"{n} {k.replace('_', ' ')}" for k, n in counts.items() if n]

@@ -15,7 +15,6 @@ from typing import TypeVar
 
 from reconciler import report, snapshot, yamlio
 from reconciler.config import Settings
-from reconciler.connectors.base import Connector
 from reconciler.correlate import correlate
 from reconciler.diff import AccountDiff, diff_accounts
 from reconciler.errors import ConnectorError, ReconcilerError
@@ -71,13 +70,14 @@ class CheckRun:
 
 
 def collect(system: str, pull: Callable[[], Iterable[T]]) -> tuple[list[T], str]:
-    """Run a pull to the end; a failure anywhere means nothing read is trusted."""
+    """Run a pull to the end; a failure anywhere means nothing read is trusted.
+    The error message does not repeat the system's name; callers add it."""
     try:
         return list(pull()), ""
     except ConnectorError as exc:
-        return [], str(exc)
+        return [], str(exc).removeprefix(f"{exc.system}: ")
     except ReconcilerError as exc:
-        return [], f"{system}: {exc}"
+        return [], str(exc)
 
 
 def merge_tombstones(
@@ -163,7 +163,7 @@ class Checker:
         identities = pulled
         duplicate = len({i.id for i in identities}) != len(identities)
         if duplicate and not error:
-            error = f"{source}: the pull returned the same identity id twice"
+            error = "the pull returned the same identity id twice"
         state = PullState(source, error=error, count=len(identities), previous_count=previous_count)
         if error or not identities:
             # Keep the last good snapshot; a failed or empty pull changes nothing on disk.
@@ -205,10 +205,10 @@ class Checker:
         error = error or roles_error
         accounts = pulled
         if not error and len({a.id for a in accounts}) != len(accounts):
-            error = f"{app}: the pull returned the same account id twice"
+            error = "the pull returned the same account id twice"
         if not error and not accounts and previous:
             error = (
-                f"{app}: the pull returned no accounts but the last snapshot has "
+                f"the pull returned no accounts but the last snapshot has "
                 f"{len(previous)}; an empty pull is never imported. Check the credentials "
                 "and the app's filter"
             )
@@ -217,7 +217,9 @@ class Checker:
                 app=app,
                 identity_source=identity_pull.source,
                 app_error=error,
-                blocked_reasons=(f"app pull failed: {error}; nothing was imported or proposed",),
+                blocked_reasons=(
+                    f"pulling {app} failed: {error}; nothing was imported or proposed",
+                ),
             )
         current = {a.id: a for a in accounts}
         roles = roles_raw
@@ -226,8 +228,9 @@ class Checker:
 
         mode = effective_mode(policy.mode, modes)
         blocked = identity_blocks(identity_pull.state, policy)
-        links = correlate(current.values(), identity_pull.identities.values(), policy.match,
-                          policy.domain_aliases)
+        links = correlate(
+            current.values(), identity_pull.identities.values(), policy.match, policy.domain_aliases
+        )
         evaluation = evaluate(current, identity_pull.identities, links, policy, mode or "")
         actions = evaluation.actions
         if mode is None and actions:
@@ -238,7 +241,8 @@ class Checker:
         if blocked and identity_blocks(identity_pull.state, policy):
             actions = ()
         active = sum(1 for a in current.values() if a.status == "active")
-        blocked += guard_blocks(identity_pull.state, policy, len(actions), active)
+        if not identity_blocks(identity_pull.state, policy):
+            blocked += guard_blocks(identity_pull.state, policy, len(actions), active)
         plan = None
         if actions or (blocked and not identity_blocks(identity_pull.state, policy)):
             plan = self.build_plan(app, policy.source_file, identity_pull.source, actions, blocked)
@@ -259,9 +263,13 @@ class Checker:
     def import_app(
         self, app: str, accounts: Mapping[str, Account], roles: Sequence[Role], diff: AccountDiff
     ) -> None:
-        if not snapshot.save_app(self.root, app, list(accounts.values()), roles, timestamp(self.now)):
+        if not snapshot.save_app(
+            self.root, app, list(accounts.values()), roles, timestamp(self.now)
+        ):
             return
-        commit = self.git.commit_paths(snapshot.app_paths(app), report.import_commit_message(app, diff))
+        commit = self.git.commit_paths(
+            snapshot.app_paths(app), report.import_commit_message(app, diff)
+        )
         if commit:
             self.commits.append(commit)
 
@@ -301,5 +309,7 @@ class Checker:
                 return "left as it was (the check could not be trusted)"
             return "closed" if self.forge.close(result.app) else "nothing to propose"
         plan_yaml = PLAN_HEADER + yamlio.dump(result.plan.to_data())
-        outcome: Proposal = self.forge.propose(result.plan, plan_yaml, report.render_report(result, templates_dir=self.templates_dir()))
+        outcome: Proposal = self.forge.propose(
+            result.plan, plan_yaml, report.render_report(result, templates_dir=self.templates_dir())
+        )
         return outcome.value

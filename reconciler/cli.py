@@ -78,9 +78,7 @@ def validate(repo: Path) -> None:
 @repo_option
 @app_option
 @format_option
-@click.option(
-    "--detailed-exitcode", is_flag=True, help="Exit 4 when a plan needs review."
-)
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 4 when a plan needs review.")
 def check(repo: Path, apps: tuple[str, ...], fmt: str, detailed_exitcode: bool) -> None:
     """Pull every app and identity source, import changes, propose removals."""
     from reconciler.commands.check import CheckOptions, check

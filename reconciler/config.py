@@ -63,6 +63,10 @@ class MatchRule:
     identity_field: str
 
 
+DEFAULT_MATCH = (MatchRule("email", "email"), MatchRule("username", "username"))
+DEFAULT_TRIGGERS = ("deprovisioned", "suspended", "missing")
+
+
 @dataclass(frozen=True)
 class Guards:
     max_per_run: int = 25
@@ -86,12 +90,9 @@ class Policy:
     source_file: str
     apps: tuple[str, ...]
     identity_source: str
-    match: tuple[MatchRule, ...] = (
-        MatchRule("email", "email"),
-        MatchRule("username", "username"),
-    )
+    match: tuple[MatchRule, ...] = DEFAULT_MATCH
     domain_aliases: Mapping[str, str] = field(default_factory=dict)
-    deprovision_when: tuple[str, ...] = ("deprovisioned", "suspended", "missing")
+    deprovision_when: tuple[str, ...] = DEFAULT_TRIGGERS
     mode: str = "disable"
     protected: tuple[str, ...] = ()
     unmatched: str = "report"
@@ -108,17 +109,16 @@ class Policy:
         guards = data.get("guards") or {}
         approvals = data.get("approvals") or {}
         protected = data.get("protected") or {}
-        defaults = cls.__dataclass_fields__
         return cls(
             source_file=source_file,
             apps=tuple(data["apps"]),
             identity_source=data["identity_source"],
-            match=match or defaults["match"].default,
+            match=match or DEFAULT_MATCH,
             domain_aliases={
                 k.lower(): v.lower()
                 for k, v in ((data.get("normalize") or {}).get("domain_aliases") or {}).items()
             },
-            deprovision_when=tuple(deprovision.get("when", defaults["deprovision_when"].default)),
+            deprovision_when=tuple(deprovision.get("when", DEFAULT_TRIGGERS)),
             mode=deprovision.get("mode", default_mode),
             protected=tuple(protected.get("accounts") or ()),
             unmatched=data.get("unmatched", "report"),

@@ -82,9 +82,7 @@ def idp_seed() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 def app_seed() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Users of the app: everyone, plus a service account and a break-glass admin."""
     users = [scim_user(p.username, p.email, p.given, p.family) for p in people()]
-    users.append(
-        scim_user(SERVICE_ACCOUNT, f"ci@{DOMAIN}", "CI", "Bot", userType="Service")
-    )
+    users.append(scim_user(SERVICE_ACCOUNT, f"ci@{DOMAIN}", "CI", "Bot", userType="Service"))
     users.append(scim_user(BREAK_GLASS, f"root@{DOMAIN}", "Break", "Glass"))
     groups: dict[str, list[str]] = {"admins": [BREAK_GLASS, people()[0].username]}
     for person in people():

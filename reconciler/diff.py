@@ -25,7 +25,9 @@ class AccountChange:
     @property
     def fields(self) -> tuple[str, ...]:
         changed = [f for f in SCALAR_FIELDS if getattr(self.old, f) != getattr(self.new, f)]
-        changed += [f for f in ("roles", "entitlements") if getattr(self.old, f) != getattr(self.new, f)]
+        changed += [
+            f for f in ("roles", "entitlements") if getattr(self.old, f) != getattr(self.new, f)
+        ]
         return tuple(changed)
 
     @property

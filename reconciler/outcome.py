@@ -27,7 +27,7 @@ class AppCheck:
 
     app: str
     identity_source: str
-    diff: AccountDiff = AccountDiff()
+    diff: AccountDiff = field(default_factory=AccountDiff)
     plan: Plan | None = None
     unmatched: tuple[Account, ...] = ()
     ambiguous: tuple[Ambiguous, ...] = ()

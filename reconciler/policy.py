@@ -1,5 +1,5 @@
 """Policy evaluation: which accounts to propose for removal, which are protected,
-which are blocked by a guard (DESIGN §5–6). Pure: no I/O.
+which are blocked by a guard (DESIGN §5, §6). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -107,8 +107,8 @@ def identity_blocks(state: PullState, policy: Policy) -> list[str]:
     """Reasons that forbid proposing anything: the identity data cannot be trusted."""
     if state.error:
         return [
-            f"identity source {state.source!r}: {state.error}; no deprovisioning is proposed "
-            "until a complete pull succeeds"
+            f"pulling identity source {state.source!r} failed: {state.error}; no deprovisioning "
+            "is proposed until a complete pull succeeds"
         ]
     if state.count == 0:
         return [
@@ -139,7 +139,8 @@ def guard_blocks(
         )
     if active_accounts and candidates / active_accounts > guards.max_fraction:
         reasons.append(
-            f"{candidates} of {active_accounts} active accounts ({candidates / active_accounts:.0%}) "
-            f"to deprovision, more than max_fraction {guards.max_fraction:.0%}"
+            f"{candidates} of {active_accounts} active accounts "
+            f"({candidates / active_accounts:.0%}) to deprovision, "
+            f"more than max_fraction {guards.max_fraction:.0%}"
         )
     return reasons

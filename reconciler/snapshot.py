@@ -134,11 +134,13 @@ def _read_records_yaml(path: Path, key: str) -> list[tuple[int, Mapping[str, Any
     try:
         data = yamlio.load(path, max_bytes=MAX_SNAPSHOT_BYTES)
     except YamlError as exc:
-        raise SnapshotError(f"{exc}\n  hint: restore the file with `git checkout -- {path}`") from exc
+        raise SnapshotError(
+            f"{exc}\n  hint: restore the file with `git checkout -- {path}`"
+        ) from exc
     items = (data or {}).get(key) if isinstance(data, dict) else None
     if data is not None and not isinstance(items, list) and items is not None:
         raise SnapshotError(f"{path}: expected a mapping with a `{key}:` list")
-    result = []
+    result: list[tuple[int, Mapping[str, Any]]] = []
     for index, item in enumerate(items or []):
         if not isinstance(item, dict):
             raise SnapshotError(f"{path}: {key}[{index}] is not a mapping")
@@ -272,7 +274,9 @@ def read_roles(root: Path, app: str) -> list[Role]:
 
 def write_roles(root: Path, app: str, roles: Iterable[Role]) -> bool:
     ordered = sorted(roles, key=lambda r: r.name)
-    content = render("roles", "written by reconciler; one role per line", (r.to_record() for r in ordered))
+    content = render(
+        "roles", "written by reconciler; one role per line", (r.to_record() for r in ordered)
+    )
     return _write_if_changed(app_dir(root, app) / "roles.yaml", content)
 
 

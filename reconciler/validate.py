@@ -219,7 +219,8 @@ def read_repo(root: Path, registry: Registry | None = None) -> RepoFiles:
                 f"rename it to {stray.stem}.yaml",
             )
         )
-    for path in sorted(p for p in policy_dir.glob("*.yaml") if p.is_file()):
+    policy_paths = sorted(p for p in policy_dir.glob("*.yaml") if p.is_file())
+    for path in policy_paths:
         display = f"{POLICY_DIR}/{path.name}"
         loaded = _load(path, display)
         if isinstance(loaded, Diagnostic):
@@ -236,7 +237,9 @@ def read_repo(root: Path, registry: Registry | None = None) -> RepoFiles:
     if config is not None:
         diagnostics += _check_cross_file(config, config_marks, policies, policies_complete)
 
-    order = {CONFIG_FILE: 0} | {display: i + 1 for i, (display, _, _) in enumerate(policies)}
+    order = {CONFIG_FILE: 0} | {
+        f"{POLICY_DIR}/{path.name}": i + 1 for i, path in enumerate(policy_paths)
+    }
     unique = dict.fromkeys(diagnostics)  # the same problem may be found twice
     ordered = sorted(
         unique,
@@ -431,6 +434,8 @@ def _describe(
         message = f"{where}: expected {expected}, got {value}"
         if not path:
             message = f"the file must hold {expected} at the top level, got {value}"
+            if error.instance is None:
+                message = f"the file is empty; it must hold {expected}"
         return [_at(marks, display, path, message, hint)]
 
     if validator == "enum":

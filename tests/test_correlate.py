@@ -17,10 +17,25 @@ def ident(id: str, email: str = "", username: str = "", status: str = "active") 
     ("account", "identities", "expected", "rule"),
     [
         # email first, case/space/NFKC-insensitive
-        (Account.build("a1", email=" Alice@Example.COM "), [ident("i1", "alice@example.com")], "i1", "email=email"),
-        (Account.build("a1", email="ａｌｉｃｅ@example.com"), [ident("i1", "alice@example.com")], "i1", "email=email"),
+        (
+            Account.build("a1", email=" Alice@Example.COM "),
+            [ident("i1", "alice@example.com")],
+            "i1",
+            "email=email",
+        ),
+        (
+            Account.build("a1", email="\uff41\uff4c\uff49\uff43\uff45@example.com"),
+            [ident("i1", "alice@example.com")],
+            "i1",
+            "email=email",
+        ),
         # falls back to username when email finds nothing
-        (Account.build("a1", email="x@y", username="bob"), [ident("i2", "b@example.com", "BOB")], "i2", "username=username"),
+        (
+            Account.build("a1", email="x@y", username="bob"),
+            [ident("i2", "b@example.com", "BOB")],
+            "i2",
+            "username=username",
+        ),
         # nothing matches
         (Account.build("a1", email="x@y", username="nobody"), [ident("i1", "a@b", "a")], None, ""),
         # a live identity wins over a tombstone with the same email (rehire)
@@ -31,7 +46,12 @@ def ident(id: str, email: str = "", username: str = "", status: str = "active") 
             "email=email",
         ),
         # only a tombstone matches: still linked, so the account is not silently unmatched
-        (Account.build("a1", email="g@example.com"), [ident("gone", "g@example.com", status="missing")], "gone", "email=email"),
+        (
+            Account.build("a1", email="g@example.com"),
+            [ident("gone", "g@example.com", status="missing")],
+            "gone",
+            "email=email",
+        ),
     ],
 )
 def test_correlate_links(account, identities, expected, rule):

@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import yaml
@@ -140,16 +139,26 @@ class PageBreaker:
                     start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
                     return [b"maintenance"]
                 if self.mode == "partial" and "startIndex=1&" not in query + "&":
-                    body = json.dumps({
-                        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
-                        "totalResults": 34, "itemsPerPage": 0, "startIndex": 11,
-                        "Resources": [],
-                    }).encode()
-                    start_response("200 OK", [("Content-Type", "application/scim+json")])
-                    return [body]
+                    return self.drop_resources(app, environ, start_response)
             return app(environ, start_response)
 
         return wrapped
+
+    @staticmethod
+    def drop_resources(app, environ, start_response):
+        """Forward the request, then return its page with the users taken out: the
+        server's totalResults promises more than the pull can get."""
+        captured = {}
+
+        def keep(status, headers, exc_info=None):
+            captured["status"] = status
+
+        page = json.loads(b"".join(app(environ, keep)))
+        page["Resources"] = []
+        page["itemsPerPage"] = 0
+        body = json.dumps(page).encode()
+        start_response(captured["status"], [("Content-Type", "application/scim+json")])
+        return [body]
 
 
 @pytest.mark.parametrize("failure", ["down", "partial", "empty"])
@@ -160,8 +169,13 @@ def test_untrustworthy_idp_pull_proposes_nothing(tmp_path, failure):
             (c.repo / "reconciler.yaml").read_text() + "", encoding="utf-8"
         )
         policy = demo.POLICY
-        config = (c.repo / "reconciler.yaml").read_text().replace(
-            "token_env: DEMO_IDP_TOKEN", "token_env: DEMO_IDP_TOKEN\n    page_size: 10\n    max_retries: 1"
+        config = (
+            (c.repo / "reconciler.yaml")
+            .read_text()
+            .replace(
+                "token_env: DEMO_IDP_TOKEN",
+                "token_env: DEMO_IDP_TOKEN\n    page_size: 10\n    max_retries: 1",
+            )
         )
         (c.repo / "reconciler.yaml").write_text(config)
         c.git.commit_paths(["reconciler.yaml"], "small pages")
@@ -176,7 +190,10 @@ def test_untrustworthy_idp_pull_proposes_nothing(tmp_path, failure):
         result = c.cli("check", "--format", "markdown")
         assert result.exit_code == 1, result.output
         assert c.git.head("reconciler/wiki") is None
-        assert "no deprovisioning" in result.output.lower() or "never read as everyone" in result.output
+        assert (
+            "no deprovisioning" in result.output.lower()
+            or "never read as everyone" in result.output
+        )
         # The last good identity snapshot is kept, not replaced by an empty one.
         identities = yaml.safe_load((c.repo / "state/identities/corp.yaml").read_text())
         assert len(identities["identities"]) == len(demo.people())
@@ -192,13 +209,24 @@ def test_plan_edited_to_add_an_account_is_refused(tmp_path):
         plan = yaml.safe_load((c.repo / "plans/wiki.yaml").read_text())
         victim = c.app_user("alice.liddell")
         extra = json.loads(json.dumps(plan["actions"][0]))
-        extra["account"] = {"id": victim["id"], "username": "alice.liddell",
-                            "email": "alice.liddell@example.com", "display_name": "Alice Liddell"}
+        extra["account"] = {
+            "id": victim["id"],
+            "username": "alice.liddell",
+            "email": "alice.liddell@example.com",
+            "display_name": "Alice Liddell",
+        }
         plan["actions"].append(extra)
         (c.repo / "plans/wiki.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
-        c.git.run("-c", "user.name=Mallory", "-c", "user.email=m@example.com",
-                  "commit", "-qam", "add alice", env={"GIT_AUTHOR_NAME": "Mallory",
-                                                      "GIT_AUTHOR_EMAIL": "m@example.com"})
+        c.git.run(
+            "-c",
+            "user.name=Mallory",
+            "-c",
+            "user.email=m@example.com",
+            "commit",
+            "-qam",
+            "add alice",
+            env={"GIT_AUTHOR_NAME": "Mallory", "GIT_AUTHOR_EMAIL": "m@example.com"},
+        )
         c.git.run("checkout", "-q", "main")
         assert c.cli("approve", "--app", "wiki", "--as", demo.REVIEWER).exit_code == 0
         head = c.git.head()
@@ -220,7 +248,9 @@ def test_identity_reactivated_after_merge_is_skipped(tmp_path):
         c.idp.set_active(c.idp_ids.users[back], True)
         result = c.cli("apply", "--confirm", "--format", "json")
         assert result.exit_code == 0, result.output
-        outcomes = {a["account"]["username"]: a for a in json.loads(result.output)["apps"][0]["actions"]}
+        outcomes = {
+            a["account"]["username"]: a for a in json.loads(result.output)["apps"][0]["actions"]
+        }
         assert outcomes[back]["outcome"] == "skipped"
         assert "active again" in outcomes[back]["detail"]
         assert c.app_user(back)["active"] is True
@@ -271,9 +301,20 @@ def test_apply_killed_mid_plan_acts_once_per_account(tmp_path):
         gate.hold = True
         env = {**os.environ, **c.env}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "reconciler", "apply", "--confirm", "--concurrency", "1",
-             "--repo", str(c.repo)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "reconciler",
+                "apply",
+                "--confirm",
+                "--concurrency",
+                "1",
+                "--repo",
+                str(c.repo),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30
         while gate.seen < 2 and time.monotonic() < deadline:

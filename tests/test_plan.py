@@ -10,15 +10,21 @@ from reconciler.plan import Action, Plan, check_subset, new_plan
 
 def action(n: int, mode: str = "disable") -> Action:
     return Action(
-        account_id=f"a{n}", username=f"user{n}", email=f"user{n}@example.com", display_name="",
-        mode=mode, reason="idp_deprovisioned", identity_id=f"i{n}",
+        account_id=f"a{n}",
+        username=f"user{n}",
+        email=f"user{n}@example.com",
+        display_name="",
+        mode=mode,
+        reason="idp_deprovisioned",
+        identity_id=f"i{n}",
         evidence={"identity_status": "deprovisioned"},
     )
 
 
 def plan(*actions: Action) -> Plan:
-    return new_plan("wiki", actions, (), created_at="t", base_commit="c", snapshot_digests={},
-                    policy_digest="p")
+    return new_plan(
+        "wiki", actions, (), created_at="t", base_commit="c", snapshot_digests={}, policy_digest="p"
+    )
 
 
 def test_plan_id_depends_on_actions_only():
@@ -34,7 +40,9 @@ def test_round_trip():
 def test_reviewer_may_drop_or_skip():
     generated = plan(action(1), action(2))
     check_subset(plan(action(1)), generated)
-    skipped = replace(generated, actions=(replace(action(1), skip=True, skip_reason="on leave"), action(2)))
+    skipped = replace(
+        generated, actions=(replace(action(1), skip=True, skip_reason="on leave"), action(2))
+    )
     check_subset(skipped, generated)
 
 

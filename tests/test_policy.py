@@ -11,8 +11,12 @@ from reconciler.correlate import correlate
 from reconciler.model import Account, Identity
 from reconciler.policy import PullState, evaluate, guard_blocks, identity_blocks
 
-POLICY = Policy(source_file="policies/default.yaml", apps=("*",), identity_source="corp",
-                protected=("breakglass*", "root@example.com"))
+POLICY = Policy(
+    source_file="policies/default.yaml",
+    apps=("*",),
+    identity_source="corp",
+    protected=("breakglass*", "root@example.com"),
+)
 
 
 def run(accounts, identities, policy=POLICY):
@@ -69,7 +73,10 @@ def test_protected_and_service_accounts_never_become_actions(protected_account):
 
 
 def test_unmatched_and_ambiguous_are_listed_not_proposed():
-    accounts = [Account.build("a1", "stranger", "s@else.com"), Account.build("a2", "", "dup@example.com")]
+    accounts = [
+        Account.build("a1", "stranger", "s@else.com"),
+        Account.build("a2", "", "dup@example.com"),
+    ]
     identities = [
         Identity.build("i1", "dup@example.com", status="deprovisioned"),
         Identity.build("i2", "dup@example.com", status="deprovisioned"),

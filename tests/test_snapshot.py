@@ -10,8 +10,14 @@ HOSTILE = "Zoë \u2028 line\u0085sep \u202e evil | <b> `x` \x7f"
 
 def accounts(n: int) -> list[Account]:
     return [
-        Account.build(str(i), f"user{i}", f"user{i}@example.com", f"User {i}",
-                      roles=["b", "a"], entitlements=[f"repo:{i % 7}:read"])
+        Account.build(
+            str(i),
+            f"user{i}",
+            f"user{i}@example.com",
+            f"User {i}",
+            roles=["b", "a"],
+            entitlements=[f"repo:{i % 7}:read"],
+        )
         for i in range(n)
     ]
 
@@ -66,8 +72,10 @@ def test_big_apps_are_sharded_and_read_back(tmp_path, monkeypatch):
 def test_invalid_record_names_file_and_line(tmp_path):
     path = tmp_path / "state/apps/wiki/accounts.yaml"
     path.parent.mkdir(parents=True)
-    path.write_text('accounts:\n- {"id": "1", "status": "active", "type": "human"}\n'
-                    '- {"id": "2", "status": "gone", "type": "human"}\n')
+    path.write_text(
+        'accounts:\n- {"id": "1", "status": "active", "type": "human"}\n'
+        '- {"id": "2", "status": "gone", "type": "human"}\n'
+    )
     import pytest
 
     from reconciler.errors import SnapshotError

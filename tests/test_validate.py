@@ -523,3 +523,12 @@ def test_snapshot_schema_accepts_what_snapshots_write() -> None:
     bad = {"app": "wiki", "source": "corp", "kind": "accounts", "pulled_at": "t"}
     bad["pull_status"] = "complete"
     assert list(validator.iter_errors(bad))  # app and source together
+
+
+def test_files_that_hold_no_mapping(tmp_path: Path) -> None:
+    diagnostics = check(make_repo(tmp_path, "", a="- wiki\n", b="", c=POLICY))
+    assert [(d.path, d.line, d.message) for d in diagnostics] == [
+        ("reconciler.yaml", 1, "the file is empty; it must hold a mapping"),
+        ("policies/a.yaml", 1, "the file must hold a mapping at the top level, got a list"),
+        ("policies/b.yaml", 1, "the file is empty; it must hold a mapping"),
+    ]

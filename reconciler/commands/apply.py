@@ -34,7 +34,11 @@ def apply(options: ApplyOptions) -> int:
             raise ConfigError("--mark-done needs exactly one --app, --as NAME and --confirm")
         results = [
             mark_done(
-                repo.settings, repo.git, options.apps[0], options.mark_done, options.by,
+                repo.settings,
+                repo.git,
+                options.apps[0],
+                options.mark_done,
+                options.by,
                 timestamp(utc_now()),
             )
         ]

@@ -36,7 +36,11 @@ def approve(options: ApproveOptions) -> int:
         )
     forge = repo.forge()
     plan = forge.plan_of(options.app)
-    if plan is not None and plan.status == "blocked" and plan.id not in policy.guards.allow_blocked_plans:
+    if (
+        plan is not None
+        and plan.status == "blocked"
+        and plan.id not in policy.guards.allow_blocked_plans
+    ):
         emit(
             f"note: plan {plan.id} is blocked ({'; '.join(plan.blocked_reasons)}); "
             "apply will refuse it until guards.allow_blocked_plans lists it"

@@ -86,7 +86,8 @@ def render(run: CheckRun, fmt: OutputFormat) -> None:
                     emit(f"  blocked: {reason}")
                 proposal = run.proposals.get(app.app)
                 if app.plan is not None:
-                    emit(f"  plan {app.plan.id} ({app.plan.status}): {proposal} on reconciler/{app.app}")
+                    plan = app.plan
+                    emit(f"  plan {plan.id} ({plan.status}): {proposal} on reconciler/{app.app}")
                 elif proposal:
                     emit(f"  plan: {proposal}")
                 end_group()

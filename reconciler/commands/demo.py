@@ -17,7 +17,7 @@ from reconciler.commands.approve import ApproveOptions, approve
 from reconciler.commands.check import CheckOptions, check
 from reconciler.errors import ReconcilerError
 from reconciler.git import Git
-from reconciler.output import OutputFormat, emit
+from reconciler.output import emit
 
 
 @dataclass(frozen=True)
@@ -52,12 +52,17 @@ def demo(options: DemoOptions) -> int:
         idp_ids = scim_server.seed(idp.url, idp_token, idp_users, idp_groups)
         app_ids = scim_server.seed(app.url, app_token, app_users, app_groups)
         emit(f"identity provider {idp.url}: {len(idp_users)} people")
-        emit(f"app 'wiki' {app.url}: {len(app_users)} accounts (incl. a service account and a break-glass admin)")
+        emit(
+            f"app 'wiki' {app.url}: {len(app_users)} accounts, among them a service account "
+            "and a break-glass admin"
+        )
 
         step("2. Create the access repo")
         git = Git.init(repo)
         (repo / "policies").mkdir()
-        (repo / "reconciler.yaml").write_text(company.CONFIG.format(idp_url=idp.url, app_url=app.url))
+        (repo / "reconciler.yaml").write_text(
+            company.CONFIG.format(idp_url=idp.url, app_url=app.url)
+        )
         (repo / "policies" / "default.yaml").write_text(company.POLICY)
         git.commit_paths(["reconciler.yaml", "policies"], "configure reconciler for the demo")
         emit(f"access repo: {repo}")
@@ -94,14 +99,19 @@ def demo(options: DemoOptions) -> int:
             if user["userName"] in leavers:
                 state = "active" if user.get("active", True) else "disabled"
                 emit(f"{user['userName']}: {state}")
-        emit(f"accounts still active in the app: "
-             f"{sum(1 for u in scim_server.list_users(app.url, app_token) if u.get('active', True))}"
-             f" of {len(app_ids.users)}")
+        emit(
+            f"accounts still active in the app: "
+            f"{sum(1 for u in scim_server.list_users(app.url, app_token) if u.get('active', True))}"
+            f" of {len(app_ids.users)}"
+        )
 
         step("10. The audit trail: git log --stat")
         log = subprocess.run(
             ["git", "log", "--stat", "--format=%n%h %s%n%b"],
-            cwd=repo, capture_output=True, text=True, check=False,
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         emit(log.stdout)
         where = "was removed (temporary)" if options.directory is None else f"is kept at {repo}"

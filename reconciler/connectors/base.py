@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from reconciler.model import Account, Identity, Role
 
 
-class Mode(str, enum.Enum):
+class Mode(enum.StrEnum):
     """How an account is deprovisioned; connectors declare which they support."""
 
     DISABLE = "disable"

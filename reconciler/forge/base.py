@@ -10,7 +10,7 @@ from typing import Protocol
 from reconciler.plan import Plan
 
 
-class Proposal(str, enum.Enum):
+class Proposal(enum.StrEnum):
     CREATED = "created"
     UPDATED = "updated"
     UNCHANGED = "unchanged"
