@@ -304,6 +304,9 @@ class Checker:
     # --- forge --------------------------------------------------------------------------
 
     def propose(self, result: AppCheck) -> str:
+        if self.git.show("HEAD", f"plans/{result.app}.yaml") is not None:
+            # An approved plan is on main and not applied yet: apply re-verifies it live.
+            return "approved plan waiting for `reconciler apply`; not proposing another"
         if result.plan is None:
             if result.app_error or result.blocked_reasons:
                 return "left as it was (the check could not be trusted)"

@@ -66,6 +66,15 @@ def main() -> None:
 
 
 @main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def init(directory: Path) -> None:
+    """Write an access repo's skeleton (config, example policy and exports) into DIRECTORY."""
+    from reconciler.commands.init import InitOptions, init
+
+    run_command(lambda: init(InitOptions(directory)))
+
+
+@main.command()
 @repo_option
 def validate(repo: Path) -> None:
     """Check reconciler.yaml and policies/*.yaml; print every problem as FILE:LINE:COL."""

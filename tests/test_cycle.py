@@ -354,3 +354,36 @@ def test_hostile_names_are_inert_in_the_report(tmp_path):
         assert row.count("|") - row.count("\\|") == report.splitlines()[
             report.splitlines().index(row) - 2
         ].count("|")
+
+
+def test_open_plan_is_updated_in_place_and_closed_when_moot(tmp_path):
+    with company(tmp_path) as c:
+        assert c.cli("check").exit_code == 0
+        leave(c)
+        proposed(c)
+        first = c.git.head("reconciler/wiki")
+        assert c.cli("check", "--detailed-exitcode").exit_code == 4
+        assert c.git.head("reconciler/wiki") == first  # unchanged plan, untouched branch
+
+        c.idp.set_active(c.idp_ids.users["alice.liddell"], False)
+        assert proposed(c) == sorted([*LEAVERS, "alice.liddell"])
+        assert len(c.git.log("main..reconciler/wiki")) == 1  # still one branch, one commit
+
+        for username in (*demo.LEAVERS_DEPROVISIONED, "alice.liddell"):
+            c.idp.set_active(c.idp_ids.users[username], True)
+        c.app.delete_user(c.app_ids.users[demo.LEAVER_DELETED])
+        result = c.cli("check", "--detailed-exitcode")
+        assert result.exit_code == 0, result.output
+        assert "closed" in result.output
+        assert c.git.head("reconciler/wiki") is None
+
+
+def test_no_second_plan_while_an_approved_one_waits(tmp_path):
+    with company(tmp_path) as c:
+        assert c.cli("check").exit_code == 0
+        leave(c)
+        proposed(c)
+        assert c.cli("approve", "--app", "wiki", "--as", demo.REVIEWER).exit_code == 0
+        result = c.cli("check")
+        assert "waiting for `reconciler apply`" in result.output
+        assert c.git.head("reconciler/wiki") is None

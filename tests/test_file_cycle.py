@@ -1,0 +1,57 @@
+"""An app without an API: `reconciler init`, then the cycle with manual tasks."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from reconciler.cli import main
+
+
+def cli(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_init_then_manual_deprovisioning(tmp_path):
+    repo = tmp_path / "access"
+    assert cli("init", str(repo)).exit_code == 0
+    assert cli("validate", "--repo", str(repo)).exit_code == 0
+    assert cli("check", "--repo", str(repo)).exit_code == 0
+
+    idp = repo / "exports/corp-identities.csv"
+    idp.write_text(idp.read_text().replace("Carol Danvers,active", "Carol Danvers,suspended"))
+    checked = cli("check", "--repo", str(repo), "--detailed-exitcode")
+    assert checked.exit_code == 4, checked.output
+    approved = cli("approve", "--repo", str(repo), "--app", "payroll", "--as", "alice")
+    assert approved.exit_code == 0, approved.output
+
+    applied = cli("apply", "--repo", str(repo), "--confirm", "--format", "json")
+    assert applied.exit_code == 0, applied.output
+    (action,) = json.loads(applied.output)["apps"][0]["actions"]
+    assert action["outcome"] == "manual_pending"
+    assert "--mark-done p-3" in action["detail"]
+    assert (repo / "plans/payroll.yaml").exists()  # open until the person marks it done
+
+    # Rerunning apply does not create the task twice.
+    again = cli("apply", "--repo", str(repo), "--confirm", "--format", "json")
+    assert [a["outcome"] for a in json.loads(again.output)["apps"][0]["actions"]] == [
+        "manual_pending"
+    ]
+
+    done = cli(
+        "apply", "--repo", str(repo), "--app", "payroll", "--mark-done", "p-3",
+        "--as", "bob", "--confirm",
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert not (repo / "plans/payroll.yaml").exists()
+    (history,) = (repo / "history/payroll").glob("*.yaml")
+    assert "marked done by bob" in history.read_text()
+
+
+def test_init_refuses_to_overwrite(tmp_path):
+    (tmp_path / "reconciler.yaml").write_text("version: 1\n")
+    result = cli("init", str(tmp_path))
+    assert result.exit_code == 1
+    assert "never overwrites" in result.output
+    assert (tmp_path / "reconciler.yaml").read_text() == "version: 1\n"
