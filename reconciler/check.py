@@ -16,12 +16,13 @@ from typing import TypeVar
 from reconciler import report, snapshot, yamlio
 from reconciler.config import Settings
 from reconciler.correlate import correlate
-from reconciler.diff import AccountDiff, diff_accounts
+from reconciler.diff import diff_accounts
 from reconciler.errors import ConnectorError, ReconcilerError
 from reconciler.forge.base import Forge, Proposal
 from reconciler.git import Git
-from reconciler.model import Account, Identity, Role
+from reconciler.model import Identity, Role
 from reconciler.outcome import AppCheck
+from reconciler.phases import Phases
 from reconciler.plan import Action, Plan, new_plan
 from reconciler.policy import PullState, evaluate, guard_blocks, identity_blocks
 from reconciler.systems import ConnectorFactory, effective_mode
@@ -57,6 +58,7 @@ class CheckRun:
     identity_pulls: tuple[IdentityPull, ...]
     proposals: Mapping[str, str] = field(default_factory=dict)  # app → what the forge did
     commits: tuple[str, ...] = ()
+    phases: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -122,7 +124,9 @@ class Checker:
         forge: Forge,
         factory: ConnectorFactory,
         now: Callable[[], datetime] = utc_now,
+        phases: Phases | None = None,
     ) -> None:
+        self.phases = phases or Phases()
         self.settings = settings
         self.root = settings.root
         self.git = git
@@ -145,43 +149,48 @@ class Checker:
             identity_pulls=tuple(pulls.values()),
             proposals=proposals,
             commits=tuple(self.commits),
+            phases=self.phases.to_data(),
         )
 
     # --- identities ---------------------------------------------------------------------
 
     def pull_identities(self, source: str) -> IdentityPull:
-        previous = snapshot.read_identities(self.root, source)
+        phase = self.phases
+        with phase("read_previous"):
+            previous = snapshot.read_identities(self.root, source)
         previous_count = (
             sum(1 for i in previous.values() if i.status != "missing") if previous else None
         )
-        system = self.settings.config.identity_sources[source]
-        connector = self.factory(system)
-        try:
-            pulled, error = collect(source, connector.pull_identities)
-        finally:
-            connector.close()
-        identities = pulled
-        duplicate = len({i.id for i in identities}) != len(identities)
-        if duplicate and not error:
+        with phase("pull"):
+            connector = self.factory(self.settings.config.identity_sources[source])
+            try:
+                identities, error = collect(source, connector.pull_identities)
+            finally:
+                connector.close()
+        if not error and len({i.id for i in identities}) != len(identities):
             error = "the pull returned the same identity id twice"
         state = PullState(source, error=error, count=len(identities), previous_count=previous_count)
         if error or not identities:
             # Keep the last good snapshot; a failed or empty pull changes nothing on disk.
             return IdentityPull(source, previous or {}, state)
-        merged = merge_tombstones(previous, identities)
-        changed = snapshot.write_identities(self.root, source, merged.values())
+        with phase("diff"):
+            merged = merge_tombstones(previous, identities)
+            summary = identity_summary(source, previous or {}, merged)
+        with phase("write"):
+            changed = snapshot.write_identities(self.root, source, merged.values())
+            if changed or previous is None:
+                meta = snapshot.Meta(
+                    name=source,
+                    kind="identities",
+                    pulled_at=timestamp(self.now),
+                    count=len(identities),
+                    digest=snapshot.identities_digest(self.root, source),
+                )
+                snapshot.write_meta(snapshot.identities_meta_file(self.root, source), meta)
         commit = None
-        summary = identity_summary(source, previous or {}, merged)
         if changed or previous is None:
-            meta = snapshot.Meta(
-                name=source,
-                kind="identities",
-                pulled_at=timestamp(self.now),
-                count=len(identities),
-                digest=snapshot.identities_digest(self.root, source),
-            )
-            snapshot.write_meta(snapshot.identities_meta_file(self.root, source), meta)
-            commit = self.git.commit_paths(snapshot.identity_paths(source), summary)
+            with phase("commit"):
+                commit = self.git.commit_paths(snapshot.identity_paths(source), summary)
             if commit:
                 self.commits.append(commit)
         return IdentityPull(source, merged, state, commit, summary)
@@ -189,21 +198,20 @@ class Checker:
     # --- apps ---------------------------------------------------------------------------
 
     def check_app(self, app: str, identity_pull: IdentityPull) -> AppCheck:
+        phase = self.phases
         policy = self.settings.policy_for(app)
-        system = self.settings.config.apps[app]
-        previous = snapshot.read_accounts(self.root, app)
-        connector = self.factory(system)
-        try:
-            pulled, error = collect(app, connector.pull_accounts)
-            roles_raw: list[Role] = []
-            roles_error = ""
-            if not error:
-                roles_raw, roles_error = collect(app, connector.pull_roles)
-            modes = connector.modes
-        finally:
-            connector.close()
-        error = error or roles_error
-        accounts = pulled
+        with phase("read_previous"):
+            previous = snapshot.read_accounts(self.root, app)
+        with phase("pull"):
+            connector = self.factory(self.settings.config.apps[app])
+            try:
+                accounts, error = collect(app, connector.pull_accounts)
+                roles: list[Role] = []
+                if not error:
+                    roles, error = collect(app, connector.pull_roles)
+                modes = connector.modes
+            finally:
+                connector.close()
         if not error and len({a.id for a in accounts}) != len(accounts):
             error = "the pull returned the same account id twice"
         if not error and not accounts and previous:
@@ -222,32 +230,43 @@ class Checker:
                 ),
             )
         current = {a.id: a for a in accounts}
-        roles = roles_raw
-        diff = diff_accounts(previous or {}, current)
-        self.import_app(app, current, roles, diff)
+        with phase("diff"):
+            diff = diff_accounts(previous or {}, current)
+        with phase("write"):
+            changed = snapshot.save_app(self.root, app, accounts, roles, timestamp(self.now))
+        if changed:
+            with phase("commit"):
+                message = report.import_commit_message(app, diff)
+                commit = self.git.commit_paths(snapshot.app_paths(app), message)
+            if commit:
+                self.commits.append(commit)
 
-        mode = effective_mode(policy.mode, modes)
-        blocked = identity_blocks(identity_pull.state, policy)
-        links = correlate(
-            current.values(), identity_pull.identities.values(), policy.match, policy.domain_aliases
-        )
-        evaluation = evaluate(current, identity_pull.identities, links, policy, mode or "")
-        actions = evaluation.actions
-        if mode is None and actions:
-            blocked.append(
-                f"{app} supports none of the policy's mode {policy.mode!r}; "
-                "change `deprovision.mode` in the policy"
+        identities = identity_pull.identities
+        with phase("correlate"):
+            links = correlate(
+                current.values(), identities.values(), policy.match, policy.domain_aliases
             )
-        if blocked and identity_blocks(identity_pull.state, policy):
-            actions = ()
-        active = sum(1 for a in current.values() if a.status == "active")
-        if not identity_blocks(identity_pull.state, policy):
-            blocked += guard_blocks(identity_pull.state, policy, len(actions), active)
-        plan = None
-        if actions or (blocked and not identity_blocks(identity_pull.state, policy)):
-            plan = self.build_plan(app, policy.source_file, identity_pull.source, actions, blocked)
-            if plan.status == "blocked" and plan.id in policy.guards.allow_blocked_plans:
-                plan = replace(plan, status="open")
+        with phase("policy"):
+            mode = effective_mode(policy.mode, modes)
+            evaluation = evaluate(current, identities, links, policy, mode or "")
+            untrusted = identity_blocks(identity_pull.state, policy)
+            actions = () if untrusted else evaluation.actions
+            blocked = list(untrusted)
+            if mode is None and actions:
+                blocked.append(
+                    f"{app} supports none of the policy's mode {policy.mode!r}; "
+                    "change `deprovision.mode` in the policy"
+                )
+            if not untrusted:
+                active = sum(1 for a in accounts if a.status == "active")
+                blocked += guard_blocks(identity_pull.state, policy, len(actions), active)
+            plan = None
+            if actions or (blocked and not untrusted):
+                plan = self.build_plan(
+                    app, policy.source_file, identity_pull.source, actions, blocked
+                )
+                if plan.status == "blocked" and plan.id in policy.guards.allow_blocked_plans:
+                    plan = replace(plan, status="open")
         return AppCheck(
             app=app,
             identity_source=identity_pull.source,
@@ -259,19 +278,6 @@ class Checker:
             blocked_reasons=tuple(blocked),
             account_count=len(current),
         )
-
-    def import_app(
-        self, app: str, accounts: Mapping[str, Account], roles: Sequence[Role], diff: AccountDiff
-    ) -> None:
-        if not snapshot.save_app(
-            self.root, app, list(accounts.values()), roles, timestamp(self.now)
-        ):
-            return
-        commit = self.git.commit_paths(
-            snapshot.app_paths(app), report.import_commit_message(app, diff)
-        )
-        if commit:
-            self.commits.append(commit)
 
     def build_plan(
         self,

@@ -63,6 +63,7 @@ def as_data(run: CheckRun) -> dict[str, Any]:
             for a in run.apps
         ],
         "commits": list(run.commits),
+        "phases": dict(run.phases),
         "failed": run.failed,
         "needs_review": run.needs_review,
     }
