@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import tarfile
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,7 +26,7 @@ from reconciler.errors import ApprovalError, ConnectorError, PlanError, Reconcil
 from reconciler.forge.local import parse_approvers, plan_path, report_path
 from reconciler.git import Git
 from reconciler.history import FINAL, Entry, Journal
-from reconciler.model import Account
+from reconciler.model import Account, Identity
 from reconciler.plan import Action, Plan, check_subset, new_plan
 from reconciler.policy import evaluate
 from reconciler.systems import ConnectorFactory, effective_mode
@@ -132,8 +132,8 @@ def regenerate(
                 f"{plan_path(plan.app)}: its snapshot digests do not match commit "
                 f"{plan.base_commit[:10]}; the plan was edited. Revert it"
             )
-        accounts = snapshot.read_accounts(root, plan.app) or {}
-        identities = snapshot.read_identities(root, source) or {}
+        accounts: Mapping[str, Account] = snapshot.read_accounts(root, plan.app) or {}
+        identities: Mapping[str, Identity] = snapshot.read_identities(root, source) or {}
     links = correlate(accounts.values(), identities.values(), policy.match, policy.domain_aliases)
     mode = effective_mode(policy.mode, modes) or ""
     evaluation = evaluate(accounts, identities, links, policy, mode)

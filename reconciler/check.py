@@ -25,6 +25,7 @@ from reconciler.outcome import AppCheck
 from reconciler.phases import Phases
 from reconciler.plan import Action, Plan, new_plan
 from reconciler.policy import PullState, evaluate, guard_blocks, identity_blocks
+from reconciler.snapshot import Records
 from reconciler.systems import ConnectorFactory, effective_mode
 
 T = TypeVar("T")
@@ -84,28 +85,29 @@ def collect(system: str, pull: Callable[[], Iterable[T]]) -> tuple[list[T], str]
 
 def merge_tombstones(
     previous: Mapping[str, Identity] | None, pulled: Sequence[Identity]
-) -> dict[str, Identity]:
+) -> Records[Identity]:
     """The new identity snapshot: what was pulled, plus previous identities now gone,
     kept with status `missing` so their accounts stay linked."""
     merged = {i.id: i for i in pulled}
-    for identity in (previous or {}).values():
-        if identity.id not in merged:
-            merged[identity.id] = replace(identity, status="missing")
-    return merged
+    for identity_id in (previous or {}).keys() - merged.keys():
+        assert previous is not None
+        merged[identity_id] = previous[identity_id]._replace(status="missing")
+    return snapshot.identity_records(merged.values())
 
 
-def identity_summary(source: str, old: Mapping[str, Identity], new: Mapping[str, Identity]) -> str:
+def identity_summary(source: str, old: Records[Identity], new: Records[Identity]) -> str:
     counts: dict[str, int] = {}
-    for identity_id, identity in new.items():
-        before = old.get(identity_id)
-        if before is None:
-            key = "new"
-        elif before.status != identity.status:
-            key = identity.status
-        elif before != identity:
-            key = "updated"
-        else:
+    for identity_id, line in new.lines.items():
+        before_line = old.lines.get(identity_id)
+        if before_line == line:
             continue
+        identity = new[identity_id]
+        if before_line is None:
+            key = "new"
+        elif old[identity_id].status != identity.status:
+            key = identity.status
+        else:
+            key = "updated"
         counts[key] = counts.get(key, 0) + 1
     removed = len(old.keys() - new.keys())
     if removed:
@@ -159,7 +161,9 @@ class Checker:
         with phase("read_previous"):
             previous = snapshot.read_identities(self.root, source)
         previous_count = (
-            sum(1 for i in previous.values() if i.status != "missing") if previous else None
+            sum(1 for line in previous.lines.values() if b'"status":"missing"' not in line)
+            if previous is not None
+            else None
         )
         with phase("pull"):
             connector = self.factory(self.settings.config.identity_sources[source])
@@ -175,9 +179,9 @@ class Checker:
             return IdentityPull(source, previous or {}, state)
         with phase("diff"):
             merged = merge_tombstones(previous, identities)
-            summary = identity_summary(source, previous or {}, merged)
+            summary = identity_summary(source, previous or snapshot.identity_records(()), merged)
         with phase("write"):
-            changed = snapshot.write_identities(self.root, source, merged.values())
+            changed = snapshot.write_identities(self.root, source, merged)
             if changed or previous is None:
                 meta = snapshot.Meta(
                     name=source,
@@ -229,11 +233,11 @@ class Checker:
                     f"pulling {app} failed: {error}; nothing was imported or proposed",
                 ),
             )
-        current = {a.id: a for a in accounts}
         with phase("diff"):
+            current = snapshot.account_records(accounts)
             diff = diff_accounts(previous or {}, current)
         with phase("write"):
-            changed = snapshot.save_app(self.root, app, accounts, roles, timestamp(self.now))
+            changed = snapshot.save_app(self.root, app, current, roles, timestamp(self.now))
         if changed:
             with phase("commit"):
                 message = report.import_commit_message(app, diff)
@@ -317,8 +321,12 @@ class Checker:
             if result.app_error or result.blocked_reasons:
                 return "left as it was (the check could not be trusted)"
             return "closed" if self.forge.close(result.app) else "nothing to propose"
-        plan_yaml = PLAN_HEADER + yamlio.dump(result.plan.to_data())
-        outcome: Proposal = self.forge.propose(
-            result.plan, plan_yaml, report.render_report(result, templates_dir=self.templates_dir())
-        )
+        proposed = self.forge.plan_of(result.app)
+        if proposed is not None and proposed.id == result.plan.id:
+            return Proposal.UNCHANGED.value
+        with self.phases("report"):
+            plan_yaml = PLAN_HEADER + yamlio.dump(result.plan.to_data())
+            report_md = report.render_report(result, templates_dir=self.templates_dir())
+        with self.phases("commit"):
+            outcome = self.forge.propose(result.plan, plan_yaml, report_md)
         return outcome.value

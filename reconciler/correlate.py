@@ -39,7 +39,11 @@ UNMATCHED = Link()
 
 
 def normalise(value: str, domain_aliases: Mapping[str, str]) -> str:
-    text = unicodedata.normalize("NFKC", value).strip().casefold()
+    if value.isascii():
+        # NFKC changes no ASCII text, and casefold() is lower() on ASCII.
+        text = value.strip().lower()
+    else:
+        text = unicodedata.normalize("NFKC", value).strip().casefold()
     if domain_aliases and "@" in text:
         local, _, domain = text.rpartition("@")
         text = f"{local}@{domain_aliases.get(domain, domain)}"

@@ -63,12 +63,20 @@ class AccountDiff:
 
 
 def diff_accounts(old: Mapping[str, Account], new: Mapping[str, Account]) -> AccountDiff:
-    """What changed from `old` to `new`, both keyed by account id."""
-    old_ids, new_ids = old.keys(), new.keys()
+    """What changed from `old` to `new`, both keyed by account id.
+
+    When both sides carry their records' canonical lines (`snapshot.Records`), equal
+    lines prove equal records, so only the records whose line differs are decoded.
+    """
+    old_lines: Mapping[str, bytes] | None = getattr(old, "lines", None)
+    new_lines: Mapping[str, bytes] | None = getattr(new, "lines", None)
+    if old_lines is not None and new_lines is not None:
+        old_ids, new_ids = set(old_lines), set(new_lines)
+        suspects = [i for i in old_ids & new_ids if old_lines[i] != new_lines[i]]
+    else:
+        old_ids, new_ids = set(old), set(new)
+        suspects = list(old_ids & new_ids)
     added = tuple(new[i] for i in sorted(new_ids - old_ids))
     removed = tuple(old[i] for i in sorted(old_ids - new_ids))
-    # Frozen dataclass equality compares the canonical fields, so this is the cheap test.
-    changed = tuple(
-        AccountChange(old[i], new[i]) for i in sorted(old_ids & new_ids) if old[i] != new[i]
-    )
+    changed = tuple(AccountChange(old[i], new[i]) for i in sorted(suspects) if old[i] != new[i])
     return AccountDiff(added=added, removed=removed, changed=changed)

@@ -113,7 +113,8 @@ def escape(value: object, *, max_length: int = DEFAULT_MAX_LENGTH) -> Markdown:
     # but `)` is always escaped).
     leading_digits = len(text) - len(text.lstrip("0123456789"))
     for i, char in enumerate(text):
-        shown = visible(char)
+        # Printable ASCII is never invisible; skip the Unicode lookup for it.
+        shown = None if " " <= char <= "~" else visible(char)
         if shown is not None:
             # `\u202e` needs no escaping: a backslash before a letter is literal in markdown.
             out.append(shown)

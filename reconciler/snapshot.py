@@ -14,14 +14,13 @@ reformatted is still read, through the (slower) YAML path.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
@@ -40,8 +39,11 @@ STATE_DIR = "state"
 SHARD_ABOVE = 10_000
 MAX_SNAPSHOT_BYTES = 2 * 1024 * 1024 * 1024
 
-# Characters JSON leaves raw that YAML treats as line breaks or refuses as non-printable.
-_YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
+# Characters JSON leaves raw that YAML treats as line breaks or refuses as non-printable
+# (U+007F-U+009F, U+2028, U+2029, U+FEFF, U+FFFE, U+FFFF), as their UTF-8 bytes.
+_YAML_UNSAFE = re.compile(
+    rb"\x7f|\xc2[\x80-\x9f]|\xe2\x80[\xa8\xa9]|\xef\xbb\xbf|\xef\xbf[\xbe\xbf]"
+)
 
 R = TypeVar("R")
 
@@ -71,24 +73,28 @@ def identity_paths(source: str) -> list[str]:
 # --- encoding ---------------------------------------------------------------------------
 
 
-def _escape_unsafe(match: re.Match[str]) -> str:
-    return f"\\u{ord(match.group()):04x}"
+class Record(Protocol):
+    id: str
+
+    def to_record(self) -> dict[str, Any]: ...
 
 
-def record_line(record: Mapping[str, Any]) -> str:
-    """One record as a YAML sequence item holding a JSON flow mapping."""
-    text = json.dumps(record, ensure_ascii=False)
-    if _YAML_UNSAFE.search(text):
-        text = _YAML_UNSAFE.sub(_escape_unsafe, text)
-    return f"- {text}\n"
+def _escape_unsafe(match: re.Match[bytes]) -> bytes:
+    return f"\\u{ord(match.group().decode('utf-8')):04x}".encode()
 
 
-def render(key: str, header: str, records: Iterable[Mapping[str, Any]]) -> bytes:
-    lines = [f"# {header}\n", f"{key}:\n"]
-    lines.extend(record_line(r) for r in records)
-    if len(lines) == 2:
-        lines[1] = f"{key}: []\n"
-    return "".join(lines).encode("utf-8")
+def encode(record: Record) -> bytes:
+    """One record as its canonical snapshot line: a YAML sequence item holding a
+    one-line JSON flow mapping."""
+    line = b"- " + orjson.dumps(record.to_record()) + b"\n"
+    if _YAML_UNSAFE.search(line):
+        line = _YAML_UNSAFE.sub(_escape_unsafe, line)
+    return line
+
+
+def render(key: str, header: str, lines: Iterable[bytes]) -> bytes:
+    body = b"".join(lines)
+    return f"# {header}\n{key}:{'' if body else ' []'}\n".encode() + body
 
 
 def _write_if_changed(path: Path, content: bytes) -> bool:
@@ -105,32 +111,90 @@ def _write_if_changed(path: Path, content: bytes) -> bool:
     return True
 
 
-# --- decoding ---------------------------------------------------------------------------
+# --- records ----------------------------------------------------------------------------
 
 
-def _read_records(path: Path, key: str) -> list[tuple[int, Mapping[str, Any]]]:
-    """(line number, record) pairs; fast per-line JSON, YAML fallback for edited files."""
+class Records(Mapping[str, R]):
+    """A snapshot's records keyed by id, with each record's canonical line.
+
+    Read from disk, records stay undecoded until asked for: a check compares lines and
+    decodes only the records that changed. Built from pulled values, both are at hand.
+    """
+
+    def __init__(
+        self,
+        lines: dict[str, bytes],
+        decode: Callable[[bytes], R],
+        values: dict[str, R] | None = None,
+    ) -> None:
+        self.lines = lines
+        self._decode = decode
+        self._values = values
+
+    @classmethod
+    def of(cls, values: Iterable[R], decode: Callable[[bytes], R]) -> Records[R]:
+        by_id = {v.id: v for v in values}  # type: ignore[attr-defined]
+        lines = {key: encode(value) for key, value in by_id.items()}  # type: ignore[arg-type]
+        return cls(lines, decode, by_id)
+
+    def __getitem__(self, key: str) -> R:
+        if self._values is not None:
+            return self._values[key]
+        return self._decode(self.lines[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.lines)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.lines
+
+    def line(self, key: str) -> bytes:
+        return self.lines[key]
+
+    def sorted_lines(self) -> list[bytes]:
+        return [self.lines[key] for key in sorted(self.lines)]
+
+
+def _line_id(body: bytes) -> str:
+    # Lines we write start with the id; anything else is parsed the slow way.
+    if body.startswith(b'{"id":"'):
+        end = body.find(b'"', 7)
+        if end > 0 and b"\\" not in body[7:end]:
+            return body[7:end].decode("utf-8")
+    return str(orjson.loads(body)["id"])
+
+
+def _read_lines(path: Path, key: str, decode: Callable[[bytes], R]) -> dict[str, bytes]:
+    """id → canonical line; fast per-line path, YAML fallback for edited files."""
     if path.stat().st_size > MAX_SNAPSHOT_BYTES:
         raise SnapshotError(f"{path}: larger than {MAX_SNAPSHOT_BYTES} bytes; refusing to read it")
-    records: list[tuple[int, Mapping[str, Any]]] = []
+    lines: dict[str, bytes] = {}
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if raw.startswith(b"- {"):
                 try:
-                    records.append((number, orjson.loads(raw[2:])))
-                    continue
-                except orjson.JSONDecodeError:
-                    return _read_records_yaml(path, key)
+                    line_id = _line_id(raw[2:])
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    return _read_lines_yaml(path, key, decode)
+                if line_id in lines:
+                    raise SnapshotError(f"{path}:{number}: duplicate id {line_id!r}")
+                lines[line_id] = raw if raw.endswith(b"\n") else raw + b"\n"
+                continue
             stripped = raw.strip()
             if not stripped or stripped.startswith(b"#"):
                 continue
             if stripped in (f"{key}:".encode(), f"{key}: []".encode()):
                 continue
-            return _read_records_yaml(path, key)
-    return records
+            return _read_lines_yaml(path, key, decode)
+    return lines
 
 
-def _read_records_yaml(path: Path, key: str) -> list[tuple[int, Mapping[str, Any]]]:
+def _read_lines_yaml(path: Path, key: str, decode: Callable[[bytes], R]) -> dict[str, bytes]:
+    """A file a person reformatted: parse it as YAML, validate every record, and
+    re-encode each canonically."""
     try:
         data = yamlio.load(path, max_bytes=MAX_SNAPSHOT_BYTES)
     except YamlError as exc:
@@ -140,31 +204,35 @@ def _read_records_yaml(path: Path, key: str) -> list[tuple[int, Mapping[str, Any
     items = (data or {}).get(key) if isinstance(data, dict) else None
     if data is not None and not isinstance(items, list) and items is not None:
         raise SnapshotError(f"{path}: expected a mapping with a `{key}:` list")
-    result: list[tuple[int, Mapping[str, Any]]] = []
+    lines: dict[str, bytes] = {}
     for index, item in enumerate(items or []):
         if not isinstance(item, dict):
             raise SnapshotError(f"{path}: {key}[{index}] is not a mapping")
-        result.append((index + 1, item))
-    return result
-
-
-def _build(
-    path: Path, key: str, factory: Callable[[Mapping[str, Any]], R], ident: Callable[[R], str]
-) -> dict[str, R]:
-    out: dict[str, R] = {}
-    for number, record in _read_records(path, key):
         try:
-            value = factory(record)
-        except (KeyError, TypeError, ValueError) as exc:
+            value = decode(b"- " + orjson.dumps(item))
+        except (KeyError, TypeError, ValueError, orjson.JSONEncodeError) as exc:
             raise SnapshotError(
-                f"{path}:{number}: invalid {key[:-1]} record ({exc}); "
+                f"{path}: {key}[{index}] is not a valid {key[:-1]} record ({exc}); "
                 f"restore it with `git checkout -- {path}`"
             ) from exc
-        value_id = ident(value)
-        if value_id in out:
-            raise SnapshotError(f"{path}:{number}: duplicate id {value_id!r}")
-        out[value_id] = value
-    return out
+        value_id = value.id  # type: ignore[attr-defined]
+        if value_id in lines:
+            raise SnapshotError(f"{path}: {key}[{index}] duplicate id {value_id!r}")
+        lines[value_id] = encode(value)  # type: ignore[arg-type]
+    return lines
+
+
+def _checked(path: Path, decode: Callable[[Mapping[str, Any]], R]) -> Callable[[bytes], R]:
+    def decode_line(line: bytes) -> R:
+        try:
+            return decode(orjson.loads(line[2:]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SnapshotError(
+                f"{path}: invalid record {line[:80]!r} ({exc}); "
+                f"restore it with `git checkout -- {path}`"
+            ) from exc
+
+    return decode_line
 
 
 def _account(record: Mapping[str, Any]) -> Account:
@@ -179,8 +247,8 @@ def _account(record: Mapping[str, Any]) -> Account:
         display_name=str(record.get("display_name", "")),
         status=status,
         type=kind,
-        roles=tuple(sorted(map(str, record.get("roles") or ()))),
-        entitlements=tuple(sorted(map(str, record.get("entitlements") or ()))),
+        roles=tuple(sorted(record.get("roles") or ())),
+        entitlements=tuple(sorted(record.get("entitlements") or ())),
     )
 
 
@@ -194,8 +262,20 @@ def _identity(record: Mapping[str, Any]) -> Identity:
         username=str(record.get("username", "")),
         display_name=str(record.get("display_name", "")),
         status=status,
-        groups=tuple(sorted(map(str, record.get("groups") or ()))),
+        groups=tuple(sorted(record.get("groups") or ())),
     )
+
+
+decode_account = _checked(Path("snapshot"), _account)
+decode_identity = _checked(Path("snapshot"), _identity)
+
+
+def account_records(accounts: Iterable[Account]) -> Records[Account]:
+    return Records.of(accounts, decode_account)
+
+
+def identity_records(identities: Iterable[Identity]) -> Records[Identity]:
+    return Records.of(identities, decode_identity)
 
 
 # --- accounts ---------------------------------------------------------------------------
@@ -215,39 +295,41 @@ def _account_files(directory: Path) -> list[Path]:
     return shards or ([single] if single.exists() else [])
 
 
-def read_accounts(root: Path, app: str) -> dict[str, Account] | None:
+def read_accounts(root: Path, app: str) -> Records[Account] | None:
     """The app's last snapshot keyed by id, or None if it was never pulled."""
     files = _account_files(app_dir(root, app))
     if not files:
         return None
-    accounts: dict[str, Account] = {}
+    lines: dict[str, bytes] = {}
     for path in files:
-        part = _build(path, "accounts", _account, lambda a: a.id)
-        if accounts.keys() & part.keys():
+        part = _read_lines(path, "accounts", _checked(path, _account))
+        if lines.keys() & part.keys():
             raise SnapshotError(f"{path}: an account id appears in two shards")
-        accounts.update(part)
-    return accounts
+        lines.update(part)
+    return Records(lines, _checked(files[0] if len(files) == 1 else files[0].parent, _account))
 
 
-def write_accounts(root: Path, app: str, accounts: Iterable[Account]) -> bool:
+ACCOUNTS_HEADER = "written by reconciler; one account per line"
+
+
+def write_accounts(root: Path, app: str, accounts: Records[Account] | Iterable[Account]) -> bool:
     """Write the snapshot; True if any file changed."""
+    records = accounts if isinstance(accounts, Records) else account_records(accounts)
     directory = app_dir(root, app)
-    ordered = sorted(accounts, key=lambda a: a.id)
     changed = False
-    header = "written by reconciler; one account per line"
-    if len(ordered) > SHARD_ABOVE:
-        shards: dict[str, list[Account]] = {f"{i:02x}": [] for i in range(256)}
-        for account in ordered:
-            shards[shard_of(account.id)].append(account)
+    if len(records) > SHARD_ABOVE:
+        shards: dict[str, list[bytes]] = {f"{i:02x}": [] for i in range(256)}
+        for key in sorted(records.lines):
+            shards[shard_of(key)].append(records.lines[key])
         for name, part in shards.items():
-            content = render("accounts", header, (a.to_record() for a in part))
+            content = render("accounts", ACCOUNTS_HEADER, part)
             changed |= _write_if_changed(directory / "accounts" / f"{name}.yaml", content)
         single = directory / "accounts.yaml"
         if single.exists():
             single.unlink()
             changed = True
     else:
-        content = render("accounts", header, (a.to_record() for a in ordered))
+        content = render("accounts", ACCOUNTS_HEADER, records.sorted_lines())
         changed |= _write_if_changed(directory / "accounts.yaml", content)
         shard_dir = directory / "accounts"
         if shard_dir.exists():
@@ -265,35 +347,35 @@ def accounts_digest(root: Path, app: str) -> str:
     return digest.hexdigest()
 
 
-def read_roles(root: Path, app: str) -> list[Role]:
-    path = app_dir(root, app) / "roles.yaml"
-    if not path.exists():
-        return []
-    return list(_build(path, "roles", Role.from_record, lambda r: r.name).values())
-
-
 def write_roles(root: Path, app: str, roles: Iterable[Role]) -> bool:
     ordered = sorted(roles, key=lambda r: r.name)
-    content = render(
-        "roles", "written by reconciler; one role per line", (r.to_record() for r in ordered)
-    )
+    lines = [encode_role(r) for r in ordered]
+    content = render("roles", "written by reconciler; one role per line", lines)
     return _write_if_changed(app_dir(root, app) / "roles.yaml", content)
+
+
+def encode_role(role: Role) -> bytes:
+    line = b"- " + orjson.dumps(role.to_record()) + b"\n"
+    return _YAML_UNSAFE.sub(_escape_unsafe, line)
 
 
 # --- identities -------------------------------------------------------------------------
 
 
-def read_identities(root: Path, source: str) -> dict[str, Identity] | None:
+def read_identities(root: Path, source: str) -> Records[Identity] | None:
     path = identities_file(root, source)
     if not path.exists():
         return None
-    return _build(path, "identities", _identity, lambda i: i.id)
+    decode = _checked(path, _identity)
+    return Records(_read_lines(path, "identities", decode), decode)
 
 
-def write_identities(root: Path, source: str, identities: Iterable[Identity]) -> bool:
-    ordered = sorted(identities, key=lambda i: i.id)
+def write_identities(
+    root: Path, source: str, identities: Records[Identity] | Iterable[Identity]
+) -> bool:
+    records = identities if isinstance(identities, Records) else identity_records(identities)
     header = "written by reconciler; one identity per line"
-    content = render("identities", header, (i.to_record() for i in ordered))
+    content = render("identities", header, records.sorted_lines())
     return _write_if_changed(identities_file(root, source), content)
 
 
@@ -340,16 +422,21 @@ def read_meta(path: Path) -> dict[str, Any] | None:
 
 
 def save_app(
-    root: Path, app: str, accounts: Sequence[Account], roles: Sequence[Role] | None, pulled_at: str
+    root: Path,
+    app: str,
+    accounts: Records[Account] | Sequence[Account],
+    roles: Sequence[Role] | None,
+    pulled_at: str,
 ) -> bool:
     """Write an app's accounts (and roles, when given) and, if anything changed or the
     app is new, its meta.yaml. True if any file changed."""
     directory = app_dir(root, app)
     first = not (directory / "meta.yaml").exists()
-    changed = write_accounts(root, app, accounts)
+    records = accounts if isinstance(accounts, Records) else account_records(accounts)
+    changed = write_accounts(root, app, records)
     if roles is not None:
         changed |= write_roles(root, app, roles)
     if changed or first:
-        meta = Meta(app, "accounts", pulled_at, len(accounts), accounts_digest(root, app))
+        meta = Meta(app, "accounts", pulled_at, len(records), accounts_digest(root, app))
         changed |= write_meta(directory / "meta.yaml", meta)
     return changed

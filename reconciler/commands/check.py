@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, assert_never
@@ -27,10 +29,17 @@ def check(options: CheckOptions) -> int:
     repo.git.require_clean("state", "plans")
     apps = repo.select_apps(options.apps)
     checker = Checker(repo.settings, repo.git, repo.forge(), default_factory(repo.root))
-    run = checker.run(apps)
+    # A check allocates millions of small objects and frees few: the cyclic garbage
+    # collector would scan them again and again for nothing (about 15% of a 100k check).
+    gc.disable()
+    try:
+        run = checker.run(apps)
+    finally:
+        gc.enable()
     render(run, options.format)
-    for app in run.apps:
-        step_summary(report.render_report(app))
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        for app in run.apps:
+            step_summary(report.render_report(app))
     if run.failed:
         return EXIT_ERROR
     if options.detailed_exitcode and run.needs_review:

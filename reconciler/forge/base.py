@@ -32,6 +32,9 @@ class Forge(Protocol):
     # Close the app's pull request (nothing to deprovision anymore); True if one was open.
     def close(self, app: str) -> bool: ...
 
+    # The app's open plan, if any.
+    def plan_of(self, app: str) -> Plan | None: ...
+
     # The plans proposed and not yet merged.
     def open_plans(self) -> list[OpenPlan]: ...
 
