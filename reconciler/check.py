@@ -15,12 +15,13 @@ from typing import TypeVar
 
 from reconciler import report, snapshot, yamlio
 from reconciler.config import Settings
+from reconciler.connectors.base import Mode
 from reconciler.correlate import correlate
 from reconciler.diff import diff_accounts
 from reconciler.errors import ConnectorError, ReconcilerError
 from reconciler.forge.base import Forge, Proposal
 from reconciler.git import Git
-from reconciler.model import Identity, Role
+from reconciler.model import Account, Identity, Role
 from reconciler.outcome import AppCheck
 from reconciler.phases import Phases
 from reconciler.plan import Action, Plan, new_plan
@@ -166,11 +167,17 @@ class Checker:
             else None
         )
         with phase("pull"):
-            connector = self.factory(self.settings.config.identity_sources[source])
+            identities: list[Identity] = []
+            error = ""
             try:
-                identities, error = collect(source, connector.pull_identities)
-            finally:
-                connector.close()
+                connector = self.factory(self.settings.config.identity_sources[source])
+            except ReconcilerError as exc:
+                error = str(exc).removeprefix(f"{source}: ")
+            else:
+                try:
+                    identities, error = collect(source, connector.pull_identities)
+                finally:
+                    connector.close()
         if not error and len({i.id for i in identities}) != len(identities):
             error = "the pull returned the same identity id twice"
         state = PullState(source, error=error, count=len(identities), previous_count=previous_count)
@@ -207,15 +214,22 @@ class Checker:
         with phase("read_previous"):
             previous = snapshot.read_accounts(self.root, app)
         with phase("pull"):
-            connector = self.factory(self.settings.config.apps[app])
+            accounts: list[Account] = []
+            roles: list[Role] = []
+            error = ""
+            modes: frozenset[Mode] = frozenset()
             try:
-                accounts, error = collect(app, connector.pull_accounts)
-                roles: list[Role] = []
-                if not error:
-                    roles, error = collect(app, connector.pull_roles)
-                modes = connector.modes
-            finally:
-                connector.close()
+                connector = self.factory(self.settings.config.apps[app])
+            except ReconcilerError as exc:
+                error = str(exc).removeprefix(f"{app}: ")
+            else:
+                try:
+                    accounts, error = collect(app, connector.pull_accounts)
+                    if not error:
+                        roles, error = collect(app, connector.pull_roles)
+                    modes = connector.modes
+                finally:
+                    connector.close()
         if not error and len({a.id for a in accounts}) != len(accounts):
             error = "the pull returned the same account id twice"
         if not error and not accounts and previous:

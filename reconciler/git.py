@@ -103,6 +103,13 @@ class Git:
         repo.run("init", "-q", "-b", branch)
         return repo
 
+    def private_dir(self) -> Path:
+        """A directory inside .git for local state that is never committed."""
+        git_dir = Path(self.run("rev-parse", "--git-dir").strip())
+        path = (git_dir if git_dir.is_absolute() else self.root / git_dir) / "reconciler"
+        path.mkdir(exist_ok=True)
+        return path
+
     def head(self, ref: str = "HEAD") -> str | None:
         out = self.run("rev-parse", "--verify", "-q", f"{ref}^{{commit}}", check=False).strip()
         return out or None

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, assert_never
 
+import orjson
+
 from reconciler import report
-from reconciler.check import Checker, CheckRun
-from reconciler.commands import EXIT_ERROR, EXIT_NEEDS_REVIEW, EXIT_OK, open_repo
+from reconciler.check import Checker, CheckRun, timestamp, utc_now
+from reconciler.commands import EXIT_ERROR, EXIT_NEEDS_REVIEW, EXIT_OK, Repo, open_repo
 from reconciler.output import OutputFormat, emit, emit_json, end_group, group, step_summary
 from reconciler.systems import default_factory
 
@@ -36,6 +38,7 @@ def check(options: CheckOptions) -> int:
         run = checker.run(apps)
     finally:
         gc.enable()
+    record_last_check(repo, run)
     render(run, options.format)
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         for app in run.apps:
@@ -45,6 +48,27 @@ def check(options: CheckOptions) -> int:
     if options.detailed_exitcode and run.needs_review:
         return EXIT_NEEDS_REVIEW
     return EXIT_OK
+
+
+LAST_CHECK = "last-check.json"
+
+
+def record_last_check(repo: Repo, run: CheckRun) -> None:
+    """When each app was last checked and how it went: local state for `status`, kept
+    in .git so that a check with no change still makes no commit."""
+    path = repo.git.private_dir() / LAST_CHECK
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        data = {}
+    at = timestamp(utc_now())
+    for app in run.apps:
+        data[app.app] = {
+            "checked_at": at,
+            "ok": not app.app_error and not (app.blocked_reasons and app.plan is None),
+            "problem": "; ".join(app.blocked_reasons) if app.plan is None else "",
+        }
+    path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
 
 
 def as_data(run: CheckRun) -> dict[str, Any]:

@@ -6,9 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, assert_never
 
+import orjson
+
 from reconciler import snapshot
 from reconciler.apply import load_plan, merged_plans
 from reconciler.commands import EXIT_OK, Repo, open_repo
+from reconciler.commands.check import LAST_CHECK
 from reconciler.output import OutputFormat, emit, emit_json
 
 
@@ -19,6 +22,8 @@ class StatusOptions:
 
 
 def collect_status(repo: Repo) -> dict[str, Any]:
+    last_check_file = repo.git.private_dir() / LAST_CHECK
+    checks = orjson.loads(last_check_file.read_bytes()) if last_check_file.exists() else {}
     apps = []
     for app in sorted(repo.settings.config.apps):
         meta = snapshot.read_meta(snapshot.app_dir(repo.root, app) / "meta.yaml") or {}
@@ -27,7 +32,10 @@ def collect_status(repo: Repo) -> dict[str, Any]:
                 "app": app,
                 "last_change": meta.get("pulled_at"),
                 "accounts": meta.get("count"),
-                "last_check_commit": _last_commit(repo, f"state/apps/{app}"),
+                "last_check": checks.get(app, {}).get("checked_at"),
+                "last_check_ok": checks.get(app, {}).get("ok"),
+                "last_check_problem": checks.get(app, {}).get("problem", ""),
+                "last_import_commit": _last_commit(repo, f"state/apps/{app}"),
             }
         )
     open_plans = [
@@ -60,8 +68,14 @@ def status(options: StatusOptions) -> int:
         case OutputFormat.TEXT | OutputFormat.MARKDOWN:
             emit("apps:")
             for app in data["apps"]:
-                when = app["last_change"] or "never checked"
-                emit(f"  {app['app']}: {app['accounts'] or 0} accounts, last change {when}")
+                checked = app["last_check"] or "never (here)"
+                if app["last_check"] and not app["last_check_ok"]:
+                    checked += f" FAILED: {app['last_check_problem']}"
+                changed = app["last_change"] or "never"
+                emit(
+                    f"  {app['app']}: {app['accounts'] or 0} accounts; last check {checked}; "
+                    f"last change imported {changed}"
+                )
             emit("open plans (waiting for review):" if data["open_plans"] else "open plans: none")
             for plan in data["open_plans"]:
                 emit(
