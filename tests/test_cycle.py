@@ -387,3 +387,31 @@ def test_no_second_plan_while_an_approved_one_waits(tmp_path):
         result = c.cli("check")
         assert "waiting for `reconciler apply`" in result.output
         assert c.git.head("reconciler/wiki") is None
+
+
+def test_blocked_plan_needs_a_merged_override(tmp_path):
+    strict = demo.POLICY.replace("max_per_run: 10", "max_per_run: 2")
+    with company(tmp_path, policy=strict) as c:
+        assert c.cli("check").exit_code == 0
+        leave(c)
+        proposed(c)
+        plan = plan_on_branch(c)
+        assert plan["status"] == "blocked"
+        assert "max_per_run 2" in plan["blocked_reasons"][0]
+        assert "max\\_per\\_run 2" in c.git.show("reconciler/wiki", "plans/wiki.md").decode()
+        assert c.cli("approve", "--app", "wiki", "--as", demo.REVIEWER).exit_code == 0
+
+        refused = c.cli("apply", "--confirm")
+        assert refused.exit_code == 1
+        assert f"add '{plan['plan']}' to guards.allow_blocked_plans" in refused.output
+        assert all(c.app_user(u)["active"] for u in LEAVERS)
+
+        c.write_policy(
+            strict.replace(
+                "max_identity_shrink: 0.2",
+                (f'max_identity_shrink: 0.2\n  allow_blocked_plans: ["{plan["plan"]}"]'),
+            )
+        )
+        applied = c.cli("apply", "--confirm")
+        assert applied.exit_code == 0, applied.output
+        assert not any(c.app_user(u)["active"] for u in LEAVERS)
