@@ -30,36 +30,36 @@ ROLE_FIELDS = ("name", "description", "entitlements")
 
 def clean_text(value: object) -> str:
     """A string safe to store: NFC, no lone surrogates, no NUL; None becomes ''."""
-    if value.__class__ is str and value.isascii():
-        # The common case, and already NFC: only a NUL could be wrong.
-        return value.replace("\x00", "") if "\x00" in value else value
-    if value is None:
+    if value.__class__ is str:
+        text: str = value
+        if text.isascii():
+            # The common case, and already NFC: only a NUL could be wrong.
+            return text.replace("\x00", "") if "\x00" in text else text
+    elif value is None:
         return ""
-    text = str(value)
-    text = text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
-    return unicodedata.normalize("NFC", text)
-
-
-def _plain(*values: object) -> bool:
-    """All plain ASCII strings without NUL: nothing to clean (the common case)."""
+    else:
+        text = str(value)
     try:
-        joined = "".join(values)  # type: ignore[arg-type]
-    except TypeError:
-        return False
-    return joined.isascii() and "\x00" not in joined
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates (from a broken JSON escape) cannot be stored as UTF-8.
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    return text if unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)
 
 
 def sorted_names(values: Iterable[object] | None) -> tuple[str, ...]:
-    if not isinstance(values, list | tuple):
+    """Distinct, cleaned, sorted names; empty ones dropped."""
+    if values.__class__ is not list and values.__class__ is not tuple:
         values = list(values or ())
     if not values:
         return ()
     try:
-        joined = "\x01".join(values)  # type: ignore[arg-type]
+        joined = "".join(values)  # type: ignore[arg-type]
     except TypeError:
-        joined = ""
-    if joined.isascii() and "\x00" not in joined and joined:
-        # All plain ASCII strings (the common case): nothing to clean.
+        joined = "\x00"
+    if joined.isascii() and "\x00" not in joined:
         names = set(map(str.strip, values))
     else:
         names = set(map(str.strip, map(clean_text, values)))
@@ -94,22 +94,13 @@ class Identity(NamedTuple):
     ) -> Identity:
         if status not in IDENTITY_STATUSES:
             raise ValueError(f"identity status {status!r} is not one of {IDENTITY_STATUSES}")
-        if _plain(id, email, username, display_name):
-            return cls(
-                str(id),
-                str(email).strip(),
-                str(username).strip(),
-                str(display_name),
-                status,  # type: ignore[arg-type]
-                sorted_names(groups),
-            )
         return cls(
-            id=clean_text(id),
-            email=clean_text(email).strip(),
-            username=clean_text(username).strip(),
-            display_name=clean_text(display_name),
-            status=status,  # type: ignore[arg-type]
-            groups=sorted_names(groups),
+            clean_text(id),
+            clean_text(email).strip(),
+            clean_text(username).strip(),
+            clean_text(display_name),
+            status,  # type: ignore[arg-type]
+            sorted_names(groups),
         )
 
     def to_record(self) -> dict[str, Any]:
@@ -155,26 +146,15 @@ class Account(NamedTuple):
             raise ValueError(f"account status {status!r} is not one of {ACCOUNT_STATUSES}")
         if type not in ACCOUNT_TYPES:
             raise ValueError(f"account type {type!r} is not one of {ACCOUNT_TYPES}")
-        if _plain(id, username, email, display_name):
-            return cls(
-                str(id),
-                str(username).strip(),
-                str(email).strip(),
-                str(display_name),
-                status,  # type: ignore[arg-type]
-                type,  # type: ignore[arg-type]
-                sorted_names(roles),
-                sorted_names(entitlements),
-            )
         return cls(
-            id=clean_text(id),
-            username=clean_text(username).strip(),
-            email=clean_text(email).strip(),
-            display_name=clean_text(display_name),
-            status=status,  # type: ignore[arg-type]
-            type=type,  # type: ignore[arg-type]
-            roles=sorted_names(roles),
-            entitlements=sorted_names(entitlements),
+            clean_text(id),
+            clean_text(username).strip(),
+            clean_text(email).strip(),
+            clean_text(display_name),
+            status,  # type: ignore[arg-type]
+            type,  # type: ignore[arg-type]
+            sorted_names(roles),
+            sorted_names(entitlements),
         )
 
     def to_record(self) -> dict[str, Any]:

@@ -108,8 +108,6 @@ OPTIONS_SCHEMA: Mapping[str, Any] = {
     },
 }
 
-_ACCOUNT_TEXT = ("id", "username", "email", "display_name")
-_IDENTITY_TEXT = ("id", "email", "username", "display_name")
 _TRUE = frozenset({"true", "yes", "y", "1", "t", "on"})
 _FALSE = frozenset({"false", "no", "n", "0", "f", "off"})
 # Common spellings in exports. `name` is left alone: it means a username in one system
@@ -216,34 +214,37 @@ def _status(record: _Record, allowed: Sequence[str], inactive: str) -> str:
     return status or "active"
 
 
+_ONLY_STR = {str}
+
+
 def _is_names(value: object) -> bool:
-    return value.__class__ is list and all(v.__class__ is str for v in value)
+    return value.__class__ is list and (not value or set(map(type, value)) == _ONLY_STR)
 
 
 def _account(record: _Record, separator: str) -> Account:
-    fields = record.fields
-    status, kind = fields.get("status"), fields.get("type")
-    roles, entitlements = fields.get("roles", []), fields.get("entitlements", [])
+    get = record.fields.get
+    status, kind = get("status"), get("type")
+    roles, entitlements = get("roles", []), get("entitlements", [])
+    id_, username, email, name = (
+        get("id"),
+        get("username", ""),
+        get("email", ""),
+        get("display_name", ""),
+    )
     if (
         # The shape a JSON export usually has (and the one we write): plain values that
         # need none of the lenient parsing below. About half the cost of a big pull.
-        status in ("active", "disabled")
+        id_.__class__ is str
+        and username.__class__ is str
+        and email.__class__ is str
+        and name.__class__ is str
+        and status in ("active", "disabled")
         and kind in ("human", "service")
-        and "active" not in fields
+        and "active" not in record.fields
         and _is_names(roles)
         and _is_names(entitlements)
-        and all(fields.get(k, "").__class__ is str for k in _ACCOUNT_TEXT)
     ):
-        return Account.build(
-            fields["id"].strip(),
-            fields.get("username", ""),
-            fields.get("email", ""),
-            fields.get("display_name", ""),
-            status,
-            kind,
-            roles,
-            entitlements,
-        )
+        return Account.build(id_.strip(), username, email, name, status, kind, roles, entitlements)
     kind = _text(record, "type").strip().lower() or "human"
     if kind not in ("human", "service"):
         raise _Invalid(f"type {kind!r} is not one of: human, service")
@@ -260,22 +261,24 @@ def _account(record: _Record, separator: str) -> Account:
 
 
 def _identity(record: _Record, separator: str) -> Identity:
-    fields = record.fields
-    status, groups = fields.get("status"), fields.get("groups", [])
+    get = record.fields.get
+    status, groups = get("status"), get("groups", [])
+    id_, email, username, name = (
+        get("id"),
+        get("email", ""),
+        get("username", ""),
+        get("display_name", ""),
+    )
     if (
-        status in ("active", "suspended", "deprovisioned")
-        and "active" not in fields
+        id_.__class__ is str
+        and email.__class__ is str
+        and username.__class__ is str
+        and name.__class__ is str
+        and status in ("active", "suspended", "deprovisioned")
+        and "active" not in record.fields
         and _is_names(groups)
-        and all(fields.get(k, "").__class__ is str for k in _IDENTITY_TEXT)
     ):
-        return Identity.build(
-            fields["id"].strip(),
-            fields.get("email", ""),
-            fields.get("username", ""),
-            fields.get("display_name", ""),
-            status,
-            groups,
-        )
+        return Identity.build(id_.strip(), email, username, name, status, groups)
     # A false `active` flag says the person cannot sign in, not that they were removed.
     status = _status(record, ("active", "suspended", "deprovisioned"), inactive="suspended")
     return Identity.build(
