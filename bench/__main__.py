@@ -1,0 +1,265 @@
+"""`python -m bench run`: the benchmark in one command (see docs/benchmarks.md).
+
+    python -m bench run [--sizes 1000,10000,100000] [--out bench/out]
+                        [--newcomer-max-n 100000] [--git-days 30] [--scim-n 10000] [--quick]
+    python -m bench report bench/out/results.json   # render a saved run again
+
+Results go to OUT/results.json and OUT/results.md; the markdown is also printed.
+Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import generate, gitgrowth, newcomer, report, runner, scimpull
+
+DEFAULT_SIZES = (1000, 10_000, 100_000)
+QUICK_SIZES = (1000,)
+# The newcomer baseline always runs up to this size, and above it up to --newcomer-max-n.
+NEWCOMER_ALWAYS_N = 10_000
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What `python -m bench run` measures and where it writes."""
+
+    sizes: tuple[int, ...]
+    out: Path
+    newcomer_max_n: int
+    newcomer_timeout: float
+    git_days: int
+    scim_n: int
+    seed: int
+    keep_work: bool
+
+
+def _progress(message: str) -> None:
+    sys.stderr.write(f"[{datetime.now():%H:%M:%S}] {message}\n")
+    sys.stderr.flush()
+
+
+def _machine() -> str:
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+        ram = f"{memory:.1f} GiB RAM"
+    except (ValueError, OSError, AttributeError):
+        ram = "RAM unknown"
+    git_version = subprocess.run(
+        ["git", "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return (
+        f"{os.cpu_count()} cores, {ram}, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, {git_version}"
+    )
+
+
+def _code_version() -> dict[str, Any]:
+    """The reconciler commit measured, files changed since it, and a digest of the source
+    (the SCIM pull runs the code imported when the run started)."""
+    import reconciler
+
+    root = Path(reconciler.__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    changed = git("status", "--porcelain", "--", "reconciler").splitlines()
+    return {
+        "commit": git("rev-parse", "HEAD") or None,
+        "changed": [c[3:] for c in changed],
+        "code": runner.code_digest(),
+    }
+
+
+def _write(results: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def run(options: BenchOptions) -> int:
+    """Run every measurement, write the results, print the markdown report."""
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "meta": {
+            "machine": _machine(),
+            "reconciler": _code_version(),
+            "seed": options.seed,
+            "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "options": {
+                "sizes": list(options.sizes),
+                "newcomer_max_n": options.newcomer_max_n,
+                "git_days": options.git_days,
+                "scim_n": options.scim_n,
+            },
+        },
+        "sizes": [],
+    }
+    with ExitStack() as stack:
+        if options.keep_work:
+            work = options.out / "work"
+            shutil.rmtree(work, ignore_errors=True)  # the previous run's
+            work.mkdir(parents=True)
+        else:
+            work = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="reconciler-bench-"))
+            )
+        largest_day1: generate.Day | None = None
+        for n in sorted(options.sizes):
+            _progress(f"N={n:,}: generating day 1 and day 2")
+            day1 = generate.day_one(n, options.seed)
+            results["sizes"].append(_measure_size(n, day1, options, work / f"n{n}"))
+            # Git growth starts from the largest size's day 1.
+            largest_day1 = day1
+            _write(results, options.out)
+        failed: list[str] = []
+        if options.git_days > 0 and largest_day1 is not None:
+            n = max(options.sizes)
+            _progress(f"git growth at N={n:,} over {options.git_days} days")
+            try:
+                growth = gitgrowth.measure(
+                    n, largest_day1, options.seed, options.git_days, work / "git", _progress
+                )
+                results["git_growth"] = growth.to_data()
+            except runner.BenchError as exc:
+                # The SCIM measurement does not depend on it: report and go on.
+                _progress(f"git growth failed: {exc}")
+                results["git_growth"] = {"n": n, "error": str(exc)}
+                failed.append("git growth")
+            _write(results, options.out)
+        del largest_day1
+        if options.scim_n > 0:
+            _progress(f"scim pull of {options.scim_n:,} users")
+            results["scim"] = scimpull.measure(
+                options.scim_n, options.seed, progress=_progress
+            ).to_data()
+    results["meta"]["elapsed_seconds"] = time.perf_counter() - started
+    results["targets"] = report.targets(results)
+    _write(results, options.out)
+    markdown = report.render(results)
+    (options.out / "results.md").write_text(markdown, encoding="utf-8")
+    sys.stdout.write(markdown)
+    if failed:
+        _progress(f"failed: {', '.join(failed)} (see results.json)")
+        return 1
+    return 0
+
+
+def _measure_size(n: int, day1: generate.Day, options: BenchOptions, work: Path) -> dict[str, Any]:
+    day2 = generate.next_day(day1, options.seed, 2)
+    files1 = generate.write_exports(day1, work / "day1")
+    files2 = generate.write_exports(day2, work / "day2")
+    counts = (len(day2.accounts), len(day2.identities), day2.grants)
+    del day2
+    _progress(f"N={n:,}: day-1 import and day-2 check")
+    size = runner.measure_size(n, files1, files2, work=work / "check", counts=counts)
+    data = size.to_data()
+    _progress(
+        f"N={n:,}: day-2 check {size.day2.wall_seconds:.2f} s, "
+        f"{size.day2.max_rss_mib:.0f} MiB; floor {size.floor_seconds:.3f} s"
+    )
+    if n <= max(options.newcomer_max_n, NEWCOMER_ALWAYS_N):
+        _progress(f"N={n:,}: newcomer baseline (limit {options.newcomer_timeout:.0f} s)")
+        baseline = newcomer.measure(files1, files2, work / "newcomer", options.newcomer_timeout)
+        data["newcomer"] = baseline.to_data()
+        if baseline.seconds is not None:
+            data["newcomer"]["ratio"] = baseline.seconds / size.day2.wall_seconds
+        _progress(f"N={n:,}: newcomer {baseline.status}: {baseline.seconds or baseline.detail}")
+    else:
+        data["newcomer"] = {"status": "skipped", "detail": "N > --newcomer-max-n"}
+    return data
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part.replace("_", "")) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give sizes as 1000,10000,100000") from None
+    if not sizes or any(n < 100 for n in sizes):
+        raise argparse.ArgumentTypeError("each size must be at least 100")
+    return sizes
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="run the benchmark")
+    run_parser.add_argument("--sizes", type=_sizes, help="N values (default 1000,10000,100000)")
+    run_parser.add_argument(
+        "--out", type=Path, default=Path("bench/out"), help="where results go (bench/out)"
+    )
+    run_parser.add_argument(
+        "--newcomer-max-n",
+        type=int,
+        help="largest N for the newcomer baseline beyond 10,000 (default 100000)",
+    )
+    run_parser.add_argument(
+        "--newcomer-timeout", type=float, default=newcomer.TIMEOUT_SECONDS, help=argparse.SUPPRESS
+    )
+    run_parser.add_argument("--git-days", type=int, help="days of churn for git growth (30)")
+    run_parser.add_argument("--scim-n", type=int, help="users on the SCIM server (10000)")
+    run_parser.add_argument("--seed", type=int, default=1, help="data generator seed (1)")
+    run_parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: N=1000, newcomer at 1000, 3 git days, 500 SCIM users",
+    )
+    run_parser.add_argument(
+        "--keep-work", action="store_true", help="keep access repos and logs in OUT/work"
+    )
+    report_parser = commands.add_parser("report", help="render a saved results.json again")
+    report_parser.add_argument("results", type=Path)
+    return parser
+
+
+def _options(args: argparse.Namespace) -> BenchOptions:
+    quick = bool(args.quick)
+
+    def pick(value: Any, normal: Any, fast: Any) -> Any:
+        return value if value is not None else (fast if quick else normal)
+
+    return BenchOptions(
+        sizes=pick(args.sizes, DEFAULT_SIZES, QUICK_SIZES),
+        out=args.out,
+        newcomer_max_n=pick(args.newcomer_max_n, 100_000, 1000),
+        newcomer_timeout=args.newcomer_timeout,
+        git_days=pick(args.git_days, 30, 3),
+        scim_n=pick(args.scim_n, 10_000, 500),
+        seed=args.seed,
+        keep_work=args.keep_work,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "report":
+        results = orjson.loads(args.results.read_bytes())
+        sys.stdout.write(report.render(results))
+        return 0
+    try:
+        return run(_options(args))
+    except runner.BenchError as exc:
+        _progress(f"benchmark failed: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
