@@ -185,9 +185,17 @@ class Git:
     def commit_paths(self, paths: Sequence[str], message: str) -> str | None:
         """Stage `paths` (additions and deletions) and commit; None if nothing changed."""
         self.run("add", "-A", "--", *paths)
-        if not self.run("diff", "--cached", "--name-only", "--", *paths).strip():
+        staged = self.run("diff", "--cached", "--name-only", "-z").split("\0")
+        ours = self.run("diff", "--cached", "--name-only", "-z", "--", *paths).split("\0")
+        if not any(ours):
             return None
-        self.run("commit", "-q", "--no-verify", "-m", message, "--", *paths)
+        if set(staged) == set(ours):
+            # Only our paths are staged: commit the index as it is. A pathspec would make
+            # git build a second index and hash every file again (60 MB at 100k accounts).
+            self.run("commit", "-q", "--no-verify", "-m", message)
+        else:
+            # Someone staged other files: leave them staged, commit only ours.
+            self.run("commit", "-q", "--no-verify", "-m", message, "--", *paths)
         return self.head()
 
     def commit_files_to_branch(

@@ -30,6 +30,5 @@ def effective_mode(wanted: str, modes: frozenset[Mode]) -> str | None:
         return wanted
     if Mode.MANUAL in modes:
         return Mode.MANUAL.value
-    if wanted == Mode.DELETE.value and Mode.DISABLE in modes:
-        return None
+    # Never fall back from delete to disable or back: the policy's choice is deliberate.
     return None
