@@ -340,11 +340,24 @@ def write_accounts(root: Path, app: str, accounts: Records[Account] | Iterable[A
     return changed
 
 
+_DIGESTS: dict[tuple[tuple[str, int, int, int], ...], str] = {}
+
+
+def _digest(files: Sequence[Path]) -> str:
+    """SHA-256 of the files' bytes in order; remembered per file version, since a check
+    asks for it twice (meta.yaml, then the plan) and the files are large."""
+    stats = [(p, p.stat()) for p in files]
+    key = tuple((str(p), s.st_ino, s.st_mtime_ns, s.st_size) for p, s in stats)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        for path in files:
+            digest.update(path.read_bytes())
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
+
+
 def accounts_digest(root: Path, app: str) -> str:
-    digest = hashlib.sha256()
-    for path in _account_files(app_dir(root, app)):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    return _digest(_account_files(app_dir(root, app)))
 
 
 def write_roles(root: Path, app: str, roles: Iterable[Role]) -> bool:
@@ -381,7 +394,7 @@ def write_identities(
 
 def identities_digest(root: Path, source: str) -> str:
     path = identities_file(root, source)
-    return hashlib.sha256(path.read_bytes() if path.exists() else b"").hexdigest()
+    return _digest([path] if path.exists() else [])
 
 
 # --- meta -------------------------------------------------------------------------------
