@@ -29,6 +29,7 @@ from reconciler.history import FINAL, Entry, Journal
 from reconciler.model import Account, Identity
 from reconciler.plan import Action, Plan, check_subset, new_plan
 from reconciler.policy import evaluate
+from reconciler.progress import NoProgress, Progress
 from reconciler.systems import ConnectorFactory, effective_mode
 
 VERBS = {"disable": "disabled", "delete": "deleted", "manual": "recorded manual tasks for"}
@@ -172,7 +173,9 @@ class Applier:
         confirm: bool,
         concurrency: int = 4,
         now: Callable[[], datetime] = utc_now,
+        progress: Progress | None = None,
     ) -> None:
+        self.progress = progress or NoProgress()
         self.settings = settings
         self.git = git
         self.factory = factory
@@ -276,8 +279,17 @@ class Applier:
             except ReconcilerError as exc:
                 journal.record(self.entry(action, "failed", str(exc)))
 
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            list(pool.map(run_one, plan.active_actions))
+        task = self.progress.task(f"applying plan {plan.id} to {app}", len(plan.active_actions))
+
+        def run_and_count(action: Action) -> None:
+            run_one(action)
+            task.advance(1)
+
+        try:
+            with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+                list(pool.map(run_and_count, plan.active_actions))
+        finally:
+            task.done()
         for action in plan.actions:
             if action.skip and journal.get(action.account_id) is None:
                 reason = action.skip_reason or "skipped by a reviewer"

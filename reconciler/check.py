@@ -26,6 +26,7 @@ from reconciler.outcome import AppCheck
 from reconciler.phases import Phases
 from reconciler.plan import Action, Plan, new_plan
 from reconciler.policy import PullState, evaluate, guard_blocks, identity_blocks
+from reconciler.progress import NoProgress, Progress, Task
 from reconciler.snapshot import Records
 from reconciler.systems import ConnectorFactory, effective_mode
 
@@ -73,11 +74,27 @@ class CheckRun:
         return any(a.plan is not None and a.plan.actions for a in self.apps)
 
 
-def collect(system: str, pull: Callable[[], Iterable[T]]) -> tuple[list[T], str]:
+PROGRESS_STEP = 1000
+
+
+def collect(
+    system: str, pull: Callable[[], Iterable[T]], task: Task | None = None
+) -> tuple[list[T], str]:
     """Run a pull to the end; a failure anywhere means nothing read is trusted.
     The error message does not repeat the system's name; callers add it."""
     try:
-        return list(pull()), ""
+        if task is None:
+            return list(pull()), ""
+        items: list[T] = []
+        try:
+            for item in pull():
+                items.append(item)
+                if len(items) % PROGRESS_STEP == 0:
+                    task.advance(PROGRESS_STEP)
+            task.advance(len(items) % PROGRESS_STEP)
+        finally:
+            task.done()
+        return items, ""
     except ConnectorError as exc:
         return [], str(exc).removeprefix(f"{exc.system}: ")
     except ReconcilerError as exc:
@@ -128,8 +145,10 @@ class Checker:
         factory: ConnectorFactory,
         now: Callable[[], datetime] = utc_now,
         phases: Phases | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.phases = phases or Phases()
+        self.progress = progress or NoProgress()
         self.settings = settings
         self.root = settings.root
         self.git = git
@@ -175,7 +194,8 @@ class Checker:
                 error = str(exc).removeprefix(f"{source}: ")
             else:
                 try:
-                    identities, error = collect(source, connector.pull_identities)
+                    task = self.progress.task(f"pulling identities from {source}")
+                    identities, error = collect(source, connector.pull_identities, task)
                 finally:
                     connector.close()
         if not error and len({i.id for i in identities}) != len(identities):
@@ -224,7 +244,8 @@ class Checker:
                 error = str(exc).removeprefix(f"{app}: ")
             else:
                 try:
-                    accounts, error = collect(app, connector.pull_accounts)
+                    task = self.progress.task(f"pulling accounts from {app}")
+                    accounts, error = collect(app, connector.pull_accounts, task)
                     if not error:
                         roles, error = collect(app, connector.pull_roles)
                     modes = connector.modes

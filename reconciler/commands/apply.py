@@ -11,6 +11,7 @@ from reconciler.check import timestamp, utc_now
 from reconciler.commands import EXIT_ERROR, EXIT_OK, open_repo
 from reconciler.errors import ConfigError
 from reconciler.output import OutputFormat, emit, emit_json, end_group, group
+from reconciler.progress import progress
 from reconciler.systems import default_factory
 
 
@@ -45,14 +46,16 @@ def apply(options: ApplyOptions) -> int:
     else:
         apps = [a for a in merged_plans(repo.git) if not options.apps or a in options.apps]
         repo.select_apps(tuple(options.apps))
-        applier = Applier(
-            repo.settings,
-            repo.git,
-            default_factory(repo.root),
-            confirm=options.confirm,
-            concurrency=options.concurrency,
-        )
-        results = applier.run(apps)
+        with progress() as shown:
+            applier = Applier(
+                repo.settings,
+                repo.git,
+                default_factory(repo.root),
+                confirm=options.confirm,
+                concurrency=options.concurrency,
+                progress=shown,
+            )
+            results = applier.run(apps)
     render(results, options.format, options.confirm)
     return EXIT_ERROR if any(r.failed for r in results) else EXIT_OK
 

@@ -14,6 +14,7 @@ from reconciler import report
 from reconciler.check import Checker, CheckRun, timestamp, utc_now
 from reconciler.commands import EXIT_ERROR, EXIT_NEEDS_REVIEW, EXIT_OK, Repo, open_repo
 from reconciler.output import OutputFormat, emit, emit_json, end_group, group, step_summary
+from reconciler.progress import progress
 from reconciler.systems import default_factory
 
 
@@ -30,12 +31,14 @@ def check(options: CheckOptions) -> int:
     repo.git.require_branch(repo.settings.config.main_branch)
     repo.git.require_clean("state", "plans")
     apps = repo.select_apps(options.apps)
-    checker = Checker(repo.settings, repo.git, repo.forge(), default_factory(repo.root))
     # A check allocates millions of small objects and frees few: the cyclic garbage
     # collector would scan them again and again for nothing (about 15% of a 100k check).
     gc.disable()
     try:
-        run = checker.run(apps)
+        with progress() as shown:
+            forge = repo.forge()
+            factory = default_factory(repo.root)
+            run = Checker(repo.settings, repo.git, forge, factory, progress=shown).run(apps)
     finally:
         gc.enable()
     record_last_check(repo, run)
