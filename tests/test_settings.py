@@ -6,31 +6,9 @@ import pytest
 
 from reconciler import demo
 from reconciler.config import Guards, MatchRule
-from reconciler.connectors.base import Connector, ConnectorContext, ConnectorType
 from reconciler.errors import ConfigError
 from reconciler.settings import load_settings
-
-
-def _build(context: ConnectorContext) -> Connector:
-    raise NotImplementedError
-
-
-FAKE = ConnectorType(
-    name="fake",
-    options_schema={
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["url"],
-        "properties": {
-            "url": {"type": "string"},
-            "token_env": {"type": "string"},
-            "timeout": {"type": "integer"},
-        },
-    },
-    build=_build,
-    secret_env_options=("token_env",),
-)
-REGISTRY = {"fake": FAKE}
+from reconciler.testing.schema_fakes import REGISTRY
 
 CONFIG = """\
 version: 1

@@ -8,10 +8,10 @@ import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped,unused-ignore]
 
 from reconciler import yamlio
-from reconciler.connectors.base import Connector, ConnectorContext, ConnectorType
 from reconciler.history import Entry
 from reconciler.plan import Action, new_plan
 from reconciler.snapshot import Meta
+from reconciler.testing.schema_fakes import FAKE, REGISTRY
 from reconciler.validate import (
     SCHEMA_NAMES,
     Diagnostic,
@@ -20,38 +20,6 @@ from reconciler.validate import (
     validate_file,
     validate_repo,
 )
-
-
-def _build(context: ConnectorContext) -> Connector:
-    raise NotImplementedError
-
-
-FAKE = ConnectorType(
-    name="fake",
-    options_schema={
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["url"],
-        "properties": {
-            "url": {"type": "string", "description": "Where the fake lives."},
-            "token_env": {"type": "string"},
-            "timeout": {"type": "integer", "minimum": 1, "description": "Seconds."},
-        },
-    },
-    build=_build,
-    secret_env_options=("token_env",),
-)
-EXPORT = ConnectorType(
-    name="export",
-    options_schema={
-        "type": "object",
-        "required": ["path"],
-        "properties": {"path": {"$ref": "#/$defs/path"}},
-        "$defs": {"path": {"type": "string", "minLength": 1}},
-    },
-    build=_build,
-)
-REGISTRY = {"fake": FAKE, "export": EXPORT}
 
 CONFIG = """\
 version: 1
