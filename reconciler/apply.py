@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from reconciler import snapshot, yamlio
+from reconciler import snapshot
 from reconciler.check import collect, timestamp, utc_now
 from reconciler.config import Policy, Settings
 from reconciler.connectors.base import Connector, Mode
 from reconciler.correlate import correlate
 from reconciler.errors import ApprovalError, ConnectorError, PlanError, ReconcilerError
-from reconciler.forge.local import parse_approvers, plan_path, report_path
+from reconciler.forge.local import parse_approvers, plan_path, read_plan, report_path
 from reconciler.git import Git
 from reconciler.history import FINAL, Entry, Journal
 from reconciler.model import Account, Identity
@@ -66,13 +66,10 @@ def merged_plans(git: Git) -> list[str]:
 
 
 def load_plan(git: Git, app: str) -> Plan:
-    raw = git.show("HEAD", plan_path(app))
-    if raw is None:
+    plan = read_plan(git, "HEAD", app)
+    if plan is None:
         raise PlanError(f"no merged plan for app {app!r} on main")
-    try:
-        return Plan.from_data(yamlio.load_bytes(raw, plan_path(app)))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise PlanError(f"{plan_path(app)}: not a valid plan ({exc}); revert your edits") from exc
+    return plan
 
 
 def verify_approval(git: Git, app: str, policy: Policy) -> Approval:
@@ -109,9 +106,7 @@ def extract_state(git: Git, rev: str, paths: Sequence[str], into: Path) -> None:
         tar.extractall(into, filter="data")
 
 
-def regenerate(
-    git: Git, settings: Settings, plan: Plan, policy: Policy, modes: frozenset[Mode]
-) -> Plan:
+def regenerate(git: Git, plan: Plan, policy: Policy, modes: frozenset[Mode]) -> Plan:
     """The plan the tool generates from the snapshots the plan was computed from,
     under the policy merged now."""
     if not plan.base_commit or not git.is_ancestor(plan.base_commit):
@@ -204,7 +199,7 @@ class Applier:
         app_conn = self.factory(self.settings.config.apps[app])
         idp_conn = self.factory(self.settings.config.identity_sources[policy.identity_source])
         try:
-            check_subset(plan, regenerate(self.git, self.settings, plan, policy, app_conn.modes))
+            check_subset(plan, regenerate(self.git, plan, policy, app_conn.modes))
             if plan.status == "blocked" and plan.id not in policy.guards.allow_blocked_plans:
                 reasons = "; ".join(plan.blocked_reasons)
                 raise PlanError(
@@ -300,22 +295,17 @@ class Applier:
         self, plan: Plan, approval: Approval, journal: Journal, app_conn: Connector
     ) -> AppApply:
         app = plan.app
-        entries = tuple(journal.entries.values())
-        complete = all(e.outcome in FINAL for e in entries)
         notes = []
-        if complete:
-            journal.finish(self.stamp())
-            for path in (plan_path(app), report_path(app)):
-                (self.settings.root / path).unlink(missing_ok=True)
-        if any(e.outcome == "done" for e in entries):
+        if any(e.outcome == "done" for e in journal.entries.values()):
             accounts, error = collect(app, app_conn.pull_accounts)
             if error:
                 notes.append(f"snapshot not refreshed: {error}; the next check will refresh it")
             else:
                 snapshot.save_app(self.settings.root, app, accounts, None, self.stamp())
-        message = apply_message(app, entries, approval.approvers, complete)
-        paths = [f"history/{app}", *snapshot.app_paths(app), plan_path(app), report_path(app)]
-        commit = self.git.commit_paths(paths, message)
+        entries, commit = settle(
+            self.settings.root, self.git, app, approval, journal, self.stamp(),
+            snapshot.app_paths(app),
+        )  # fmt: skip
         return AppApply(
             app,
             plan.id,
@@ -325,6 +315,28 @@ class Applier:
             commit=commit,
             notes=tuple(notes),
         )
+
+
+def settle(
+    root: Path,
+    git: Git,
+    app: str,
+    approval: Approval,
+    journal: Journal,
+    at: str,
+    extra_paths: Sequence[str] = (),
+) -> tuple[tuple[Entry, ...], str | None]:
+    """Commit the journal (and `extra_paths`); once every action is done or skipped, the
+    plan is finished and leaves main. Returns the entries and the commit."""
+    entries = tuple(journal.entries.values())
+    complete = all(e.outcome in FINAL for e in entries)
+    if complete:
+        journal.finish(at)
+        for path in (plan_path(app), report_path(app)):
+            (root / path).unlink(missing_ok=True)
+    message = apply_message(app, entries, approval.approvers, complete)
+    paths = [f"history/{app}", *extra_paths, plan_path(app), report_path(app)]
+    return entries, git.commit_paths(paths, message)
 
 
 def _account_of(action: Action) -> Account:
@@ -381,12 +393,5 @@ def mark_done(
                 f"{app}: account {account_id!r} has no pending manual task in plan {plan.id}"
             )
         journal.mark(account_id, "done", f"removed by hand, marked done by {by}", at)
-    entries = tuple(journal.entries.values())
-    complete = all(e.outcome in FINAL for e in entries)
-    if complete:
-        journal.finish(at)
-        for path in (plan_path(app), report_path(app)):
-            (settings.root / path).unlink(missing_ok=True)
-    message = apply_message(app, entries, approval.approvers, complete)
-    commit = git.commit_paths([f"history/{app}", plan_path(app), report_path(app)], message)
+    entries, commit = settle(settings.root, git, app, approval, journal, at)
     return AppApply(app, plan.id, approval.approvers, entries, dry_run=False, commit=commit)

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from reconciler import report, snapshot, yamlio
-from reconciler.config import Settings
-from reconciler.connectors.base import Mode
+from reconciler.config import Settings, SystemConfig
+from reconciler.connectors.base import Connector, Mode
 from reconciler.correlate import correlate
 from reconciler.diff import diff_accounts
 from reconciler.errors import ConnectorError, ReconcilerError
@@ -65,7 +65,7 @@ class CheckRun:
 
     @property
     def failed(self) -> bool:
-        return any(a.app_error or (a.blocked_reasons and not a.plan) for a in self.apps) or any(
+        return any(a.failed for a in self.apps) or any(
             p.state.error or p.state.count == 0 for p in self.identity_pulls
         )
 
@@ -174,6 +174,13 @@ class Checker:
             phases=self.phases.to_data(),
         )
 
+    def connect(self, system: SystemConfig) -> tuple[Connector | None, str]:
+        """The system's connector, or why it could not be built (without the name)."""
+        try:
+            return self.factory(system), ""
+        except ReconcilerError as exc:
+            return None, str(exc).removeprefix(f"{system.name}: ")
+
     # --- identities ---------------------------------------------------------------------
 
     def pull_identities(self, source: str) -> IdentityPull:
@@ -187,12 +194,8 @@ class Checker:
         )
         with phase("pull"):
             identities: list[Identity] = []
-            error = ""
-            try:
-                connector = self.factory(self.settings.config.identity_sources[source])
-            except ReconcilerError as exc:
-                error = str(exc).removeprefix(f"{source}: ")
-            else:
+            connector, error = self.connect(self.settings.config.identity_sources[source])
+            if connector is not None:
                 try:
                     task = self.progress.task(f"pulling identities from {source}")
                     identities, error = collect(source, connector.pull_identities, task)
@@ -236,13 +239,9 @@ class Checker:
         with phase("pull"):
             accounts: list[Account] = []
             roles: list[Role] = []
-            error = ""
             modes: frozenset[Mode] = frozenset()
-            try:
-                connector = self.factory(self.settings.config.apps[app])
-            except ReconcilerError as exc:
-                error = str(exc).removeprefix(f"{app}: ")
-            else:
+            connector, error = self.connect(self.settings.config.apps[app])
+            if connector is not None:
                 try:
                     task = self.progress.task(f"pulling accounts from {app}")
                     accounts, error = collect(app, connector.pull_accounts, task)

@@ -3,6 +3,7 @@ people, one service account and one break-glass admin."""
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,8 +51,6 @@ def people() -> list[Person]:
 
 
 def ascii_name(name: str) -> str:
-    import unicodedata
-
     folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     return folded.lower().replace(" ", "-")
 

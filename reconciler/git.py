@@ -36,6 +36,20 @@ def no_git_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k == "GIT_SSH"}
 
 
+def _git(
+    cwd: Path,
+    args: Sequence[str],
+    *,
+    input: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run git with the bot identity and without inherited GIT_* variables."""
+    full_env = no_git_env()
+    full_env.update(bot_env())
+    full_env.update(env or {})
+    return subprocess.run(["git", *args], cwd=cwd, input=input, env=full_env, capture_output=True)
+
+
 @dataclass(frozen=True)
 class Commit:
     sha: str
@@ -50,6 +64,17 @@ class Git:
     def __init__(self, root: Path) -> None:
         self.root = root
 
+    def _exec(
+        self, args: Sequence[str], input: bytes | None = None, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        return _git(self.root, args, input=input, env=env)
+
+    def _checked(self, args: Sequence[str], proc: subprocess.CompletedProcess[bytes]) -> bytes:
+        if proc.returncode != 0:
+            err = proc.stderr.decode("utf-8", "replace").strip()
+            raise GitError(f"git {' '.join(args[:3])} failed in {self.root}: {err}")
+        return proc.stdout
+
     def run(
         self,
         *args: str,
@@ -57,38 +82,18 @@ class Git:
         env: Mapping[str, str] | None = None,
         check: bool = True,
     ) -> str:
-        full_env = no_git_env()
-        full_env.update(bot_env())
-        full_env.update(env or {})
-        proc = subprocess.run(
-            ["git", *args],
-            cwd=self.root,
-            input=input,
-            env=full_env,
-            capture_output=True,
-        )
-        if check and proc.returncode != 0:
-            err = proc.stderr.decode("utf-8", "replace").strip()
-            raise GitError(f"git {' '.join(args[:3])} failed in {self.root}: {err}")
-        return proc.stdout.decode("utf-8", "replace")
+        proc = self._exec(args, input=input, env=env)
+        out = self._checked(args, proc) if check else proc.stdout
+        return out.decode("utf-8", "replace")
 
     def run_bytes(self, *args: str) -> bytes:
-        proc = subprocess.run(["git", *args], cwd=self.root, capture_output=True, env=no_git_env())
-        if proc.returncode != 0:
-            err = proc.stderr.decode("utf-8", "replace").strip()
-            raise GitError(f"git {' '.join(args[:3])} failed in {self.root}: {err}")
-        return proc.stdout
+        return self._checked(args, self._exec(args))
 
     # --- repository state -------------------------------------------------------------
 
     @classmethod
     def open(cls, path: Path) -> Git:
-        probe = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"],
-            cwd=path,
-            capture_output=True,
-            env=no_git_env(),
-        )
+        probe = _git(path, ["rev-parse", "--show-toplevel"])
         if probe.returncode != 0:
             raise GitError(
                 f"{path} is not a git repository; run `reconciler init {path}` "
@@ -139,23 +144,11 @@ class Git:
             )
 
     def is_ancestor(self, ancestor: str, descendant: str = "HEAD") -> bool:
-        proc = subprocess.run(
-            ["git", "merge-base", "--is-ancestor", ancestor, descendant],
-            cwd=self.root,
-            capture_output=True,
-            env=no_git_env(),
-        )
-        return proc.returncode == 0
+        return self._exec(["merge-base", "--is-ancestor", ancestor, descendant]).returncode == 0
 
     def show(self, rev: str, path: str) -> bytes | None:
-        proc = subprocess.run(
-            ["git", "show", f"{rev}:{path}"], cwd=self.root, capture_output=True, env=no_git_env()
-        )
+        proc = self._exec(["show", f"{rev}:{path}"])
         return proc.stdout if proc.returncode == 0 else None
-
-    def blob_id(self, rev: str, path: str) -> str | None:
-        out = self.run("rev-parse", "--verify", "-q", f"{rev}:{path}", check=False).strip()
-        return out or None
 
     def ls_tree(self, rev: str, path: str) -> list[str]:
         out = self.run("ls-tree", "-r", "--name-only", rev, "--", path, check=False)

@@ -86,11 +86,6 @@ class Journal:
             self.header["finished_at"] = at
             self._write()
 
-    def set(self, key: str, value: Any) -> None:
-        with self.lock:
-            self.header[key] = value
-            self._write()
-
     def _write(self) -> None:
         data = {**self.header, "actions": [e.to_data() for e in self.entries.values()]}
         yamlio.write(self.path, data, header=HEADER)

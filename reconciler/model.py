@@ -25,7 +25,6 @@ ACCOUNT_FIELDS = (
     "id", "username", "email", "display_name", "status", "type", "roles", "entitlements",
 )  # fmt: skip
 IDENTITY_FIELDS = ("id", "email", "username", "display_name", "status", "groups")
-ROLE_FIELDS = ("name", "description", "entitlements")
 
 
 def clean_text(value: object) -> str:
@@ -115,7 +114,7 @@ class Identity(NamedTuple):
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Identity:
-        return cls.build(**{k: record.get(k, "") for k in IDENTITY_FIELDS if k in record})
+        return cls.build(**{k: record[k] for k in IDENTITY_FIELDS if k in record})
 
 
 class Account(NamedTuple):

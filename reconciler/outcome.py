@@ -41,5 +41,11 @@ class AppCheck:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
+    def failed(self) -> bool:
+        """The app could not be checked: its pull failed, or its identity source's did and
+        nothing could be proposed. (A plan blocked by a guard is not a failure.)"""
+        return bool(self.app_error) or (bool(self.blocked_reasons) and self.plan is None)
+
+    @property
     def to_deprovision(self) -> int:
         return len(self.plan.active_actions) if self.plan else 0

@@ -5,6 +5,7 @@ which are blocked by a guard (DESIGN §5, §6). Pure: no I/O.
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -34,11 +35,16 @@ def protection(account: Account, policy: Policy) -> str | None:
     if account.type == "service":
         return "service account"
     names = {v.casefold() for v in (account.id, account.username, account.email) if v}
-    for pattern in policy.protected:
-        folded = pattern.casefold()
+    for pattern, folded in _folded(policy.protected):
         if any(fnmatch.fnmatchcase(name, folded) for name in names):
             return f"protected by {policy.source_file} ({pattern!r})"
     return None
+
+
+@functools.cache
+def _folded(patterns: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    # Once per policy, not once per account and pattern.
+    return tuple((pattern, pattern.casefold()) for pattern in patterns)
 
 
 def evaluate(

@@ -74,8 +74,6 @@ def identity_paths(source: str) -> list[str]:
 
 
 class Record(Protocol):
-    id: str
-
     def to_record(self) -> dict[str, Any]: ...
 
 
@@ -362,14 +360,9 @@ def accounts_digest(root: Path, app: str) -> str:
 
 def write_roles(root: Path, app: str, roles: Iterable[Role]) -> bool:
     ordered = sorted(roles, key=lambda r: r.name)
-    lines = [encode_role(r) for r in ordered]
+    lines = [encode(r) for r in ordered]
     content = render("roles", "written by reconciler; one role per line", lines)
     return _write_if_changed(app_dir(root, app) / "roles.yaml", content)
-
-
-def encode_role(role: Role) -> bytes:
-    line = b"- " + orjson.dumps(role.to_record()) + b"\n"
-    return _YAML_UNSAFE.sub(_escape_unsafe, line)
 
 
 # --- identities -------------------------------------------------------------------------

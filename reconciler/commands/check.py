@@ -68,7 +68,7 @@ def record_last_check(repo: Repo, run: CheckRun) -> None:
     for app in run.apps:
         data[app.app] = {
             "checked_at": at,
-            "ok": not app.app_error and not (app.blocked_reasons and app.plan is None),
+            "ok": not app.failed,
             "problem": "; ".join(app.blocked_reasons) if app.plan is None else "",
         }
     path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))

@@ -28,6 +28,17 @@ def report_path(app: str) -> str:
     return f"plans/{app}.md"
 
 
+def read_plan(git: Git, rev: str, app: str) -> Plan | None:
+    """The app's plan as it is at `rev`, or None if there is none there."""
+    raw = git.show(rev, plan_path(app))
+    if raw is None:
+        return None
+    try:
+        return Plan.from_data(yamlio.load_bytes(raw, plan_path(app)))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise PlanError(f"{plan_path(app)}: not a valid plan ({exc}); revert your edits") from exc
+
+
 def approval_trailers(approvers: Sequence[str]) -> str:
     return "\n".join(f"Approved-by: {name}" for name in approvers)
 
@@ -47,12 +58,6 @@ class LocalForge:
         self.git = git
         self.main = main_branch
 
-    def _plan_on(self, rev: str, app: str) -> Plan | None:
-        raw = self.git.show(rev, plan_path(app))
-        if raw is None:
-            return None
-        return Plan.from_data(yamlio.load_bytes(raw, plan_path(app)))
-
     def _edited_by_reviewer(self, branch: str) -> bool:
         bot = bot_env()["GIT_AUTHOR_EMAIL"]
         commits = self.git.log(f"{self.main}..{branch}")
@@ -62,7 +67,7 @@ class LocalForge:
         branch = branch_for(plan.app)
         existing = self.git.head(branch)
         if existing:
-            current = self._plan_on(branch, plan.app)
+            current = read_plan(self.git, branch, plan.app)
             if current is not None and current.id == plan.id:
                 return Proposal.UNCHANGED
             if self._edited_by_reviewer(branch):
@@ -94,14 +99,14 @@ class LocalForge:
         plans = []
         for branch in self.git.branches(f"{BRANCH_PREFIX}*"):
             app = branch.removeprefix(BRANCH_PREFIX)
-            plan = self._plan_on(branch, app)
+            plan = read_plan(self.git, branch, app)
             if plan is not None:
                 plans.append(OpenPlan(app=app, branch=branch, plan=plan))
         return plans
 
     def plan_of(self, app: str) -> Plan | None:
         branch = branch_for(app)
-        return self._plan_on(branch, app) if self.git.head(branch) else None
+        return read_plan(self.git, branch, app) if self.git.head(branch) else None
 
     def approve(self, app: str, approvers: Sequence[str]) -> str:
         branch = branch_for(app)
@@ -113,7 +118,7 @@ class LocalForge:
                 f"run `reconciler apply --app {app} --confirm` first"
             )
         self.git.require_branch(self.main)
-        plan = self._plan_on(branch, app)
+        plan = read_plan(self.git, branch, app)
         count = len(plan.active_actions) if plan else 0
         message = (
             f"approve {app}: deprovision {count} account{'s' if count != 1 else ''}\n\n"
