@@ -112,11 +112,37 @@ def _write_if_changed(path: Path, content: bytes) -> bool:
 # --- records ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Source:
+    """A snapshot file as read: the line number of each record's id in it."""
+
+    path: Path
+    numbers: Mapping[str, int]
+
+
+def _restore_hint(path: Path) -> str:
+    return f"\n  hint: restore the file with `git checkout -- {path}`, or correct that line"
+
+
+def line_error(path: Path, number: int | None, problem: str) -> SnapshotError:
+    """A problem with one line of a snapshot, as FILE:LINE and what to do about it."""
+    where = f"{path}:{number}" if number else str(path)
+    return SnapshotError(f"{where}: {problem}{_restore_hint(path)}")
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing field {exc}"
+    return str(exc)
+
+
 class Records(Mapping[str, R]):
     """A snapshot's records keyed by id, with each record's canonical line.
 
     Read from disk, records stay undecoded until asked for: a check compares lines and
     decodes only the records that changed. Built from pulled values, both are at hand.
+    `sources` say where each line was read, so that a record that turns out to be
+    broken when it is decoded is reported as FILE:LINE.
     """
 
     def __init__(
@@ -124,10 +150,12 @@ class Records(Mapping[str, R]):
         lines: dict[str, bytes],
         decode: Callable[[bytes], R],
         values: dict[str, R] | None = None,
+        sources: Sequence[Source] = (),
     ) -> None:
         self.lines = lines
         self._decode = decode
         self._values = values
+        self._sources = tuple(sources)
 
     @classmethod
     def of(cls, values: Iterable[R], decode: Callable[[bytes], R]) -> Records[R]:
@@ -138,7 +166,15 @@ class Records(Mapping[str, R]):
     def __getitem__(self, key: str) -> R:
         if self._values is not None:
             return self._values[key]
-        return self._decode(self.lines[key])
+        line = self.lines[key]
+        try:
+            value = self._decode(line)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._invalid(key, line, _reason(exc)) from exc
+        if value.id != key:  # type: ignore[attr-defined]
+            # A line that names two ids ({"id":"a",…,"id":"b"}) was hand-made.
+            raise self._invalid(key, line, "the record's id is given twice")
+        return value
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.lines)
@@ -155,6 +191,34 @@ class Records(Mapping[str, R]):
     def sorted_lines(self) -> list[bytes]:
         return [self.lines[key] for key in sorted(self.lines)]
 
+    def where(self, key: str) -> tuple[Path, int] | None:
+        """The file and line number the record `key` was read from, if it was read."""
+        for source in self._sources:
+            number = source.numbers.get(key)
+            if number is not None:
+                return source.path, number
+        return None
+
+    def _invalid(self, key: str, line: bytes, reason: str) -> SnapshotError:
+        where = self.where(key)
+        if where is None:  # pragma: no cover - pulled records are never decoded
+            return SnapshotError(f"invalid record {line[:80]!r} ({reason})")
+        path, number = where
+        return line_error(path, number, f"invalid record {line[:80]!r} ({reason})")
+
+
+def _record_id(record: object) -> str:
+    """The id of a parsed record; a ValueError says what is wrong with it."""
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a mapping, not {type(record).__name__}")
+    if "id" not in record:
+        raise ValueError("missing field 'id'")
+    value = record["id"]
+    if not isinstance(value, str):
+        shown = "null" if value is None else f"{value!r} ({type(value).__name__})"
+        raise ValueError(f"the id must be a string, not {shown}")
+    return value
+
 
 def _line_id(body: bytes) -> str:
     # Lines we write start with the id; anything else is parsed the slow way.
@@ -162,23 +226,33 @@ def _line_id(body: bytes) -> str:
         end = body.find(b'"', 7)
         if end > 0 and b"\\" not in body[7:end]:
             return body[7:end].decode("utf-8")
-    return str(orjson.loads(body)["id"])
+    return _record_id(orjson.loads(body))
 
 
-def _read_lines(path: Path, key: str, decode: Callable[[bytes], R]) -> dict[str, bytes]:
-    """id → canonical line; fast per-line path, YAML fallback for edited files."""
+def _read_lines(
+    path: Path, key: str, decode: Callable[[bytes], R]
+) -> tuple[dict[str, bytes], dict[str, int]]:
+    """id → canonical line and id → line number; fast per-line path, YAML fallback for
+    edited files."""
     if path.stat().st_size > MAX_SNAPSHOT_BYTES:
         raise SnapshotError(f"{path}: larger than {MAX_SNAPSHOT_BYTES} bytes; refusing to read it")
     lines: dict[str, bytes] = {}
+    numbers: dict[str, int] = {}
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if raw.startswith(b"- {"):
                 try:
                     line_id = _line_id(raw[2:])
-                except (orjson.JSONDecodeError, KeyError, TypeError):
+                except orjson.JSONDecodeError:
+                    # Not JSON, but perhaps a YAML flow mapping a person wrote.
                     return _read_lines_yaml(path, key, decode)
-                if line_id in lines:
-                    raise SnapshotError(f"{path}:{number}: duplicate id {line_id!r}")
+                except ValueError as exc:
+                    raise line_error(path, number, f"invalid record ({exc})") from exc
+                first = numbers.setdefault(line_id, number)
+                if first != number:
+                    raise line_error(
+                        path, number, f"duplicate id {line_id!r} (first at line {first})"
+                    )
                 lines[line_id] = raw if raw.endswith(b"\n") else raw + b"\n"
                 continue
             stripped = raw.strip()
@@ -187,59 +261,56 @@ def _read_lines(path: Path, key: str, decode: Callable[[bytes], R]) -> dict[str,
             if stripped in (f"{key}:".encode(), f"{key}: []".encode()):
                 continue
             return _read_lines_yaml(path, key, decode)
-    return lines
+    return lines, numbers
 
 
-def _read_lines_yaml(path: Path, key: str, decode: Callable[[bytes], R]) -> dict[str, bytes]:
+def _read_lines_yaml(
+    path: Path, key: str, decode: Callable[[bytes], R]
+) -> tuple[dict[str, bytes], dict[str, int]]:
     """A file a person reformatted: parse it as YAML, validate every record, and
     re-encode each canonically."""
     try:
-        data = yamlio.load(path, max_bytes=MAX_SNAPSHOT_BYTES)
+        data, marks = yamlio.load_with_marks(path, max_bytes=MAX_SNAPSHOT_BYTES)
     except YamlError as exc:
-        raise SnapshotError(
-            f"{exc}\n  hint: restore the file with `git checkout -- {path}`"
-        ) from exc
-    items = (data or {}).get(key) if isinstance(data, dict) else None
+        raise SnapshotError(f"{exc}{_restore_hint(path)}") from exc
+    items = data.get(key) if isinstance(data, dict) else None
     if data is not None and not isinstance(items, list) and items is not None:
-        raise SnapshotError(f"{path}: expected a mapping with a `{key}:` list")
+        raise line_error(path, marks[()][0], f"expected a mapping with a `{key}:` list")
     lines: dict[str, bytes] = {}
+    numbers: dict[str, int] = {}
     for index, item in enumerate(items or []):
-        if not isinstance(item, dict):
-            raise SnapshotError(f"{path}: {key}[{index}] is not a mapping")
+        number = marks.get((key, index), marks[()])[0]
         try:
+            item_id = _record_id(item)
             value = decode(b"- " + orjson.dumps(item))
-        except (KeyError, TypeError, ValueError, orjson.JSONEncodeError) as exc:
-            raise SnapshotError(
-                f"{path}: {key}[{index}] is not a valid {key[:-1]} record ({exc}); "
-                f"restore it with `git checkout -- {path}`"
-            ) from exc
-        value_id = value.id  # type: ignore[attr-defined]
-        if value_id in lines:
-            raise SnapshotError(f"{path}: {key}[{index}] duplicate id {value_id!r}")
-        lines[value_id] = encode(value)  # type: ignore[arg-type]
-    return lines
-
-
-def _checked(path: Path, decode: Callable[[Mapping[str, Any]], R]) -> Callable[[bytes], R]:
-    def decode_line(line: bytes) -> R:
-        try:
-            return decode(orjson.loads(line[2:]))
         except (KeyError, TypeError, ValueError) as exc:
-            raise SnapshotError(
-                f"{path}: invalid record {line[:80]!r} ({exc}); "
-                f"restore it with `git checkout -- {path}`"
-            ) from exc
+            raise line_error(path, number, f"invalid record ({_reason(exc)})") from exc
+        if item_id in lines:
+            raise line_error(
+                path, number, f"duplicate id {item_id!r} (first at line {numbers[item_id]})"
+            )
+        lines[item_id] = encode(value)  # type: ignore[arg-type]
+        numbers[item_id] = number
+    return lines, numbers
 
-    return decode_line
+
+def _account_line(line: bytes) -> Account:
+    return _account(orjson.loads(line[2:]))
+
+
+def _identity_line(line: bytes) -> Identity:
+    return _identity(orjson.loads(line[2:]))
 
 
 def _account(record: Mapping[str, Any]) -> Account:
     # The hot path at 100k accounts: trust shapes we wrote, check what could be wrong.
-    status, kind = record["status"], record["type"]
+    account_id, status, kind = record["id"], record["status"], record["type"]
+    if account_id.__class__ is not str:
+        raise ValueError(f"the id must be a string, not {account_id!r}")
     if status not in ACCOUNT_STATUSES or kind not in ACCOUNT_TYPES:
         raise ValueError(f"status {status!r} / type {kind!r}")
     return Account(
-        id=str(record["id"]),
+        id=account_id,
         username=str(record.get("username", "")),
         email=str(record.get("email", "")),
         display_name=str(record.get("display_name", "")),
@@ -251,11 +322,13 @@ def _account(record: Mapping[str, Any]) -> Account:
 
 
 def _identity(record: Mapping[str, Any]) -> Identity:
-    status = record["status"]
+    identity_id, status = record["id"], record["status"]
+    if identity_id.__class__ is not str:
+        raise ValueError(f"the id must be a string, not {identity_id!r}")
     if status not in IDENTITY_STATUSES:
         raise ValueError(f"status {status!r}")
     return Identity(
-        id=str(record["id"]),
+        id=identity_id,
         email=str(record.get("email", "")),
         username=str(record.get("username", "")),
         display_name=str(record.get("display_name", "")),
@@ -264,8 +337,8 @@ def _identity(record: Mapping[str, Any]) -> Identity:
     )
 
 
-decode_account = _checked(Path("snapshot"), _account)
-decode_identity = _checked(Path("snapshot"), _identity)
+decode_account: Callable[[bytes], Account] = _account_line
+decode_identity: Callable[[bytes], Identity] = _identity_line
 
 
 def account_records(accounts: Iterable[Account]) -> Records[Account]:
@@ -299,12 +372,18 @@ def read_accounts(root: Path, app: str) -> Records[Account] | None:
     if not files:
         return None
     lines: dict[str, bytes] = {}
+    sources: list[Source] = []
     for path in files:
-        part = _read_lines(path, "accounts", _checked(path, _account))
-        if lines.keys() & part.keys():
-            raise SnapshotError(f"{path}: an account id appears in two shards")
+        part, numbers = _read_lines(path, "accounts", decode_account)
+        for account_id in lines.keys() & part.keys():
+            first = Records(lines, decode_account, sources=sources).where(account_id)
+            shown = f"{first[0]}:{first[1]}" if first else "another shard"
+            raise line_error(
+                path, numbers[account_id], f"account id {account_id!r} is also in {shown}"
+            )
         lines.update(part)
-    return Records(lines, _checked(files[0] if len(files) == 1 else files[0].parent, _account))
+        sources.append(Source(path, numbers))
+    return Records(lines, decode_account, sources=sources)
 
 
 ACCOUNTS_HEADER = "written by reconciler; one account per line"
@@ -372,8 +451,8 @@ def read_identities(root: Path, source: str) -> Records[Identity] | None:
     path = identities_file(root, source)
     if not path.exists():
         return None
-    decode = _checked(path, _identity)
-    return Records(_read_lines(path, "identities", decode), decode)
+    lines, numbers = _read_lines(path, "identities", decode_identity)
+    return Records(lines, decode_identity, sources=[Source(path, numbers)])
 
 
 def write_identities(

@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import pytest
 import yaml
 
 from reconciler import snapshot
+from reconciler.errors import SnapshotError
 from reconciler.model import Account, Identity
 
 HOSTILE = "Zoë \u2028 line\u0085sep \u202e evil | <b> `x` \x7f"
@@ -69,22 +74,154 @@ def test_big_apps_are_sharded_and_read_back(tmp_path, monkeypatch):
     assert len(snapshot.read_accounts(tmp_path, "wiki") or {}) == 10
 
 
-def test_invalid_record_names_file_and_line(tmp_path):
-    path = tmp_path / "state/apps/wiki/accounts.yaml"
-    path.parent.mkdir(parents=True)
-    path.write_text(
+def write_snapshot(tmp_path: Path, text: str, name: str = "accounts.yaml") -> Path:
+    path = tmp_path / "state/apps/wiki" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def read_all(tmp_path: Path) -> dict[str, Account]:
+    """Read the wiki snapshot and decode every record, as a check that uses them would."""
+    return dict(snapshot.read_accounts(tmp_path, "wiki") or {})
+
+
+GOOD = '- {"id":"1","username":"a","status":"active","type":"human"}\n'
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ('- {"id":"2","status":"gone","type":"human"}', "'gone'"),
+        ('- {"id":"2","status":"active","type":"robot"}', "'robot'"),
+        ('- {"id":"2","type":"human"}', "missing field 'status'"),
+        ('- {"id":"2","status":"active","type":"human","roles":7}', "invalid record"),
+        ('- {"id":"2","status":"active","type":"human"', "invalid record"),  # cut short
+        ('- {"id":"2","status":"active","type":"human","id":"3"}', "id is given twice"),
+        ('- {"status":"active","type":"human","id":7}', "must be a string"),
+        ('- {"id":7,"status":"active","type":"human"}', "must be a string"),
+        ('- {"id":null,"status":"active","type":"human"}', "must be a string, not null"),
+        ('- {"id":["2"],"status":"active","type":"human"}', "must be a string"),
+        ('- {"status":"active","type":"human"}', "missing field 'id'"),
+        ('- {"id":"1","status":"active","type":"human"}', "duplicate id '1' (first at line 3)"),
+    ],
+)
+def test_every_bad_line_is_named_by_file_and_line(tmp_path, line, problem):
+    path = write_snapshot(tmp_path, f"# header\naccounts:\n{GOOD}{line}\n{GOOD.replace('1', '5')}")
+    with pytest.raises(SnapshotError) as info:
+        read_all(tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:4: ")
+    assert problem in message
+    assert f"git checkout -- {path}" in message
+    assert "'None'" not in message
+
+
+def test_a_broken_record_is_reported_only_when_used(tmp_path):
+    path = write_snapshot(
+        tmp_path,
         'accounts:\n- {"id": "1", "status": "active", "type": "human"}\n'
-        '- {"id": "2", "status": "gone", "type": "human"}\n'
+        '- {"id": "2", "status": "gone", "type": "human"}\n',
     )
-    import pytest
-
-    from reconciler.errors import SnapshotError
-
     records = snapshot.read_accounts(tmp_path, "wiki")
     assert records is not None and records["1"].id == "1"
-    # Records are decoded when used; a broken one names its file and the bad value.
-    with pytest.raises(SnapshotError, match=r"accounts.yaml.*'gone'"):
+    # Records are decoded when used; a broken one names its file, its line and the value.
+    with pytest.raises(SnapshotError, match=rf"^{re.escape(str(path))}:3: .*'gone'"):
         records["2"]
+
+
+def test_null_id_is_never_read_as_the_id_none(tmp_path):
+    write_snapshot(tmp_path, 'accounts:\n- {"id":null,"status":"active","type":"human"}\n')
+    with pytest.raises(SnapshotError, match=r"accounts\.yaml:2: .*not null"):
+        snapshot.read_accounts(tmp_path, "wiki")
+
+
+def test_a_bad_identity_line_is_named_by_file_and_line(tmp_path):
+    path = tmp_path / "state/identities/corp.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text('identities:\n- {"id":"i1","status":"active"}\n- {"id":"i2","status":"left"}\n')
+    records = snapshot.read_identities(tmp_path, "corp")
+    assert records is not None
+    with pytest.raises(SnapshotError, match=rf"^{re.escape(str(path))}:3: .*'left'"):
+        dict(records)
+
+
+def test_a_bad_line_in_a_shard_names_the_shard(tmp_path, monkeypatch):
+    monkeypatch.setattr(snapshot, "SHARD_ABOVE", 50)
+    snapshot.write_accounts(tmp_path, "wiki", accounts(120))
+    shard = tmp_path / "state/apps/wiki/accounts" / f"{snapshot.shard_of('7')}.yaml"
+    text = shard.read_text()
+    shard.write_text(text.replace('"status":"active"', '"status":"gone"', 1))
+    broken = next(n for n, line in enumerate(text.splitlines(), 1) if '"status"' in line)
+    with pytest.raises(SnapshotError, match=rf"^{re.escape(str(shard))}:{broken}: .*'gone'"):
+        read_all(tmp_path)
+
+
+def test_an_id_in_two_shards_names_both_lines(tmp_path, monkeypatch):
+    monkeypatch.setattr(snapshot, "SHARD_ABOVE", 50)
+    snapshot.write_accounts(tmp_path, "wiki", accounts(120))
+    shards = sorted((tmp_path / "state/apps/wiki/accounts").glob("*.yaml"))
+    first = next(p for p in shards if p.read_text().count("\n") > 2)
+    line = first.read_text().splitlines()[2]
+    last = shards[-1] if shards[-1] != first else shards[0]
+    with last.open("a") as handle:
+        handle.write(line + "\n")
+    with pytest.raises(SnapshotError) as info:
+        read_all(tmp_path)
+    later, earlier = (last, first) if last > first else (first, last)
+    assert re.match(
+        rf"^{re.escape(str(later))}:\d+: .* is also in {re.escape(str(earlier))}:\d+",
+        str(info.value),
+    )
+
+
+REFORMATTED = (
+    "accounts:\n"
+    "  - id: '7'\n    username: alice\n    status: active\n    type: human\n"
+    "  - id: '8'\n    username: bob\n{broken}"
+)
+
+
+@pytest.mark.parametrize(
+    ("broken", "line", "problem"),
+    [
+        ("    status: gone\n    type: human\n", 6, "'gone'"),
+        ("    type: human\n", 6, "missing field 'status'"),
+        ("    id: 9\n", 8, "duplicate key"),
+    ],
+)
+def test_a_reformatted_file_names_the_line_of_the_bad_item(tmp_path, broken, line, problem):
+    path = write_snapshot(tmp_path, REFORMATTED.format(broken=broken))
+    with pytest.raises(SnapshotError) as info:
+        read_all(tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:{line}:"), message
+    assert problem in message
+    assert f"git checkout -- {path}" in message
+
+
+@pytest.mark.parametrize(
+    ("item", "problem"),
+    [
+        ("  - id: 8\n    status: active\n    type: human\n", "must be a string"),
+        ("  - id:\n    status: active\n    type: human\n", "must be a string, not null"),
+        ("  - username: x\n    status: active\n    type: human\n", "missing field 'id'"),
+        ("  - just a string\n", "expected a mapping"),
+        (
+            "  - id: '7'\n    status: active\n    type: human\n",
+            "duplicate id '7' (first at line 2)",
+        ),
+    ],
+)
+def test_a_reformatted_file_names_the_line_of_a_bad_id(tmp_path, item, problem):
+    text = "accounts:\n  - id: '7'\n    status: active\n    type: human\n" + item
+    path = write_snapshot(tmp_path, text)
+    with pytest.raises(SnapshotError) as info:
+        read_all(tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:5: "), message
+    assert problem in message
+    assert f"git checkout -- {path}" in message
 
 
 def test_identities_round_trip_with_empty_list(tmp_path):
