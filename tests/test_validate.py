@@ -132,7 +132,8 @@ def test_malformed_yaml_and_the_other_files_are_still_checked(tmp_path: Path) ->
     assert [d.path for d in diagnostics] == ["reconciler.yaml", "policies/default.yaml"]
     syntax, enum = diagnostics
     assert syntax.line == 18  # where the parser noticed the missing ']'
-    assert "flow sequence" in syntax.message
+    assert "at line 17)" in syntax.message  # and where the unclosed '[' is
+    assert syntax.hint
     assert enum.line == 16
     assert enum.message == "unmatched: expected one of report, ignore; got 'never'"
 

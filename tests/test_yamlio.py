@@ -83,7 +83,9 @@ def test_syntax_error_has_one_based_position_and_a_hint(tmp_path: Path) -> None:
 def test_unclosed_flow_sequence(tmp_path: Path) -> None:
     error = load_error(tmp_path, "apps: [a, b\nidentity_source: corp\n")
     assert error.line == 2
-    assert "flow sequence" in error.message
+    # Where the unclosed '[' is, not only where the parser gave up.
+    assert "at line 1)" in error.message
+    assert error.hint
 
 
 def test_tab_indentation_gets_a_tab_hint(tmp_path: Path) -> None:
@@ -138,9 +140,26 @@ def test_undefined_alias(tmp_path: Path) -> None:
 
 def test_deep_nesting_fails_fast_instead_of_crashing(tmp_path: Path) -> None:
     # libyaml's own composer segfaults on this, and its scanner is quadratic in depth.
-    error = load_error(tmp_path, "[" * 200_000 + "]" * 200_000)
-    assert "levels deep" in error.message
+    # Whichever limit stops it (ours, or the one newer libyaml releases have), the reader
+    # raises our YamlError naming the file and a position near the start.
+    depth = 200_000
+    path = write(tmp_path, "[" * depth + "]" * depth)
+    with pytest.raises(YamlError) as info:
+        yamlio.load(path)
+    error = info.value
+    assert error.path == str(path)
     assert error.line == 1
+    assert 1 < error.column < depth // 10  # stopped long before the end
+    assert str(error).startswith(f"{path}:1:{error.column}: ")
+
+
+def test_nesting_beyond_our_limit_is_refused_with_the_limit_named(tmp_path: Path) -> None:
+    depth = yamlio.MAX_DEPTH + 20  # deeper than ours, far below any parser's own limit
+    text = "".join(f"{'  ' * level}k{level}:\n" for level in range(depth)) + "  " * depth + "x\n"
+    error = load_error(tmp_path, text)
+    assert f"more than {yamlio.MAX_DEPTH} levels" in error.message
+    assert error.line == yamlio.MAX_DEPTH + 1
+    assert error.hint
 
 
 def test_oversized_file_is_refused_before_parsing(tmp_path: Path) -> None:
