@@ -1,13 +1,17 @@
 """`reconciler apply`: execute merged, approved plans (DESIGN §9).
 
-For each plan on main: verify the approval, verify the plan is a subset of what the
-tool generates from the state it was computed from, check guards, then re-verify each
-action live and act. Dry run unless confirmed. Outcomes go to the journal as they
-happen; the snapshot is refreshed and everything is committed once.
+For each plan on main: ask the forge for the approval; rebuild the plan from the
+snapshots at its base commit under the policy merged now, with the assessment `check`
+uses, and refuse unless the reviewed plan is a subset of it and not blocked. Then pull
+the identity source live, re-verify each action against the live account and the live
+identities, act, read the account back, and record each outcome in the journal as it
+happens. Dry run unless confirmed. The snapshot is refreshed and everything is
+committed once, authored by whoever ran the apply.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import tarfile
 import tempfile
@@ -17,29 +21,36 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from reconciler import snapshot
-from reconciler.check import collect, timestamp, utc_now
+from reconciler import inert, snapshot
+from reconciler.actor import Person
+from reconciler.clock import timestamp, utc_now
 from reconciler.config import Policy, Settings
 from reconciler.connectors.base import Connector, Mode
-from reconciler.correlate import correlate
-from reconciler.errors import ApprovalError, ConnectorError, PlanError, ReconcilerError
-from reconciler.forge.local import parse_approvers, plan_path, read_plan, report_path
+from reconciler.correlate import correlate, normalise
+from reconciler.errors import ApprovalError, PlanError, ReconcilerError
+from reconciler.forge.base import Approval, Forge
 from reconciler.git import Git
 from reconciler.history import FINAL, Entry, Journal
 from reconciler.model import Account, Identity
 from reconciler.plan import Action, Plan, check_subset, new_plan
-from reconciler.policy import evaluate
+from reconciler.planfile import plan_path, read_plan, report_path
+from reconciler.policy import (
+    PullState,
+    assess,
+    check_approvers,
+    identity_blocks,
+    identity_shrink_block,
+    still_proposed,
+)
 from reconciler.progress import NoProgress, Progress
-from reconciler.systems import ConnectorFactory, effective_mode
+from reconciler.pull import collect, merge_tombstones
+from reconciler.systems import ConnectorFactory
 
 VERBS = {"disable": "disabled", "delete": "deleted", "manual": "recorded manual tasks for"}
 
-
-@dataclass(frozen=True)
-class Approval:
-    commit: str
-    approvers: tuple[str, ...]
-    date: str
+# The fields that say whose an account is: if either changed since the plan, the
+# account may have been renamed and handed to someone else.
+OWNER_FIELDS = ("username", "email")
 
 
 @dataclass(frozen=True)
@@ -48,7 +59,7 @@ class AppApply:
 
     app: str
     plan_id: str = ""
-    approved_by: tuple[str, ...] = ()
+    approval: Approval | None = None
     entries: tuple[Entry, ...] = ()
     error: str = ""
     dry_run: bool = True
@@ -58,6 +69,10 @@ class AppApply:
     @property
     def failed(self) -> bool:
         return bool(self.error) or any(e.outcome == "failed" for e in self.entries)
+
+    @property
+    def approved_by(self) -> tuple[str, ...]:
+        return self.approval.approvers if self.approval else ()
 
 
 def merged_plans(git: Git) -> list[str]:
@@ -72,31 +87,11 @@ def load_plan(git: Git, app: str) -> Plan:
     return plan
 
 
-def verify_approval(git: Git, app: str, policy: Policy) -> Approval:
-    """The merge that brought the plan to main must carry enough allowed approvals, and
-    the plan must not have changed since."""
-    path = plan_path(app)
-    history = git.log("--first-parent", "-1", "HEAD", "--", path)
-    if not history:
-        raise ApprovalError(f"{path} is not on main")
-    commit = history[0]
-    if len(commit.parents) < 2:
-        raise ApprovalError(
-            f"{path} was last changed by commit {commit.sha[:10]}, not by an approved merge; "
-            f"revert that change or propose the plan again with `reconciler check`"
-        )
-    approvers = parse_approvers(commit.message)
-    rules = policy.approvals
-    allowed = [a for a in approvers if not rules.reviewers or a in rules.reviewers]
-    refused = [a for a in approvers if a not in allowed]
-    if len(allowed) < rules.min_approvals:
-        detail = f" ({', '.join(refused)} not in approvals.reviewers)" if refused else ""
-        raise ApprovalError(
-            f"{app}: plan has {len(allowed)} valid approval(s), {policy.source_file} requires "
-            f"{rules.min_approvals}{detail}"
-        )
-    date = git.run("log", "-1", "--format=%cs", commit.sha).strip()
-    return Approval(commit.sha, tuple(allowed), date)
+def approved(forge: Forge, app: str, policy: Policy) -> Approval:
+    """The forge's approval of the app's plan on main, held against the policy now."""
+    approval = forge.approval(app)
+    check_approvers(app, approval.approvers, policy.approvals, policy.source_file)
+    return approval
 
 
 def extract_state(git: Git, rev: str, paths: Sequence[str], into: Path) -> None:
@@ -106,18 +101,40 @@ def extract_state(git: Git, rev: str, paths: Sequence[str], into: Path) -> None:
         tar.extractall(into, filter="data")
 
 
-def regenerate(git: Git, plan: Plan, policy: Policy, modes: frozenset[Mode]) -> Plan:
-    """The plan the tool generates from the snapshots the plan was computed from,
-    under the policy merged now."""
-    if not plan.base_commit or not git.is_ancestor(plan.base_commit):
+@dataclass(frozen=True)
+class Basis:
+    """What the plan was computed from, read again from its base commit."""
+
+    plan: Plan  # the plan the tool generates there, under the policy merged now
+    identities: Mapping[str, Identity]  # the identity snapshot at the base commit
+
+
+def rebuild(
+    git: Git, plan: Plan, approval: Approval, policy: Policy, modes: frozenset[Mode]
+) -> Basis:
+    """The plan the tool generates from the snapshots the reviewed plan names, under the
+    policy merged now; every claim in the reviewed file about its basis is verified."""
+    where = plan_path(plan.app)
+    # A commit made on main before the approval; a commit that arrived with the plan's
+    # branch could hold any state its author liked.
+    if not plan.base_commit or not git.on_first_parent_chain(
+        plan.base_commit, f"{approval.commit}^1"
+    ):
         raise PlanError(
-            f"{plan_path(plan.app)}: base_commit {plan.base_commit[:10]!r} is not in main's "
-            "history; the plan was edited or comes from another repository"
+            f"{where}: base_commit {plan.base_commit[:10]!r} is not a commit of main from "
+            "before the approval; the plan was edited or comes from elsewhere. Revert it and "
+            "run `reconciler check` again"
         )
     source = policy.identity_source
+    policy_then = git.show(plan.base_commit, policy.source_file)
+    if policy_then is None or hashlib.sha256(policy_then).hexdigest() != plan.policy_digest:
+        raise PlanError(
+            f"{where}: its policy_digest does not match {policy.source_file} at commit "
+            f"{plan.base_commit[:10]}; the plan was edited. Revert it"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        paths = [f"state/apps/{plan.app}", f"state/identities/{source}.yaml"]
+        paths = [f"state/apps/{plan.app}", *snapshot.identity_paths(source)]
         extract_state(git, plan.base_commit, paths, root)
         digests = {
             f"apps/{plan.app}": snapshot.accounts_digest(root, plan.app),
@@ -125,37 +142,85 @@ def regenerate(git: Git, plan: Plan, policy: Policy, modes: frozenset[Mode]) -> 
         }
         if digests != dict(plan.snapshot_digests):
             raise PlanError(
-                f"{plan_path(plan.app)}: its snapshot digests do not match commit "
+                f"{where}: its snapshot digests do not match commit "
                 f"{plan.base_commit[:10]}; the plan was edited. Revert it"
             )
-        accounts: Mapping[str, Account] = snapshot.read_accounts(root, plan.app) or {}
-        identities: Mapping[str, Identity] = snapshot.read_identities(root, source) or {}
-    links = correlate(accounts.values(), identities.values(), policy.match, policy.domain_aliases)
-    mode = effective_mode(policy.mode, modes) or ""
-    evaluation = evaluate(accounts, identities, links, policy, mode)
-    return new_plan(
+        accounts = dict(snapshot.read_accounts(root, plan.app) or {})
+        identities = dict(snapshot.read_identities(root, source) or {})
+        meta = snapshot.read_meta(snapshot.identities_meta_file(root, source)) or {}
+    pull = PullState(
+        source, count=meta.get("count") or 0, previous_count=meta.get("previous_count")
+    )
+    assessment = assess(plan.app, accounts, identities, pull, policy, modes)
+    generated = new_plan(
         plan.app,
-        evaluation.actions,
-        (),
+        assessment.actions,
+        assessment.blocked_reasons,
         created_at=plan.created_at,
         base_commit=plan.base_commit,
-        snapshot_digests=plan.snapshot_digests,
+        snapshot_digests=digests,
         policy_digest=plan.policy_digest,
     )
+    return Basis(generated, identities)
 
 
-def verify_live(action: Action, app: Connector, idp: Connector) -> str | None:
-    """Why the action must not run now, or None to go ahead."""
-    account = app.lookup_account(action.account_id)
+def shows_done(account: Account | None, mode: str) -> bool:
+    """Whether the system, read back, shows the account deprovisioned."""
     if account is None:
-        return f"account no longer exists in {app.name}"
-    if action.mode == "disable" and account.status == "disabled":
-        return f"account is already disabled in {app.name}"
-    if action.identity_id:
-        identity = idp.lookup_identity(action.identity_id)
-        if identity is not None and identity.status == "active":
-            return f"identity is active again in {idp.name}"
+        return True
+    return mode == Mode.DISABLE.value and account.status == "disabled"
+
+
+def owner_change(action: Action, live: Account) -> str | None:
+    """How the live account's owner fields differ from the plan's, or None."""
+    changed = []
+    for name in OWNER_FIELDS:
+        before, now = getattr(action, name), getattr(live, name)
+        if normalise(before, {}) != normalise(now, {}):
+            changed.append(f"{name} {inert.terminal(before)!r} → {inert.terminal(now)!r}")
+    return ", ".join(changed) or None
+
+
+def verify_live(
+    action: Action,
+    live: Account | None,
+    identities: Mapping[str, Identity],
+    policy: Policy,
+    app: str,
+) -> str | None:
+    """Why the action must not run now, or None to go ahead. `live` is the account and
+    `identities` the identity source as read now (tombstones merged in)."""
+    if live is None:
+        return f"account no longer exists in {app}"
+    changed = owner_change(action, live)
+    if changed:
+        return (
+            f"the account changed since the plan ({changed}): it may belong to someone "
+            "else now; not acting. The next check proposes it again if it should go"
+        )
+    if action.mode == Mode.DISABLE.value and live.status == "disabled":
+        return f"account is already disabled in {app}"
+    planned = identities.get(action.identity_id)
+    if planned is not None and planned.status == "active":
+        return f"identity {action.identity_id} is active again in {policy.identity_source}"
+    if still_proposed(live, identities, policy, action.mode) is None:
+        return f"no longer proposed: {_link_now(live, identities, policy)}"
     return None
+
+
+def _link_now(account: Account, identities: Mapping[str, Identity], policy: Policy) -> str:
+    link = correlate([account], identities.values(), policy.match, policy.domain_aliases)[
+        account.id
+    ]
+    if link.ambiguous:
+        return f"the account matches several identities now ({', '.join(link.candidates)})"
+    if link.identity_id is None:
+        return "the account matches no identity now"
+    identity = identities[link.identity_id]
+    return (
+        f"the account matches identity {identity.id} ({inert.terminal(identity.email)}), "
+        f"which is {identity.status}"
+    )
 
 
 class Applier:
@@ -163,9 +228,11 @@ class Applier:
         self,
         settings: Settings,
         git: Git,
+        forge: Forge,
         factory: ConnectorFactory,
         *,
         confirm: bool,
+        actor: Person,
         concurrency: int = 4,
         now: Callable[[], datetime] = utc_now,
         progress: Progress | None = None,
@@ -173,10 +240,13 @@ class Applier:
         self.progress = progress or NoProgress()
         self.settings = settings
         self.git = git
+        self.forge = forge
         self.factory = factory
         self.confirm = confirm
+        self.actor = actor
         self.concurrency = max(1, concurrency)
         self.now = now
+        self._live: dict[str, list[Identity]] = {}
 
     def stamp(self) -> str:
         return timestamp(self.now())
@@ -190,42 +260,55 @@ class Applier:
                 results.append(AppApply(app=app, error=str(exc), dry_run=not self.confirm))
         return results
 
+    def live_identities(self, policy: Policy, base: Mapping[str, Identity]) -> dict[str, Identity]:
+        """The identity source read now, with the base snapshot's identities that are gone
+        kept as tombstones; one pull per source per run."""
+        source = policy.identity_source
+        if source not in self._live:
+            connector = self.factory(self.settings.config.identity_sources[source])
+            try:
+                task = self.progress.task(f"pulling identities from {source}")
+                pulled, error = collect(source, connector.pull_identities, task)
+            finally:
+                connector.close()
+            if not error and len({i.id for i in pulled}) != len(pulled):
+                error = "the pull returned the same identity id twice"
+            previous = sum(1 for i in base.values() if i.status != "missing")
+            state = PullState(source, error=error, count=len(pulled), previous_count=previous)
+            problems = identity_blocks(state, policy)
+            shrink = identity_shrink_block(state, policy)
+            if problems or shrink:
+                raise ReconcilerError(
+                    f"cannot re-verify against {source} now: {'; '.join(problems) or shrink}"
+                )
+            self._live[source] = pulled
+        return dict(merge_tombstones(base, self._live[source]))
+
     def apply_app(self, app: str) -> AppApply:
         if app not in self.settings.config.apps:
             raise PlanError(f"plans/{app}.yaml names an app that is not in reconciler.yaml")
         policy = self.settings.policy_for(app)
         plan = load_plan(self.git, app)
-        approval = verify_approval(self.git, app, policy)
+        approval = approved(self.forge, app, policy)
         app_conn = self.factory(self.settings.config.apps[app])
-        idp_conn = self.factory(self.settings.config.identity_sources[policy.identity_source])
         try:
-            check_subset(plan, regenerate(self.git, plan, policy, app_conn.modes))
-            if plan.status == "blocked" and plan.id not in policy.guards.allow_blocked_plans:
-                reasons = "; ".join(plan.blocked_reasons)
+            basis = rebuild(self.git, plan, approval, policy, app_conn.modes)
+            check_subset(plan, basis.plan)
+            generated = basis.plan
+            if generated.blocked_reasons and generated.id not in policy.guards.allow_blocked_plans:
+                reasons = "; ".join(generated.blocked_reasons)
                 raise PlanError(
-                    f"{app}: plan {plan.id} is blocked ({reasons}). To apply it anyway, add "
-                    f"{plan.id!r} to guards.allow_blocked_plans in {policy.source_file} and "
-                    "merge that change"
+                    f"{app}: plan {generated.id} is blocked ({reasons}). To apply it anyway, "
+                    f"add {generated.id!r} to guards.allow_blocked_plans in "
+                    f"{policy.source_file} and merge that change"
                 )
+            identities = self.live_identities(policy, basis.identities)
+            context = _Context(plan, approval, policy, app_conn, identities)
             if not self.confirm:
-                return self.dry_run(plan, approval, app_conn, idp_conn)
-            return self.execute(plan, approval, app_conn, idp_conn)
+                return self.dry_run(context)
+            return self.execute(context)
         finally:
             app_conn.close()
-            idp_conn.close()
-
-    def dry_run(
-        self, plan: Plan, approval: Approval, app_conn: Connector, idp_conn: Connector
-    ) -> AppApply:
-        entries = []
-        for action in plan.active_actions:
-            try:
-                why = verify_live(action, app_conn, idp_conn)
-            except ConnectorError as exc:
-                why = f"cannot verify: {exc}"
-            outcome, detail = ("skipped", why) if why else ("pending", f"would {action.mode}")
-            entries.append(self.entry(action, outcome, detail))
-        return AppApply(plan.app, plan.id, approval.approvers, tuple(entries), dry_run=True)
 
     def entry(self, action: Action, outcome: str, detail: str) -> Entry:
         return Entry(
@@ -239,45 +322,40 @@ class Applier:
             at=self.stamp(),
         )
 
-    def execute(
-        self, plan: Plan, approval: Approval, app_conn: Connector, idp_conn: Connector
-    ) -> AppApply:
-        app = plan.app
-        root = self.settings.root
+    def dry_run(self, ctx: _Context) -> AppApply:
+        entries = []
+        for action in ctx.plan.active_actions:
+            try:
+                live = ctx.app_conn.lookup_account(action.account_id)
+                why = verify_live(action, live, ctx.identities, ctx.policy, ctx.plan.app)
+            except ReconcilerError as exc:
+                why = f"cannot verify: {exc}"
+            outcome, detail = ("skipped", why) if why else ("pending", f"would {action.mode}")
+            entries.append(self.entry(action, outcome, detail))
+        return AppApply(ctx.plan.app, ctx.plan.id, ctx.approval, tuple(entries), dry_run=True)
+
+    def execute(self, ctx: _Context) -> AppApply:
+        plan, approval, policy = ctx.plan, ctx.approval, ctx.policy
         header = {
             "plan": plan.id,
-            "app": app,
+            "app": plan.app,
             "approved_by": list(approval.approvers),
-            "approval_commit": approval.commit,
+            "approval": approval.reference,
+            "approved_at": approval.at,
+            "approval_verified": dict(approval.verified),
+            "base_commit": plan.base_commit,
+            "policy": policy.source_file,
             "started_at": self.stamp(),
             "finished_at": None,
         }
-        journal = Journal.open(root / "history" / app, approval.date, plan.id, header)
-
-        def run_one(action: Action) -> None:
-            previous = journal.get(action.account_id)
-            if previous is not None and previous.outcome in FINAL | {"manual_pending"}:
-                return
-            try:
-                why = verify_live(action, app_conn, idp_conn)
-                if why and previous is not None and previous.outcome == "pending":
-                    # The run that recorded `pending` acted before it stopped.
-                    journal.record(self.entry(action, "done", f"completed earlier ({why})"))
-                elif why:
-                    journal.record(self.entry(action, "skipped", why))
-                elif action.mode == Mode.MANUAL.value:
-                    journal.record(self.entry(action, "manual_pending", manual_hint(app, action)))
-                else:
-                    journal.record(self.entry(action, "pending", "started"))
-                    app_conn.deprovision(_account_of(action), Mode(action.mode))
-                    journal.record(self.entry(action, "done", VERBS[action.mode]))
-            except ReconcilerError as exc:
-                journal.record(self.entry(action, "failed", str(exc)))
-
-        task = self.progress.task(f"applying plan {plan.id} to {app}", len(plan.active_actions))
+        directory = self.settings.root / "history" / plan.app
+        date = approval.at[:10]
+        journal = Journal.open(directory, date, plan.id, approval.commit, header)
+        journal.note_run(str(self.actor), self.stamp())
+        task = self.progress.task(f"applying plan {plan.id} to {plan.app}", len(plan.actions))
 
         def run_and_count(action: Action) -> None:
-            run_one(action)
+            self.run_one(ctx, journal, action)
             task.advance(1)
 
         try:
@@ -289,32 +367,79 @@ class Applier:
             if action.skip and journal.get(action.account_id) is None:
                 reason = action.skip_reason or "skipped by a reviewer"
                 journal.record(self.entry(action, "skipped", f"reviewer: {reason}"))
-        return self.finish(plan, approval, journal, app_conn)
+        return self.finish(ctx, journal)
 
-    def finish(
-        self, plan: Plan, approval: Approval, journal: Journal, app_conn: Connector
-    ) -> AppApply:
-        app = plan.app
+    def run_one(self, ctx: _Context, journal: Journal, action: Action) -> None:
+        previous = journal.get(action.account_id)
+        if previous is not None and previous.outcome in FINAL | {"manual_pending"}:
+            return
+        mode = action.mode
+        try:
+            live = ctx.app_conn.lookup_account(action.account_id)
+            if previous is not None and previous.outcome == "pending" and shows_done(live, mode):
+                # The run that recorded `pending` acted before it stopped.
+                journal.record(self.entry(action, "done", f"{VERBS[mode]} by an earlier run"))
+                return
+            why = verify_live(action, live, ctx.identities, ctx.policy, ctx.plan.app)
+            if why:
+                journal.record(self.entry(action, "skipped", why))
+                return
+            assert live is not None
+            if mode == Mode.MANUAL.value:
+                hint = manual_hint(ctx.plan.app, action)
+                journal.record(self.entry(action, "manual_pending", hint))
+                return
+            journal.record(self.entry(action, "pending", "started"))
+            ctx.app_conn.deprovision(live, Mode(mode))
+            after = ctx.app_conn.lookup_account(action.account_id)
+            if shows_done(after, mode):
+                journal.record(self.entry(action, "done", VERBS[mode]))
+            else:
+                assert after is not None
+                journal.record(
+                    self.entry(
+                        action,
+                        "failed",
+                        f"{ctx.plan.app} accepted the {mode} but still shows the account "
+                        f"{after.status} when read back; check the account by hand",
+                    )
+                )
+        except ReconcilerError as exc:
+            journal.record(self.entry(action, "failed", str(exc)))
+
+    def finish(self, ctx: _Context, journal: Journal) -> AppApply:
+        app = ctx.plan.app
         notes = []
         if any(e.outcome == "done" for e in journal.entries.values()):
-            accounts, error = collect(app, app_conn.pull_accounts)
+            accounts, error = collect(app, ctx.app_conn.pull_accounts)
             if error:
                 notes.append(f"snapshot not refreshed: {error}; the next check will refresh it")
             else:
                 snapshot.save_app(self.settings.root, app, accounts, None, self.stamp())
         entries, commit = settle(
-            self.settings.root, self.git, app, approval, journal, self.stamp(),
-            snapshot.app_paths(app),
+            self.settings.root, self.git, app, ctx.approval, journal, self.stamp(),
+            self.actor, snapshot.app_paths(app),
         )  # fmt: skip
         return AppApply(
             app,
-            plan.id,
-            approval.approvers,
+            ctx.plan.id,
+            ctx.approval,
             entries,
             dry_run=False,
             commit=commit,
             notes=tuple(notes),
         )
+
+
+@dataclass(frozen=True)
+class _Context:
+    """One app's apply: the reviewed plan and what it was verified against."""
+
+    plan: Plan
+    approval: Approval
+    policy: Policy
+    app_conn: Connector
+    identities: Mapping[str, Identity]
 
 
 def settle(
@@ -324,41 +449,32 @@ def settle(
     approval: Approval,
     journal: Journal,
     at: str,
+    actor: Person,
     extra_paths: Sequence[str] = (),
 ) -> tuple[tuple[Entry, ...], str | None]:
-    """Commit the journal (and `extra_paths`); once every action is done or skipped, the
-    plan is finished and leaves main. Returns the entries and the commit."""
+    """Commit the journal (and `extra_paths`), authored by `actor`; once every action is
+    done or skipped, the plan is finished and leaves main. Returns the entries and the
+    commit."""
     entries = tuple(journal.entries.values())
     complete = all(e.outcome in FINAL for e in entries)
     if complete:
         journal.finish(at)
         for path in (plan_path(app), report_path(app)):
             (root / path).unlink(missing_ok=True)
-    message = apply_message(app, entries, approval.approvers, complete)
+    message = apply_message(app, entries, approval, complete)
     paths = [f"history/{app}", *extra_paths, plan_path(app), report_path(app)]
-    return entries, git.commit_paths(paths, message)
-
-
-def _account_of(action: Action) -> Account:
-    return Account(
-        id=action.account_id,
-        username=action.username,
-        email=action.email,
-        display_name=action.display_name,
-    )
+    return entries, git.commit_paths(paths, message, actor.author_env())
 
 
 def manual_hint(app: str, action: Action) -> str:
+    who = inert.terminal(action.username or action.email or action.account_id)
     return (
-        f"remove {action.username or action.email or action.account_id} from {app} by hand, "
-        f"then run `reconciler apply --app {app} --mark-done {action.account_id} "
-        "--as YOU --confirm`"
+        f"remove {who} from {app} by hand, then run `reconciler apply --app {app} "
+        f"--mark-done {inert.terminal(action.account_id)} --as YOU --confirm`"
     )
 
 
-def apply_message(
-    app: str, entries: Sequence[Entry], approvers: Sequence[str], complete: bool
-) -> str:
+def apply_message(app: str, entries: Sequence[Entry], approval: Approval, complete: bool) -> str:
     total = len(entries)
     done = [e for e in entries if e.outcome == "done"]
     counts = {
@@ -370,28 +486,60 @@ def apply_message(
     extras = [f"{n} {k.replace('_', ' ')}" for k, n in counts.items() if n]
     if extras:
         subject += f" ({', '.join(extras)})"
-    subject += f", approved by {', '.join(approvers)}"
-    body = [f"{e.outcome}: {e.username or e.email or e.account_id} — {e.detail}" for e in entries]
+    subject += f", approved by {', '.join(approval.approvers)} in {approval.reference}"
+    body = [
+        f"{e.outcome}: {inert.commit(e.username or e.email or e.account_id)} — "
+        f"{inert.commit(e.detail, max_length=500)}"
+        for e in entries
+    ]
     if not complete:
         body.append("The plan stays on main until every action is done or skipped.")
-    clean = [line.replace("\n", " ").replace("\r", " ") for line in body]
-    return subject + "\n\n" + "\n".join(clean)
+    return subject + "\n\n" + "\n".join(body)
+
+
+def _pending_manual(journal: Journal, wanted: str) -> Entry:
+    """The manual task `wanted` names: an account id, or a username or email that names
+    exactly one task."""
+    pending = [e for e in journal.entries.values() if e.outcome == "manual_pending"]
+    by_id = [e for e in pending if e.account_id == wanted]
+    if by_id:
+        return by_id[0]
+    key = normalise(wanted, {})
+    named = [
+        e for e in pending if key in {normalise(e.username, {}), normalise(e.email, {})} - {""}
+    ]
+    if len(named) == 1:
+        return named[0]
+    shown = inert.terminal(wanted)
+    if named:
+        ids = ", ".join(e.account_id for e in named)
+        raise PlanError(f"{shown!r} names several pending manual tasks ({ids}); use the account id")
+    raise PlanError(f"{shown!r} names no pending manual task in this plan")
 
 
 def mark_done(
-    settings: Settings, git: Git, app: str, account_ids: Sequence[str], by: str, at: str
+    settings: Settings,
+    git: Git,
+    forge: Forge,
+    app: str,
+    accounts: Sequence[str],
+    by: Person,
+    at: str,
 ) -> AppApply:
-    """Record manual tasks as done by a person."""
+    """Record manual tasks as done by a person; `accounts` are ids, usernames or emails."""
     policy = settings.policy_for(app)
     plan = load_plan(git, app)
-    approval = verify_approval(git, app, policy)
-    journal = Journal.open(settings.root / "history" / app, approval.date, plan.id, {})
-    for account_id in account_ids:
-        entry = journal.get(account_id)
-        if entry is None or entry.outcome != "manual_pending":
-            raise PlanError(
-                f"{app}: account {account_id!r} has no pending manual task in plan {plan.id}"
-            )
-        journal.mark(account_id, "done", f"removed by hand, marked done by {by}", at)
-    entries, commit = settle(settings.root, git, app, approval, journal, at)
-    return AppApply(app, plan.id, approval.approvers, entries, dry_run=False, commit=commit)
+    approval = approved(forge, app, policy)
+    directory = settings.root / "history" / app
+    journal = Journal.open(directory, approval.at[:10], plan.id, approval.commit, {})
+    if not journal.entries:
+        raise ApprovalError(
+            f"{app}: plan {plan.id} has not been applied yet; run `reconciler apply --app {app} "
+            "--confirm` first, which lists the manual tasks"
+        )
+    for wanted in accounts:
+        entry = _pending_manual(journal, wanted)
+        journal.mark(entry.account_id, "done", f"removed by hand, marked done by {by.name}", at)
+    journal.note_run(str(by), at)
+    entries, commit = settle(settings.root, git, app, approval, journal, at, by)
+    return AppApply(app, plan.id, approval, entries, dry_run=False, commit=commit)

@@ -7,43 +7,34 @@ Identity sources are pulled once per run and shared by the apps that use them.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
 
 from reconciler import report, snapshot, yamlio
+from reconciler.clock import timestamp, utc_now
 from reconciler.config import Settings, SystemConfig
 from reconciler.connectors.base import Connector, Mode
-from reconciler.correlate import correlate
 from reconciler.diff import diff_accounts
-from reconciler.errors import ConnectorError, ReconcilerError
+from reconciler.errors import ReconcilerError
 from reconciler.forge.base import Forge, Proposal
 from reconciler.git import Git
 from reconciler.model import Account, Identity, Role
 from reconciler.outcome import AppCheck
 from reconciler.phases import Phases
-from reconciler.plan import Action, Plan, new_plan
-from reconciler.policy import PullState, evaluate, guard_blocks, identity_blocks
-from reconciler.progress import NoProgress, Progress, Task
+from reconciler.plan import Plan, new_plan
+from reconciler.planfile import plan_path
+from reconciler.policy import Assessment, PullState, app_shrink_block, assess, identity_blocks
+from reconciler.progress import NoProgress, Progress
+from reconciler.pull import collect, merge_tombstones
 from reconciler.snapshot import Records
-from reconciler.systems import ConnectorFactory, effective_mode
-
-T = TypeVar("T")
+from reconciler.systems import ConnectorFactory
 
 PLAN_HEADER = (
     "# Plan written by `reconciler check`. Reviewers may delete an action or set\n"
     "# `skip: true` with a `skip_reason`; any other edit makes `reconciler apply` refuse.\n"
 )
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
-def timestamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -72,45 +63,6 @@ class CheckRun:
     @property
     def needs_review(self) -> bool:
         return any(a.plan is not None and a.plan.actions for a in self.apps)
-
-
-PROGRESS_STEP = 1000
-
-
-def collect(
-    system: str, pull: Callable[[], Iterable[T]], task: Task | None = None
-) -> tuple[list[T], str]:
-    """Run a pull to the end; a failure anywhere means nothing read is trusted.
-    The error message does not repeat the system's name; callers add it."""
-    try:
-        if task is None:
-            return list(pull()), ""
-        items: list[T] = []
-        try:
-            for item in pull():
-                items.append(item)
-                if len(items) % PROGRESS_STEP == 0:
-                    task.advance(PROGRESS_STEP)
-            task.advance(len(items) % PROGRESS_STEP)
-        finally:
-            task.done()
-        return items, ""
-    except ConnectorError as exc:
-        return [], str(exc).removeprefix(f"{exc.system}: ")
-    except ReconcilerError as exc:
-        return [], str(exc)
-
-
-def merge_tombstones(
-    previous: Mapping[str, Identity] | None, pulled: Sequence[Identity]
-) -> Records[Identity]:
-    """The new identity snapshot: what was pulled, plus previous identities now gone,
-    kept with status `missing` so their accounts stay linked."""
-    merged = {i.id: i for i in pulled}
-    for identity_id in (previous or {}).keys() - merged.keys():
-        assert previous is not None
-        merged[identity_id] = previous[identity_id]._replace(status="missing")
-    return snapshot.identity_records(merged.values())
 
 
 def identity_summary(source: str, old: Records[Identity], new: Records[Identity]) -> str:
@@ -212,6 +164,7 @@ class Checker:
             summary = identity_summary(source, previous or snapshot.identity_records(()), merged)
         with phase("write"):
             changed = snapshot.write_identities(self.root, source, merged)
+            meta_file = snapshot.identities_meta_file(self.root, source)
             if changed or previous is None:
                 meta = snapshot.Meta(
                     name=source,
@@ -219,8 +172,12 @@ class Checker:
                     pulled_at=timestamp(self.now),
                     count=len(identities),
                     digest=snapshot.identities_digest(self.root, source),
+                    previous_count=previous_count,
                 )
-                snapshot.write_meta(snapshot.identities_meta_file(self.root, source), meta)
+                snapshot.write_meta(meta_file, meta)
+            # The guards read the pull that made the snapshot from its meta.yaml, as apply
+            # does at the plan's base commit: both must see the same facts.
+            state = PullState.recorded(source, snapshot.read_meta(meta_file) or {})
         commit = None
         if changed or previous is None:
             with phase("commit"):
@@ -232,11 +189,65 @@ class Checker:
     # --- apps ---------------------------------------------------------------------------
 
     def check_app(self, app: str, identity_pull: IdentityPull) -> AppCheck:
-        phase = self.phases
+        """Pull at the edge, then the pure assessment, then write and commit at the edge."""
         policy = self.settings.policy_for(app)
-        with phase("read_previous"):
+        with self.phases("read_previous"):
             previous = snapshot.read_accounts(self.root, app)
-        with phase("pull"):
+        accounts, roles, modes, error = self.pull_app(app)
+        if not error and not accounts and previous:
+            error = (
+                f"the pull returned no accounts but the last snapshot has "
+                f"{len(previous)}; an empty pull is never imported. Check the credentials "
+                "and the app's filter"
+            )
+        if not error and previous is not None:
+            error = app_shrink_block(app, len(previous), len(accounts), policy) or ""
+        if error:
+            return AppCheck(
+                app=app,
+                identity_source=identity_pull.source,
+                app_error=error,
+                blocked_reasons=(
+                    f"pulling {app} failed: {error}; nothing was imported or proposed",
+                ),
+            )
+        with self.phases("diff"):
+            current = snapshot.account_records(accounts)
+            diff = diff_accounts(previous or {}, current)
+        with self.phases("write"):
+            changed = snapshot.save_app(self.root, app, current, roles, timestamp(self.now))
+        if changed:
+            with self.phases("commit"):
+                message = report.import_commit_message(app, diff)
+                commit = self.git.commit_paths(snapshot.app_paths(app), message)
+            if commit:
+                self.commits.append(commit)
+
+        untrusted = identity_blocks(identity_pull.state, policy)
+        with self.phases("policy"):
+            identities = identity_pull.identities
+            assessment = assess(app, current, identities, identity_pull.state, policy, modes)
+        plan = None
+        if not untrusted and (assessment.actions or assessment.blocked_reasons):
+            plan = self.build_plan(app, policy.source_file, identity_pull.source, assessment)
+            if plan.status == "blocked" and plan.id in policy.guards.allow_blocked_plans:
+                plan = replace(plan, status="open")
+        evaluation = assessment.evaluation
+        return AppCheck(
+            app=app,
+            identity_source=identity_pull.source,
+            diff=diff,
+            plan=plan,
+            unmatched=evaluation.unmatched,
+            ambiguous=evaluation.ambiguous,
+            protected=evaluation.protected,
+            blocked_reasons=tuple(untrusted) or assessment.blocked_reasons,
+            account_count=len(current),
+        )
+
+    def pull_app(self, app: str) -> tuple[list[Account], list[Role], frozenset[Mode], str]:
+        """The app's accounts, roles and modes, or why the pull cannot be trusted."""
+        with self.phases("pull"):
             accounts: list[Account] = []
             roles: list[Role] = []
             modes: frozenset[Mode] = frozenset()
@@ -252,85 +263,15 @@ class Checker:
                     connector.close()
         if not error and len({a.id for a in accounts}) != len(accounts):
             error = "the pull returned the same account id twice"
-        if not error and not accounts and previous:
-            error = (
-                f"the pull returned no accounts but the last snapshot has "
-                f"{len(previous)}; an empty pull is never imported. Check the credentials "
-                "and the app's filter"
-            )
-        if error:
-            return AppCheck(
-                app=app,
-                identity_source=identity_pull.source,
-                app_error=error,
-                blocked_reasons=(
-                    f"pulling {app} failed: {error}; nothing was imported or proposed",
-                ),
-            )
-        with phase("diff"):
-            current = snapshot.account_records(accounts)
-            diff = diff_accounts(previous or {}, current)
-        with phase("write"):
-            changed = snapshot.save_app(self.root, app, current, roles, timestamp(self.now))
-        if changed:
-            with phase("commit"):
-                message = report.import_commit_message(app, diff)
-                commit = self.git.commit_paths(snapshot.app_paths(app), message)
-            if commit:
-                self.commits.append(commit)
+        return accounts, roles, modes, error
 
-        identities = identity_pull.identities
-        with phase("correlate"):
-            links = correlate(
-                current.values(), identities.values(), policy.match, policy.domain_aliases
-            )
-        with phase("policy"):
-            mode = effective_mode(policy.mode, modes)
-            evaluation = evaluate(current, identities, links, policy, mode or "")
-            untrusted = identity_blocks(identity_pull.state, policy)
-            actions = () if untrusted else evaluation.actions
-            blocked = list(untrusted)
-            if mode is None and actions:
-                blocked.append(
-                    f"{app} supports none of the policy's mode {policy.mode!r}; "
-                    "change `deprovision.mode` in the policy"
-                )
-            if not untrusted:
-                active = sum(1 for a in accounts if a.status == "active")
-                blocked += guard_blocks(identity_pull.state, policy, len(actions), active)
-            plan = None
-            if actions or (blocked and not untrusted):
-                plan = self.build_plan(
-                    app, policy.source_file, identity_pull.source, actions, blocked
-                )
-                if plan.status == "blocked" and plan.id in policy.guards.allow_blocked_plans:
-                    plan = replace(plan, status="open")
-        return AppCheck(
-            app=app,
-            identity_source=identity_pull.source,
-            diff=diff,
-            plan=plan,
-            unmatched=evaluation.unmatched,
-            ambiguous=evaluation.ambiguous,
-            protected=evaluation.protected,
-            blocked_reasons=tuple(blocked),
-            account_count=len(current),
-        )
-
-    def build_plan(
-        self,
-        app: str,
-        policy_file: str,
-        source: str,
-        actions: Sequence[Action],
-        blocked: Sequence[str],
-    ) -> Plan:
+    def build_plan(self, app: str, policy_file: str, source: str, assessment: Assessment) -> Plan:
         head = self.git.head() or ""
         policy_bytes = (self.root / policy_file).read_bytes()
         return new_plan(
             app,
-            actions,
-            blocked,
+            assessment.actions,
+            assessment.blocked_reasons,
             created_at=timestamp(self.now),
             base_commit=head,
             snapshot_digests={
@@ -348,7 +289,7 @@ class Checker:
     # --- forge --------------------------------------------------------------------------
 
     def propose(self, result: AppCheck) -> str:
-        if self.git.show("HEAD", f"plans/{result.app}.yaml") is not None:
+        if self.git.show("HEAD", plan_path(result.app)) is not None:
             # An approved plan is on main and not applied yet: apply re-verifies it live.
             return "approved plan waiting for `reconciler apply`; not proposing another"
         if result.plan is None:

@@ -112,8 +112,17 @@ def approve(repo: Path, app: str, approvers: tuple[str, ...]) -> None:
 @app_option
 @format_option
 @click.option("--confirm", is_flag=True, help="Act; without it, only show what would happen.")
-@click.option("--mark-done", multiple=True, help="Record a manual task as done (account id).")
-@click.option("--as", "by", default="", help="Who did the manual task (with --mark-done).")
+@click.option(
+    "--mark-done",
+    multiple=True,
+    help="Record a manual task as done (account id, or a username or email naming one task).",
+)
+@click.option(
+    "--as",
+    "by",
+    default="",
+    help="Who runs the apply (the commit's author), or who did the manual task.",
+)
 @click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 16))
 def apply(
     repo: Path,

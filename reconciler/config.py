@@ -73,6 +73,8 @@ class Guards:
     max_fraction: float = 0.1
     # Block when the IdP's identity count fell by more than this share since the last pull.
     max_identity_shrink: float = 0.1
+    # Refuse to import an app pull that lost more than this share of the app's accounts.
+    max_app_shrink: float = 0.25
     # Plan ids an admin has explicitly allowed past a guard.
     allow_blocked_plans: tuple[str, ...] = ()
 
@@ -126,6 +128,7 @@ class Policy:
                 max_per_run=guards.get("max_per_run", Guards.max_per_run),
                 max_fraction=guards.get("max_fraction", Guards.max_fraction),
                 max_identity_shrink=guards.get("max_identity_shrink", Guards.max_identity_shrink),
+                max_app_shrink=guards.get("max_app_shrink", Guards.max_app_shrink),
                 allow_blocked_plans=tuple(guards.get("allow_blocked_plans") or ()),
             ),
             approvals=Approvals(

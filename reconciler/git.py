@@ -139,12 +139,26 @@ class Git:
         if dirty:
             shown = ", ".join(dirty[:5]) + (" …" if len(dirty) > 5 else "")
             raise GitError(
-                f"uncommitted changes in {shown}; commit or stash them first "
-                "(reconciler writes these paths itself)"
+                f"uncommitted changes in {shown}; commit or stash them first: reconciler "
+                "commits what it produces only together with the configuration behind it"
             )
 
     def is_ancestor(self, ancestor: str, descendant: str = "HEAD") -> bool:
         return self._exec(["merge-base", "--is-ancestor", ancestor, descendant]).returncode == 0
+
+    def on_first_parent_chain(self, commit: str, tip: str) -> bool:
+        """Whether `commit` is `tip` or reached from it by first parents only: a commit
+        made on the branch itself, not one brought in by a merge."""
+        full = self.head(commit)
+        if full is None:
+            return False
+        chain = self.run("rev-list", "--first-parent", tip, check=False).split()
+        return full in chain
+
+    def changed_paths(self, old: str, new: str) -> list[str]:
+        """Paths that differ between two commits."""
+        out = self.run("diff", "--name-only", "-z", "--no-renames", old, new)
+        return [p for p in out.split("\0") if p]
 
     def show(self, rev: str, path: str) -> bytes | None:
         proc = self._exec(["show", f"{rev}:{path}"])
@@ -175,8 +189,13 @@ class Git:
 
     # --- writing ----------------------------------------------------------------------
 
-    def commit_paths(self, paths: Sequence[str], message: str) -> str | None:
-        """Stage `paths` (additions and deletions) and commit; None if nothing changed."""
+    def commit_paths(
+        self, paths: Sequence[str], message: str, author: Mapping[str, str] | None = None
+    ) -> str | None:
+        """Stage `paths` (additions and deletions) and commit; None if nothing changed.
+
+        `author` (GIT_AUTHOR_NAME/EMAIL) names the person the commit is for; the tool
+        stays the committer."""
         self.run("add", "-A", "--", *paths)
         staged = self.run("diff", "--cached", "--name-only", "-z").split("\0")
         ours = self.run("diff", "--cached", "--name-only", "-z", "--", *paths).split("\0")
@@ -185,10 +204,10 @@ class Git:
         if set(staged) == set(ours):
             # Only our paths are staged: commit the index as it is. A pathspec would make
             # git build a second index and hash every file again (60 MB at 100k accounts).
-            self.run("commit", "-q", "--no-verify", "-m", message)
+            self.run("commit", "-q", "--no-verify", "-m", message, env=author)
         else:
             # Someone staged other files: leave them staged, commit only ours.
-            self.run("commit", "-q", "--no-verify", "-m", message, "--", *paths)
+            self.run("commit", "-q", "--no-verify", "-m", message, "--", *paths, env=author)
         return self.head()
 
     def commit_files_to_branch(
@@ -213,8 +232,8 @@ class Git:
     def delete_branch(self, branch: str) -> None:
         self.run("branch", "-q", "-D", branch)
 
-    def merge(self, branch: str, message: str) -> str:
-        self.run("merge", "-q", "--no-ff", "--no-verify", "-m", message, branch)
+    def merge(self, branch: str, message: str, author: Mapping[str, str] | None = None) -> str:
+        self.run("merge", "-q", "--no-ff", "--no-verify", "-m", message, branch, env=author)
         sha = self.head()
         assert sha is not None
         return sha

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import yamlio
+from reconciler.errors import PlanError
 
 FINAL = frozenset({"done", "skipped"})
 HEADER = "written by reconciler apply; one entry per action, appended as it happens"
@@ -55,7 +56,13 @@ class Entry:
 
 
 class Journal:
-    """The history file of one plan, safe to update from several worker threads."""
+    """The history file of one approval of one plan, safe to update from several worker
+    threads.
+
+    A journal belongs to the approval (the commit that brought the plan to main), not to
+    the plan id: a rerun of the same approval resumes it, while a later approval of an
+    identical plan starts a journal of its own and replays nothing.
+    """
 
     def __init__(self, path: Path, header: Mapping[str, Any], entries: Sequence[Entry]) -> None:
         self.path = path
@@ -63,15 +70,35 @@ class Journal:
         self.entries = {e.account_id: e for e in entries}
         self.lock = threading.Lock()
 
+    @staticmethod
+    def name(date: str, plan_id: str, approval_commit: str) -> str:
+        return f"{date}-{plan_id}-{approval_commit[:12]}.yaml"
+
     @classmethod
-    def open(cls, directory: Path, date: str, plan_id: str, header: Mapping[str, Any]) -> Journal:
-        existing = sorted(directory.glob(f"*-{plan_id}.yaml"))
-        if existing:
-            data = yamlio.load(existing[0])
+    def open(
+        cls,
+        directory: Path,
+        date: str,
+        plan_id: str,
+        approval_commit: str,
+        header: Mapping[str, Any],
+    ) -> Journal:
+        """The journal of this approval, resumed if a run already started it."""
+        existing = sorted(directory.glob(f"*-{plan_id}-{approval_commit[:12]}.yaml"))
+        if not existing:
+            path = directory / cls.name(date, plan_id, approval_commit)
+            return cls(path, {**header, "approval_commit": approval_commit}, [])
+        path = existing[0]
+        hint = f"restore it with `git checkout -- {path}`"
+        data = yamlio.load(path)
+        if not isinstance(data, dict) or data.get("approval_commit") != approval_commit:
+            raise PlanError(f"{path}: not the journal of approval {approval_commit[:10]}; {hint}")
+        try:
             entries = [Entry.from_data(e) for e in data.get("actions") or ()]
-            merged = {**header, **{k: v for k, v in data.items() if k != "actions"}}
-            return cls(existing[0], merged, entries)
-        return cls(directory / f"{date}-{plan_id}.yaml", header, [])
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise PlanError(f"{path}: an action entry is malformed ({exc}); {hint}") from exc
+        merged = {**header, **{k: v for k, v in data.items() if k != "actions"}}
+        return cls(path, merged, entries)
 
     def get(self, account_id: str) -> Entry | None:
         return self.entries.get(account_id)
@@ -79,6 +106,14 @@ class Journal:
     def record(self, entry: Entry) -> None:
         with self.lock:
             self.entries[entry.account_id] = entry
+            self._write()
+
+    def note_run(self, by: str, at: str) -> None:
+        """Record who ran (or resumed) the apply, and when."""
+        with self.lock:
+            runs = list(self.header.get("runs") or ())
+            runs.append({"by": by, "at": at})
+            self.header["runs"] = runs
             self._write()
 
     def finish(self, at: str) -> None:

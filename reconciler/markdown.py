@@ -7,17 +7,15 @@ issue, plant a phishing link, or flip the reading order of a row with a right-to
 override. `escape` turns any value into text that GitHub-flavoured markdown shows
 literally, inside a table cell or a list item, on one line.
 
-`one_line` does the same for plain text (commit messages, terminal output), where
-markdown syntax means nothing but a line break or a bidi control still does harm.
+Plain text (terminal, commit messages) has its own escaper in `reconciler.inert`.
 """
 
 from __future__ import annotations
 
-import unicodedata
+from reconciler.inert import ELLIPSIS, as_text, cap, visible
 
 # Report cells stay readable and a hostile 1 MB display name cannot bloat the PR body.
 DEFAULT_MAX_LENGTH = 200
-ELLIPSIS = "…"
 
 # A zero-width space breaks GitHub's @mention, #reference and autolink patterns while
 # rendering as nothing; Dependabot and Renovate neutralise release notes the same way.
@@ -36,18 +34,6 @@ _ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;", "`": "&#96;", "$": "&#36;"}
 # value may be placed at the start of a list item, so escape them there.
 _BLOCK_START = frozenset("-+=")
 
-# Bidi controls reorder the text around them; shown as `\u202e` a reviewer sees the trick.
-BIDI_CONTROLS = frozenset(
-    "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
-)
-
-_NAMED_CONTROLS = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-# Control (Cc), format (Cf: bidi, zero-width, tag characters), line/paragraph separators
-# and lone surrogates are invisible or break lines. They are shown as escapes rather than
-# dropped, so "ad\x00min" cannot pass for "admin" in front of a reviewer.
-_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
-
 
 class Markdown(str):
     """Text that is already safe markdown: the output of `escape` or of trusted code.
@@ -59,44 +45,8 @@ class Markdown(str):
     __slots__ = ()
 
 
-def visible(char: str) -> str | None:
-    """The visible escape of an invisible or line-breaking character, or None if it prints."""
-    if char in _NAMED_CONTROLS:
-        return _NAMED_CONTROLS[char]
-    if char in BIDI_CONTROLS or unicodedata.category(char) in _INVISIBLE_CATEGORIES:
-        point = ord(char)
-        return f"\\u{point:04x}" if point <= 0xFFFF else f"\\U{point:08x}"
-    return None
-
-
 def _ends_word(text: str, index: int) -> bool:
     return index >= len(text) or text[index].isspace()
-
-
-def _cap(text: str, max_length: int) -> tuple[str, bool]:
-    if max_length > 0 and len(text) > max_length:
-        return text[:max_length], True
-    return text, False
-
-
-def _as_text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-def one_line(value: object, *, max_length: int = DEFAULT_MAX_LENGTH) -> str:
-    """`value` as one line of plain text: invisible and line-breaking characters shown as
-    escapes, capped at `max_length` characters (0: no cap).
-
-    For commit messages: a username cannot start a new line and forge an
-    `Approved-by:` trailer, nor reorder the line with a bidi override.
-    """
-    text, cut = _cap(_as_text(value), max_length)
-    out = "".join(visible(char) or char for char in text)
-    return out + ELLIPSIS if cut else out
 
 
 def escape(value: object, *, max_length: int = DEFAULT_MAX_LENGTH) -> Markdown:
@@ -107,7 +57,7 @@ def escape(value: object, *, max_length: int = DEFAULT_MAX_LENGTH) -> Markdown:
     space, invisible and line-breaking characters are shown as `\\uXXXX` escapes, and the
     text is capped at `max_length` characters (0: no cap) with a trailing "…".
     """
-    text, cut = _cap(_as_text(value), max_length)
+    text, cut = cap(as_text(value), max_length)
     out: list[str] = []
     # Length of the run of digits at the start: "1. " would open an ordered list ("1)" too,
     # but `)` is always escaped).
@@ -152,12 +102,4 @@ def code(value: object, *, max_length: int = DEFAULT_MAX_LENGTH) -> Markdown:
     return Markdown(f"<code>{escape(value, max_length=max_length)}</code>")
 
 
-__all__ = [
-    "BIDI_CONTROLS",
-    "DEFAULT_MAX_LENGTH",
-    "Markdown",
-    "code",
-    "escape",
-    "one_line",
-    "visible",
-]
+__all__ = ["DEFAULT_MAX_LENGTH", "Markdown", "code", "escape"]

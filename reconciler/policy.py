@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from reconciler.config import Policy
-from reconciler.correlate import Link
+from reconciler.config import Approvals, Policy
+from reconciler.correlate import Link, correlate
+from reconciler.errors import ApprovalError
 from reconciler.model import Account, Identity
 from reconciler.outcome import Ambiguous, Protected
 from reconciler.plan import Action
@@ -99,14 +101,95 @@ def evaluate(
     return Evaluation(tuple(actions), tuple(protected), tuple(unmatched), tuple(ambiguous))
 
 
+def effective_mode(wanted: str, modes: Collection[str]) -> str | None:
+    """The mode an action will use: the policy's if the app supports it, else a manual
+    task for apps without an API; None if the app supports neither."""
+    if wanted in modes:
+        return wanted
+    if "manual" in modes:
+        return "manual"
+    # Never fall back from delete to disable or back: the policy's choice is deliberate.
+    return None
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Everything check proposes and apply verifies for one app: the one computation
+    both commands share (DESIGN §9), so that a rule cannot drift between them."""
+
+    evaluation: Evaluation
+    blocked_reasons: tuple[str, ...]
+
+    @property
+    def actions(self) -> tuple[Action, ...]:
+        return self.evaluation.actions
+
+
+def assess(
+    app: str,
+    accounts: Mapping[str, Account],
+    identities: Mapping[str, Identity],
+    pull: PullState,
+    policy: Policy,
+    modes: Collection[str],
+) -> Assessment:
+    """Actions, guards and blocked reasons for `app` from its snapshot and the identity
+    snapshot, under `policy`. Pure."""
+    links = correlate(accounts.values(), identities.values(), policy.match, policy.domain_aliases)
+    mode = effective_mode(policy.mode, modes)
+    evaluation = evaluate(accounts, identities, links, policy, mode or "")
+    blocked: list[str] = []
+    if mode is None and evaluation.actions:
+        blocked.append(
+            f"{app} supports none of the policy's mode {policy.mode!r}; "
+            "change `deprovision.mode` in the policy"
+        )
+    active = sum(1 for a in accounts.values() if a.status == "active")
+    blocked += guard_blocks(pull, policy, len(evaluation.actions), active)
+    return Assessment(evaluation, tuple(blocked))
+
+
+def still_proposed(
+    account: Account, identities: Mapping[str, Identity], policy: Policy, mode: str
+) -> Action | None:
+    """The action the policy proposes for `account` against `identities`, if any: apply
+    asks this of the account and identities read live, with the same rules check used."""
+    links = correlate([account], identities.values(), policy.match, policy.domain_aliases)
+    evaluation = evaluate({account.id: account}, identities, links, policy, mode)
+    return evaluation.actions[0] if evaluation.actions else None
+
+
+def check_approvers(app: str, approvers: Sequence[str], rules: Approvals, policy_file: str) -> None:
+    """Raise ApprovalError unless `approvers` meet the policy's approval rules."""
+    refused = [a for a in approvers if rules.reviewers and a not in rules.reviewers]
+    allowed = [a for a in approvers if a not in refused]
+    if len(allowed) < rules.min_approvals:
+        detail = (
+            f" ({', '.join(refused)} may not approve: approvals.reviewers lists "
+            f"{', '.join(rules.reviewers)})"
+            if refused
+            else ""
+        )
+        raise ApprovalError(
+            f"{app}: {len(allowed)} valid approval(s), {policy_file} requires "
+            f"{rules.min_approvals}{detail}"
+        )
+
+
 @dataclass(frozen=True)
 class PullState:
     """What the check knows about the identity pull behind an evaluation."""
 
     source: str
     error: str = ""  # the pull failed or was partial: nothing may be proposed
-    count: int = 0  # identities in this pull (tombstones excluded)
-    previous_count: int | None = None  # in the last snapshot, if any
+    count: int = 0  # identities in the pull that made the snapshot (tombstones excluded)
+    previous_count: int | None = None  # in the snapshot before that pull, if any
+
+    @classmethod
+    def recorded(cls, source: str, meta: Mapping[str, Any]) -> PullState:
+        """The pull that made an identity snapshot, as its meta.yaml records it."""
+        previous = meta.get("previous_count")
+        return cls(source, count=int(meta.get("count") or 0), previous_count=previous)
 
 
 def identity_blocks(state: PullState, policy: Policy) -> list[str]:
@@ -124,21 +207,29 @@ def identity_blocks(state: PullState, policy: Policy) -> list[str]:
     return []
 
 
+def identity_shrink_block(state: PullState, policy: Policy) -> str | None:
+    """Why the identity pull looks too small to trust, or None."""
+    previous, count = state.previous_count, state.count
+    if not previous or count >= previous:
+        return None
+    shrink = (previous - count) / previous
+    limit = policy.guards.max_identity_shrink
+    if shrink <= limit:
+        return None
+    return (
+        f"identity source {state.source!r} shrank by {shrink:.0%} since the last pull "
+        f"({previous} → {count}), more than max_identity_shrink {limit:.0%}"
+    )
+
+
 def guard_blocks(
     state: PullState, policy: Policy, candidates: int, active_accounts: int
 ) -> list[str]:
     """Reasons that block a plan: it is still written, but cannot be applied without an
     override (`guards.allow_blocked_plans`) merged into the policy."""
-    reasons = []
     guards = policy.guards
-    if state.previous_count and state.count < state.previous_count:
-        shrink = (state.previous_count - state.count) / state.previous_count
-        if shrink > guards.max_identity_shrink:
-            reasons.append(
-                f"identity source {state.source!r} shrank by {shrink:.0%} since the last pull "
-                f"({state.previous_count} → {state.count}), more than max_identity_shrink "
-                f"{guards.max_identity_shrink:.0%}"
-            )
+    shrink = identity_shrink_block(state, policy)
+    reasons = [shrink] if shrink else []
     if candidates > guards.max_per_run:
         reasons.append(
             f"{candidates} accounts to deprovision, more than max_per_run {guards.max_per_run}"
@@ -150,3 +241,20 @@ def guard_blocks(
             f"more than max_fraction {guards.max_fraction:.0%}"
         )
     return reasons
+
+
+def app_shrink_block(app: str, previous: int, current: int, policy: Policy) -> str | None:
+    """Why an app pull that lost many accounts must not be imported, or None: a pull that
+    shrank that much is more likely broken (a lost page, a narrowed export) than true."""
+    if not previous or current >= previous:
+        return None
+    shrink = (previous - current) / previous
+    limit = policy.guards.max_app_shrink
+    if shrink <= limit:
+        return None
+    return (
+        f"the pull of {app} has {current} accounts, {shrink:.0%} fewer than the last snapshot "
+        f"({previous}), more than guards.max_app_shrink {limit:.0%} in {policy.source_file}; "
+        "nothing was imported and the open plan was left as it was. If the accounts really "
+        "were removed, raise max_app_shrink in that policy for one check"
+    )

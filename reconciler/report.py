@@ -25,7 +25,8 @@ from markupsafe import Markup
 
 from reconciler.diff import AccountChange, AccountDiff
 from reconciler.errors import ConfigError
-from reconciler.markdown import Markdown, code, escape, one_line
+from reconciler.inert import commit, terminal
+from reconciler.markdown import Markdown, code, escape
 from reconciler.model import Account
 from reconciler.outcome import AppCheck
 from reconciler.plan import REASONS, Action
@@ -114,9 +115,9 @@ def summary_line(check: AppCheck) -> str:
 
     `wiki: 3 new users, 1 to deprovision; blocked (2 reasons)`; zero counts are left out.
     """
-    app = one_line(check.app, max_length=100)
+    app = terminal(check.app, max_length=100)
     if check.app_error:
-        return f"{app}: FAILED: {one_line(check.app_error, max_length=500)}"
+        return f"{app}: FAILED: {terminal(check.app_error, max_length=500)}"
     counts = summary_row(check)
     blocked = counts.pop("blocked")
     parts = [f"{n} {SUMMARY_LABELS[key].lower()}" for key, n in counts.items() if n]
@@ -355,7 +356,7 @@ def render_pr_body(report_md: str, *, app: str, limit: int = GITHUB_BODY_LIMIT) 
 
 def _who(account: Account) -> str:
     name = account.username or account.email or account.id
-    return one_line(name, max_length=100)
+    return commit(name, max_length=100)
 
 
 def _commit_line_for_change(change: AccountChange) -> str:
@@ -374,7 +375,7 @@ def _commit_line_for_change(change: AccountChange) -> str:
     ]
     if counts:
         parts.append("entitlements " + " ".join(counts))
-    return one_line(f"{_who(change.new)}: {'; '.join(parts)}", max_length=200)
+    return commit(f"{_who(change.new)}: {'; '.join(parts)}", max_length=200)
 
 
 def _commit_section(title: str, items: Sequence[T], describe: Callable[[T], str]) -> list[str]:
@@ -390,7 +391,7 @@ def _commit_section(title: str, items: Sequence[T], describe: Callable[[T], str]
 
 
 def _commit_line_for_update(change: AccountChange) -> str:
-    return one_line(f"{_who(change.new)}: {', '.join(change.fields)}")
+    return commit(f"{_who(change.new)}: {', '.join(change.fields)}")
 
 
 def import_commit_message(app: str, diff: AccountDiff) -> str:
@@ -415,7 +416,7 @@ def import_commit_message(app: str, diff: AccountDiff) -> str:
     ]
     summary = ", ".join(f"{n} {label}" for n, label in counts if n)
     # An unchanged account list can still come with a changed role catalogue.
-    subject = f"import {one_line(app, max_length=100)}: {summary or 'no account changes'}"
+    subject = f"import {commit(app, max_length=100)}: {summary or 'no account changes'}"
     body = [
         *_commit_section("New", diff.added, _who),
         *_commit_section("Removed", diff.removed, _who),

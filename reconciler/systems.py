@@ -8,7 +8,7 @@ from pathlib import Path
 
 from reconciler import connectors
 from reconciler.config import SystemConfig
-from reconciler.connectors.base import Connector, ConnectorContext, Mode
+from reconciler.connectors.base import Connector, ConnectorContext
 
 ConnectorFactory = Callable[[SystemConfig], Connector]
 
@@ -21,14 +21,3 @@ def default_factory(root: Path) -> ConnectorFactory:
         return connectors.build(system.type, context)
 
     return build
-
-
-def effective_mode(wanted: str, modes: frozenset[Mode]) -> str | None:
-    """The mode an action will use: the policy's if the app supports it, else a manual
-    task for apps without an API; None if the app supports neither."""
-    if Mode(wanted) in modes:
-        return wanted
-    if Mode.MANUAL in modes:
-        return Mode.MANUAL.value
-    # Never fall back from delete to disable or back: the policy's choice is deliberate.
-    return None

@@ -171,6 +171,13 @@ def validate_file(path: Path, schema_name: str, *, display: str | None = None) -
     return _check_schema(data, marks, load_schema(schema_name), display)
 
 
+def validate_data(
+    data: Any, marks: yamlio.Marks, schema_name: str, display: str
+) -> list[Diagnostic]:
+    """Every problem in data already read (e.g. from a git revision) against a shipped schema."""
+    return _check_schema(data, marks, load_schema(schema_name), display)
+
+
 def read_repo(root: Path, registry: Registry | None = None) -> RepoFiles:
     """Read and check the configuration of the access repo at `root`.
 

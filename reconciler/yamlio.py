@@ -146,6 +146,13 @@ def load_bytes(raw: bytes, name: str | Path, *, max_bytes: int = DEFAULT_MAX_BYT
     return data
 
 
+def load_bytes_with_marks(
+    raw: bytes, name: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[Any, Marks]:
+    """`load_bytes`, and where every value came from (see `load_with_marks`)."""
+    return _parse(raw, str(name), max_bytes, with_marks=True)
+
+
 def load_with_marks(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Any, Marks]:
     """Read `path` like `load`, and also say where every value came from.
 

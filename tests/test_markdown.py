@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from reconciler.markdown import Markdown, code, escape, one_line
+from reconciler.inert import one_line
+from reconciler.markdown import Markdown, code, escape
 
 # A table cell is split by a `|` that is not preceded by a backslash.
 UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")

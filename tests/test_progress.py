@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from reconciler.check import PROGRESS_STEP, collect
 from reconciler.errors import PullError
+from reconciler.pull import PROGRESS_STEP, collect
 
 
 class Counting:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.config import Settings
+from reconciler.config import CONFIG_FILE, POLICY_DIR, Settings
 from reconciler.errors import ConfigError
+from reconciler.forge.base import Forge
 from reconciler.forge.local import LocalForge
 from reconciler.git import Git
 from reconciler.settings import load_settings
@@ -14,6 +15,13 @@ from reconciler.settings import load_settings
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_NEEDS_REVIEW = 4
+
+# The version of every command's JSON output; raised when a field changes meaning.
+SCHEMA_VERSION = 1
+
+# The configuration and the plans: committed before check, approve or apply runs, so
+# that history holds what produced every snapshot, plan and apply.
+CONFIGURATION = (CONFIG_FILE, POLICY_DIR, "templates", "plans")
 
 
 @dataclass(frozen=True)
@@ -25,7 +33,11 @@ class Repo:
     def root(self) -> Path:
         return self.git.root
 
-    def forge(self) -> LocalForge:
+    def require_committed(self, *paths: str) -> None:
+        """Refuse to run while the configuration (or `paths`) has uncommitted changes."""
+        self.git.require_clean(*CONFIGURATION, *paths)
+
+    def forge(self) -> Forge:
         if self.settings.config.forge != "local":
             raise ConfigError(
                 f"forge {self.settings.config.forge!r} is not available in this version; "

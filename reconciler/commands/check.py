@@ -10,9 +10,18 @@ from typing import Any, assert_never
 
 import orjson
 
-from reconciler import report
-from reconciler.check import Checker, CheckRun, timestamp, utc_now
-from reconciler.commands import EXIT_ERROR, EXIT_NEEDS_REVIEW, EXIT_OK, Repo, open_repo
+from reconciler import lock, report
+from reconciler.check import Checker, CheckRun
+from reconciler.clock import timestamp, utc_now
+from reconciler.commands import (
+    EXIT_ERROR,
+    EXIT_NEEDS_REVIEW,
+    EXIT_OK,
+    SCHEMA_VERSION,
+    Repo,
+    open_repo,
+)
+from reconciler.inert import terminal
 from reconciler.output import OutputFormat, emit, emit_json, end_group, group, step_summary
 from reconciler.progress import progress
 from reconciler.systems import default_factory
@@ -29,19 +38,20 @@ class CheckOptions:
 def check(options: CheckOptions) -> int:
     repo = open_repo(options.repo)
     repo.git.require_branch(repo.settings.config.main_branch)
-    repo.git.require_clean("state", "plans")
     apps = repo.select_apps(options.apps)
-    # A check allocates millions of small objects and frees few: the cyclic garbage
-    # collector would scan them again and again for nothing (about 15% of a 100k check).
-    gc.disable()
-    try:
-        with progress() as shown:
-            forge = repo.forge()
-            factory = default_factory(repo.root)
-            run = Checker(repo.settings, repo.git, forge, factory, progress=shown).run(apps)
-    finally:
-        gc.enable()
-    record_last_check(repo, run)
+    with lock.exclusive(repo.git, "check"):
+        repo.require_committed("state")
+        # A check allocates millions of small objects and frees few: the cyclic garbage
+        # collector would scan them again and again for nothing (about 15% of a 100k check).
+        gc.disable()
+        try:
+            with progress() as shown:
+                forge = repo.forge()
+                factory = default_factory(repo.root)
+                run = Checker(repo.settings, repo.git, forge, factory, progress=shown).run(apps)
+        finally:
+            gc.enable()
+        record_last_check(repo, run)
     render(run, options.format)
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         for app in run.apps:
@@ -76,13 +86,14 @@ def record_last_check(repo: Repo, run: CheckRun) -> None:
 
 def as_data(run: CheckRun) -> dict[str, Any]:
     return {
+        "schema_version": SCHEMA_VERSION,
         "identity_sources": [
             {
                 "source": p.source,
-                "error": p.state.error,
+                "error": p.state.error or None,
                 "count": p.state.count,
                 "commit": p.commit,
-                "summary": p.summary,
+                "summary": p.summary or None,
             }
             for p in run.identity_pulls
         ],
@@ -90,18 +101,19 @@ def as_data(run: CheckRun) -> dict[str, Any]:
             {
                 "app": a.app,
                 "summary": report.summary_row(a),
-                "error": a.app_error,
+                "error": a.app_error or None,
                 "blocked_reasons": list(a.blocked_reasons),
                 "plan": a.plan.id if a.plan else None,
                 "plan_status": a.plan.status if a.plan else None,
-                "proposal": run.proposals.get(a.app, ""),
+                "proposal": run.proposals.get(a.app),
             }
             for a in run.apps
         ],
         "commits": list(run.commits),
-        "phases": dict(run.phases),
         "failed": run.failed,
         "needs_review": run.needs_review,
+        # Measurements, not results: they differ between two runs on the same data.
+        "timings": {"phases": dict(run.phases)},
     }
 
 
@@ -110,7 +122,8 @@ def render(run: CheckRun, fmt: OutputFormat) -> None:
         case OutputFormat.TEXT:
             for pull in run.identity_pulls:
                 if pull.state.error:
-                    emit(f"identities {pull.source}: FAILED: {pull.state.error}")
+                    error = terminal(pull.state.error, max_length=0)
+                    emit(f"identities {pull.source}: FAILED: {error}")
                 elif pull.state.count == 0:
                     emit(f"identities {pull.source}: FAILED: the pull returned no identities")
                 else:
@@ -120,7 +133,7 @@ def render(run: CheckRun, fmt: OutputFormat) -> None:
                 group(f"check {app.app}")
                 emit(report.summary_line(app))
                 for reason in app.blocked_reasons:
-                    emit(f"  blocked: {reason}")
+                    emit(f"  blocked: {terminal(reason, max_length=0)}")
                 proposal = run.proposals.get(app.app)
                 if app.plan is not None:
                     plan = app.plan

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, assert_never
@@ -10,8 +11,10 @@ import orjson
 
 from reconciler import snapshot
 from reconciler.apply import load_plan, merged_plans
-from reconciler.commands import EXIT_OK, Repo, open_repo
+from reconciler.commands import EXIT_OK, SCHEMA_VERSION, Repo, open_repo
 from reconciler.commands.check import LAST_CHECK
+from reconciler.inert import terminal
+from reconciler.markdown import Markdown, escape
 from reconciler.output import OutputFormat, emit, emit_json
 
 
@@ -34,7 +37,7 @@ def collect_status(repo: Repo) -> dict[str, Any]:
                 "accounts": meta.get("count"),
                 "last_check": checks.get(app, {}).get("checked_at"),
                 "last_check_ok": checks.get(app, {}).get("ok"),
-                "last_check_problem": checks.get(app, {}).get("problem", ""),
+                "last_check_problem": checks.get(app, {}).get("problem") or None,
                 "last_import_commit": _last_commit(repo, f"state/apps/{app}"),
             }
         )
@@ -53,7 +56,12 @@ def collect_status(repo: Repo) -> dict[str, Any]:
     for app in merged_plans(repo.git):
         plan = load_plan(repo.git, app)
         waiting.append({"app": app, "plan": plan.id, "actions": len(plan.active_actions)})
-    return {"apps": apps, "open_plans": open_plans, "merged_not_applied": waiting}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "apps": apps,
+        "open_plans": open_plans,
+        "merged_not_applied": waiting,
+    }
 
 
 def _last_commit(repo: Repo, path: str) -> str | None:
@@ -65,29 +73,60 @@ def status(options: StatusOptions) -> int:
     repo = open_repo(options.repo)
     data = collect_status(repo)
     match options.format:
-        case OutputFormat.TEXT | OutputFormat.MARKDOWN:
-            emit("apps:")
-            for app in data["apps"]:
-                checked = app["last_check"] or "never (here)"
-                if app["last_check"] and not app["last_check_ok"]:
-                    checked += f" FAILED: {app['last_check_problem']}"
-                changed = app["last_change"] or "never"
-                emit(
-                    f"  {app['app']}: {app['accounts'] or 0} accounts; last check {checked}; "
-                    f"last change imported {changed}"
-                )
-            emit("open plans (waiting for review):" if data["open_plans"] else "open plans: none")
-            for plan in data["open_plans"]:
-                emit(
-                    f"  {plan['app']}: plan {plan['plan']} ({plan['status']}), "
-                    f"{plan['actions']} to deprovision, branch {plan['branch']}"
-                )
-            if data["merged_not_applied"]:
-                emit("approved, waiting for `reconciler apply --confirm`:")
-                for plan in data["merged_not_applied"]:
-                    emit(f"  {plan['app']}: plan {plan['plan']}, {plan['actions']} actions")
+        case OutputFormat.TEXT:
+            render_text(data)
+        case OutputFormat.MARKDOWN:
+            render_markdown(data)
         case OutputFormat.JSON:
             emit_json(data)
         case _:
             assert_never(options.format)
     return EXIT_OK
+
+
+def render_text(data: Mapping[str, Any]) -> None:
+    emit("apps:")
+    for app in data["apps"]:
+        checked = app["last_check"] or "never (here)"
+        if app["last_check"] and not app["last_check_ok"]:
+            checked += f" FAILED: {terminal(app['last_check_problem'], max_length=0)}"
+        changed = app["last_change"] or "never"
+        emit(
+            f"  {app['app']}: {app['accounts'] or 0} accounts; last check {checked}; "
+            f"last change imported {changed}"
+        )
+    emit("open plans (waiting for review):" if data["open_plans"] else "open plans: none")
+    for plan in data["open_plans"]:
+        emit(
+            f"  {plan['app']}: plan {plan['plan']} ({plan['status']}), "
+            f"{plan['actions']} to deprovision, branch {plan['branch']}"
+        )
+    if data["merged_not_applied"]:
+        emit("approved, waiting for `reconciler apply --confirm`:")
+        for plan in data["merged_not_applied"]:
+            emit(f"  {plan['app']}: plan {plan['plan']}, {plan['actions']} actions")
+
+
+def render_markdown(data: Mapping[str, Any]) -> None:
+    lines = ["# reconciler status", "", "| app | accounts | last check | last change imported |"]
+    lines.append("|---|---|---|---|")
+    for app in data["apps"]:
+        checked = escape(app["last_check"] or "never (here)")
+        if app["last_check"] and not app["last_check_ok"]:
+            checked = Markdown(f"{checked} **failed**: {escape(app['last_check_problem'])}")
+        lines.append(
+            f"| {escape(app['app'])} | {app['accounts'] or 0} | {checked} "
+            f"| {escape(app['last_change'] or 'never')} |"
+        )
+    lines += ["", "## Open plans (waiting for review)", ""]
+    lines += [
+        f"- {escape(p['app'])}: plan `{p['plan']}` ({p['status']}), {p['actions']} to "
+        f"deprovision, branch `{escape(p['branch'])}`"
+        for p in data["open_plans"]
+    ] or ["None."]
+    lines += ["", "## Approved, waiting for `reconciler apply --confirm`", ""]
+    lines += [
+        f"- {escape(p['app'])}: plan `{p['plan']}`, {p['actions']} actions"
+        for p in data["merged_not_applied"]
+    ] or ["None."]
+    emit("\n".join(lines))

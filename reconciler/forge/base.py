@@ -1,12 +1,14 @@
-"""The contract of a forge."""
+"""The contract of a forge: where a plan's pull request lives, and the one place that
+knows whether a merged plan was approved (DESIGN §8)."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
+from reconciler.actor import Person
 from reconciler.plan import Plan
 
 
@@ -25,6 +27,18 @@ class OpenPlan:
     plan: Plan
 
 
+@dataclass(frozen=True)
+class Approval:
+    """What the forge verified about the plan now on main."""
+
+    app: str
+    commit: str  # the commit that brought the approved plan to main
+    approvers: tuple[str, ...]
+    at: str  # when it was approved (ISO 8601)
+    reference: str  # how people find the approval: "merge 1a2b3c4d5e", "#12"
+    verified: Mapping[str, Any] = field(default_factory=dict)  # recorded in the history file
+
+
 class Forge(Protocol):
     # Open or update the one pull request for the app's plan.
     def propose(self, plan: Plan, plan_yaml: str, report_md: str) -> Proposal: ...
@@ -39,4 +53,8 @@ class Forge(Protocol):
     def open_plans(self) -> list[OpenPlan]: ...
 
     # Merge the app's plan recording who approved it; returns the merge commit.
-    def approve(self, app: str, approvers: Sequence[str]) -> str: ...
+    def approve(self, app: str, approvers: Sequence[str], author: Person) -> str: ...
+
+    # How the app's plan on main got there and who approved it; ApprovalError when it
+    # did not arrive through an approved proposal that changed nothing but the plan.
+    def approval(self, app: str) -> Approval: ...

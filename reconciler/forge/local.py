@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from reconciler import yamlio
-from reconciler.errors import PlanError
-from reconciler.forge.base import OpenPlan, Proposal
+from reconciler.actor import NAME, Person
+from reconciler.errors import ApprovalError, PlanError
+from reconciler.forge.base import Approval, OpenPlan, Proposal
 from reconciler.git import Git, bot_env
 from reconciler.plan import Plan
+from reconciler.planfile import plan_path, read_plan, report_path
 
 BRANCH_PREFIX = "reconciler/"
 
@@ -20,37 +21,25 @@ def branch_for(app: str) -> str:
     return f"{BRANCH_PREFIX}{app}"
 
 
-def plan_path(app: str) -> str:
-    return f"plans/{app}.yaml"
-
-
-def report_path(app: str) -> str:
-    return f"plans/{app}.md"
-
-
-def read_plan(git: Git, rev: str, app: str) -> Plan | None:
-    """The app's plan as it is at `rev`, or None if there is none there."""
-    raw = git.show(rev, plan_path(app))
-    if raw is None:
-        return None
-    try:
-        return Plan.from_data(yamlio.load_bytes(raw, plan_path(app)))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise PlanError(f"{plan_path(app)}: not a valid plan ({exc}); revert your edits") from exc
-
-
 def approval_trailers(approvers: Sequence[str]) -> str:
     return "\n".join(f"Approved-by: {name}" for name in approvers)
 
 
 def parse_approvers(message: str) -> list[str]:
+    """The names in `Approved-by:` trailers; anything that is not a plain name is ignored."""
     names = []
     for line in message.splitlines():
         if line.startswith("Approved-by:"):
             name = line.removeprefix("Approved-by:").strip()
-            if name and name not in names:
+            if NAME.fullmatch(name) and name not in names:
                 names.append(name)
     return names
+
+
+def outside_plan(app: str, paths: Sequence[str]) -> list[str]:
+    """The paths a plan branch may not change: everything but the app's plan and report."""
+    allowed = {plan_path(app), report_path(app)}
+    return sorted(p for p in paths if p not in allowed)
 
 
 class LocalForge:
@@ -108,10 +97,17 @@ class LocalForge:
         branch = branch_for(app)
         return read_plan(self.git, branch, app) if self.git.head(branch) else None
 
-    def approve(self, app: str, approvers: Sequence[str]) -> str:
+    def approve(self, app: str, approvers: Sequence[str], author: Person) -> str:
         branch = branch_for(app)
         if not self.git.head(branch):
             raise PlanError(f"no open plan for app {app!r} (branch {branch} does not exist)")
+        base = self.git.run("merge-base", self.main, branch).strip()
+        foreign = outside_plan(app, self.git.changed_paths(base, branch))
+        if foreign:
+            raise ApprovalError(
+                f"branch {branch} changes {', '.join(foreign)}; a plan branch may change only "
+                f"{plan_path(app)} and {report_path(app)}. Remove those commits from the branch"
+            )
         if self.git.show("HEAD", plan_path(app)) is not None:
             raise PlanError(
                 f"main already holds an approved plan for {app!r} that was not applied; "
@@ -124,6 +120,43 @@ class LocalForge:
             f"approve {app}: deprovision {count} account{'s' if count != 1 else ''}\n\n"
             f"Merges {branch}.\n\n{approval_trailers(approvers)}"
         )
-        sha = self.git.merge(branch, message)
+        sha = self.git.merge(branch, message, author.author_env())
         self.git.delete_branch(branch)
         return sha
+
+    def approval(self, app: str) -> Approval:
+        """The merge that brought the app's plan to main: its `Approved-by:` trailers,
+        provided it changed nothing but the plan and its report."""
+        path = plan_path(app)
+        history = self.git.log("--first-parent", "-1", "HEAD", "--", path)
+        if not history:
+            raise ApprovalError(f"{path} is not on {self.main}")
+        commit = history[0]
+        if len(commit.parents) != 2:
+            raise ApprovalError(
+                f"{path} was last changed by commit {commit.sha[:10]}, not by an approved "
+                "merge; revert that change or propose the plan again with `reconciler check`"
+            )
+        foreign = outside_plan(app, self.git.changed_paths(commit.parents[0], commit.sha))
+        if foreign:
+            raise ApprovalError(
+                f"the merge {commit.sha[:10]} that brought {path} to {self.main} also changed "
+                f"{', '.join(foreign)}; a plan branch may change only the plan and its "
+                "report. Revert the merge and propose the plan again with `reconciler check`"
+            )
+        approvers = tuple(parse_approvers(commit.message))
+        at = self.git.run("log", "-1", "--format=%cI", commit.sha).strip()
+        return Approval(
+            app=app,
+            commit=commit.sha,
+            approvers=approvers,
+            at=at,
+            reference=f"merge {commit.sha[:10]}",
+            verified={
+                "forge": "local",
+                "merge_commit": commit.sha,
+                "merged_into": commit.parents[0],
+                "merged_from": commit.parents[1],
+                "approvers_from": "Approved-by trailers",
+            },
+        )

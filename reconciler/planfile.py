@@ -1,0 +1,49 @@
+"""Plan files in the access repo: where they live, and reading one back.
+
+A plan file is input again once a reviewer may have edited it: it is checked against
+`plan.schema.json` before anything in it is used, and even then apply trusts nothing
+in it but the narrowing a reviewer may do (DESIGN §9).
+"""
+
+from __future__ import annotations
+
+from reconciler import yamlio
+from reconciler.errors import PlanError, YamlError
+from reconciler.git import Git
+from reconciler.plan import Plan
+from reconciler.validate import validate_data
+
+PLAN_DIR = "plans"
+
+
+def plan_path(app: str) -> str:
+    return f"{PLAN_DIR}/{app}.yaml"
+
+
+def report_path(app: str) -> str:
+    return f"{PLAN_DIR}/{app}.md"
+
+
+def parse_plan(raw: bytes, display: str) -> Plan:
+    """A plan file's bytes as a Plan; PlanError naming every problem otherwise."""
+    hint = "revert the file to what `reconciler check` wrote"
+    try:
+        data, marks = yamlio.load_bytes_with_marks(raw, display)
+    except YamlError as exc:
+        raise PlanError(f"{exc}\n  hint: {hint}") from exc
+    problems = validate_data(data, marks, "plan", display)
+    if problems:
+        listing = "\n".join(str(p) for p in problems)
+        raise PlanError(f"{display} is not a valid plan:\n{listing}\n  hint: {hint}")
+    return Plan.from_data(data)
+
+
+def read_plan(git: Git, rev: str, app: str) -> Plan | None:
+    """The app's plan as it is at `rev`, or None if there is none there."""
+    raw = git.show(rev, plan_path(app))
+    if raw is None:
+        return None
+    plan = parse_plan(raw, f"{plan_path(app)} at {rev}")
+    if plan.app != app:
+        raise PlanError(f"{plan_path(app)} at {rev} is a plan for app {plan.app!r}; revert it")
+    return plan
