@@ -48,13 +48,28 @@ def run_command(command: Callable[[], int]) -> None:
         click.echo("interrupted", err=True)
         code = EXIT_INTERRUPTED
     except Exception:
-        log = Path(tempfile.gettempdir()) / "reconciler-crash.log"
-        log.write_text(traceback.format_exc(), encoding="utf-8")
-        click.echo(
-            f"internal error: this is a bug in reconciler. The traceback is in {log}; "
-            "please include it in a bug report.",
-            err=True,
-        )
+        details = traceback.format_exc()
+        try:
+            # A new private file (mode 0600) with an unpredictable name: a fixed name in
+            # the shared temporary directory could be created, or pointed elsewhere with
+            # a symlink, by another user, and one user's crash would overwrite another's.
+            fd, log = tempfile.mkstemp(prefix="reconciler-crash-", suffix=".log")
+            with open(fd, "w", encoding="utf-8") as handle:
+                handle.write(details)
+        except OSError as exc:
+            click.echo(details, err=True, nl=False)
+            click.echo(
+                f"internal error: this is a bug in reconciler; the traceback is above "
+                f"(it could not be written to a file: {exc}). Please include it in a bug "
+                "report.",
+                err=True,
+            )
+        else:
+            click.echo(
+                f"internal error: this is a bug in reconciler. The traceback is in {log}; "
+                "please include it in a bug report.",
+                err=True,
+            )
         code = EXIT_BUG
     sys.exit(code)
 

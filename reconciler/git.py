@@ -93,7 +93,23 @@ class Git:
 
     @classmethod
     def open(cls, path: Path) -> Git:
-        probe = _git(path, ["rev-parse", "--show-toplevel"])
+        if not path.is_dir():
+            if path.exists():
+                raise GitError(
+                    f"{path} is a file, not a directory; point --repo at the directory "
+                    "of your access repository"
+                )
+            raise GitError(
+                f"{path} does not exist; point --repo at your access repository, "
+                f"or create one with `reconciler init {path}`"
+            )
+        try:
+            probe = _git(path, ["rev-parse", "--show-toplevel"])
+        except OSError as exc:
+            raise GitError(
+                f"cannot run git in {path}: {exc.strerror or exc}; check that git is "
+                "installed and that you may read the directory"
+            ) from exc
         if probe.returncode != 0:
             raise GitError(
                 f"{path} is not a git repository; run `reconciler init {path}` "
