@@ -8,6 +8,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
+from reconciler import yamlio
 from reconciler.commands import EXIT_OK
 from reconciler.errors import ReconcilerError
 from reconciler.git import Git
@@ -30,6 +31,20 @@ def skeleton_files(root: Traversable, prefix: str = "") -> dict[str, bytes]:
     return files
 
 
+CONFIG_FILE = "reconciler.yaml"
+# The skeleton's line that names the main branch; init writes the repository's branch.
+_BRANCH_LINE = b"  branch: main\n"
+
+
+def with_branch(config: bytes, branch: str) -> bytes:
+    """The skeleton's reconciler.yaml with `forge.branch` set to `branch`."""
+    if config.count(_BRANCH_LINE) != 1:
+        raise AssertionError(f"the skeleton's {CONFIG_FILE} has no single `branch:` line")
+    # Through the YAML writer: a branch may be named `1.0` or `yes`, which must stay strings.
+    line = ("  " + yamlio.dump({"branch": branch})).encode("utf-8")
+    return config.replace(_BRANCH_LINE, line)
+
+
 def init(options: InitOptions) -> int:
     target = options.directory
     files = skeleton_files(resources.files("reconciler") / "skeleton")
@@ -41,6 +56,14 @@ def init(options: InitOptions) -> int:
         )
     fresh = not (target / ".git").exists()
     git = Git.init(target) if fresh else Git.open(target)
+    # check and apply refuse to run on any other branch than this one.
+    branch = git.current_branch()
+    if not branch:
+        raise ReconcilerError(
+            f"{target} has no branch checked out (detached HEAD); check out the branch "
+            "reconciler should import into and merge plans into, then run init again"
+        )
+    files[CONFIG_FILE] = with_branch(files[CONFIG_FILE], branch)
     for name, content in sorted(files.items()):
         path = target / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,7 +73,7 @@ def init(options: InitOptions) -> int:
         git.commit_paths(sorted(files), "set up reconciler")
         emit(f"created an access repo in {target} and committed the skeleton")
     else:
-        emit("review the new files and commit them")
+        emit(f"review the new files and commit them on branch {branch}")
     emit(
         "next: edit reconciler.yaml and policies/default.yaml, then `reconciler validate` "
         "and `reconciler check`"
