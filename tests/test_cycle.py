@@ -19,24 +19,11 @@ from reconciler.testing.access_repo import Company, company
 LEAVERS = (*demo.LEAVERS_DEPROVISIONED, demo.LEAVER_DELETED)
 
 
-def leave(c: Company) -> None:
-    """Three people leave: two deprovisioned in the IdP, one deleted from it."""
-    for username in demo.LEAVERS_DEPROVISIONED:
-        c.idp.set_active(c.idp_ids.users[username], False)
-    c.idp.delete_user(c.idp_ids.users[demo.LEAVER_DELETED])
-
-
-def plan_on_branch(c: Company) -> dict:
-    raw = c.git.show("reconciler/wiki", "plans/wiki.yaml")
-    assert raw is not None, "no plan on branch reconciler/wiki"
-    return yaml.safe_load(raw)
-
-
 def proposed(c: Company) -> list[str]:
     """Check, expect a plan, return the usernames it proposes."""
     result = c.cli("check", "--detailed-exitcode")
     assert result.exit_code == 4, result.output
-    return sorted(a["account"]["username"] for a in plan_on_branch(c)["actions"])
+    return sorted(a["account"]["username"] for a in c.plan_on_branch()["actions"])
 
 
 def test_demo_command_runs_the_whole_cycle():
@@ -58,7 +45,7 @@ def test_full_cycle(tmp_path):
         assert (c.repo / "state/apps/wiki/accounts.yaml").exists()
         assert c.git.head("reconciler/wiki") is None  # nobody has left yet
 
-        leave(c)
+        c.leave()
         assert proposed(c) == sorted(LEAVERS)
         report = c.git.show("reconciler/wiki", "plans/wiki.md").decode()
         assert "| To deprovision | 3 |" in report
@@ -116,7 +103,7 @@ def test_protected_and_service_accounts_are_never_actions(tmp_path):
         assert c.cli("check").exit_code == 0
         # The break-glass admin and the service account have no identity at all, and
         # the service account's email matches a leaver's: still never proposed.
-        leave(c)
+        c.leave()
         names = proposed(c)
         assert demo.BREAK_GLASS not in names and demo.SERVICE_ACCOUNT not in names
         report = c.git.show("reconciler/wiki", "plans/wiki.md").decode()
@@ -181,7 +168,7 @@ def test_untrustworthy_idp_pull_proposes_nothing(tmp_path, failure):
         c.git.commit_paths(["reconciler.yaml"], "small pages")
         c.write_policy(policy)
         assert c.cli("check").exit_code == 0
-        leave(c)
+        c.leave()
         if failure == "empty":
             for user in c.idp.list_users():
                 c.idp.delete_user(user["id"])
@@ -202,7 +189,7 @@ def test_untrustworthy_idp_pull_proposes_nothing(tmp_path, failure):
 def test_plan_edited_to_add_an_account_is_refused(tmp_path):
     with company(tmp_path) as c:
         assert c.cli("check").exit_code == 0
-        leave(c)
+        c.leave()
         proposed(c)
         # A reviewer adds a colleague who did not leave to the plan on the branch.
         c.git.run("checkout", "-q", "reconciler/wiki")
@@ -241,7 +228,7 @@ def test_plan_edited_to_add_an_account_is_refused(tmp_path):
 def test_identity_reactivated_after_merge_is_skipped(tmp_path):
     with company(tmp_path) as c:
         assert c.cli("check").exit_code == 0
-        leave(c)
+        c.leave()
         proposed(c)
         assert c.cli("approve", "--app", "wiki", "--as", demo.REVIEWER).exit_code == 0
         back = demo.LEAVERS_DEPROVISIONED[0]
@@ -260,7 +247,7 @@ def test_identity_reactivated_after_merge_is_skipped(tmp_path):
 def test_approval_policy_is_enforced(tmp_path):
     with company(tmp_path) as c:
         assert c.cli("check").exit_code == 0
-        leave(c)
+        c.leave()
         proposed(c)
         refused = c.cli("approve", "--app", "wiki", "--as", "mallory")
         assert refused.exit_code == 1
@@ -295,7 +282,7 @@ def test_apply_killed_mid_plan_acts_once_per_account(tmp_path):
     gate = PatchGate()
     with company(tmp_path, app_middleware=gate) as c:
         assert c.cli("check").exit_code == 0
-        leave(c)
+        c.leave()
         proposed(c)
         assert c.cli("approve", "--app", "wiki", "--as", demo.REVIEWER).exit_code == 0
         gate.hold = True
@@ -359,7 +346,7 @@ def test_hostile_names_are_inert_in_the_report(tmp_path):
 def test_open_plan_is_updated_in_place_and_closed_when_moot(tmp_path):
     with company(tmp_path) as c:
         assert c.cli("check").exit_code == 0
-        leave(c)
+        c.leave()
         proposed(c)
         first = c.git.head("reconciler/wiki")
         assert c.cli("check", "--detailed-exitcode").exit_code == 4
@@ -381,7 +368,7 @@ def test_open_plan_is_updated_in_place_and_closed_when_moot(tmp_path):
 def test_no_second_plan_while_an_approved_one_waits(tmp_path):
     with company(tmp_path) as c:
         assert c.cli("check").exit_code == 0
-        leave(c)
+        c.leave()
         proposed(c)
         assert c.cli("approve", "--app", "wiki", "--as", demo.REVIEWER).exit_code == 0
         result = c.cli("check")
@@ -393,9 +380,9 @@ def test_blocked_plan_needs_a_merged_override(tmp_path):
     strict = demo.POLICY.replace("max_per_run: 10", "max_per_run: 2")
     with company(tmp_path, policy=strict) as c:
         assert c.cli("check").exit_code == 0
-        leave(c)
+        c.leave()
         proposed(c)
-        plan = plan_on_branch(c)
+        plan = c.plan_on_branch()
         assert plan["status"] == "blocked"
         assert "max_per_run 2" in plan["blocked_reasons"][0]
         assert "max\\_per\\_run 2" in c.git.show("reconciler/wiki", "plans/wiki.md").decode()

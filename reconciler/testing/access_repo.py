@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import secrets
-from collections.abc import Iterator, Sequence
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from click.testing import CliRunner, Result
 
 from reconciler import demo
@@ -31,6 +36,28 @@ class Company:
         """Run `reconciler ARGS --repo REPO` in-process."""
         return CliRunner().invoke(main, [*args, "--repo", str(self.repo)], env=self.env)
 
+    def run(
+        self, *args: str, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the installed `reconciler ARGS --repo REPO` as its own process."""
+        return subprocess.run(
+            [installed_command(), *args, "--repo", str(self.repo)],
+            env={**os.environ, **self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    def start(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+        """Start the installed `reconciler ARGS --repo REPO` and return at once."""
+        return subprocess.Popen(
+            [installed_command(), *args, "--repo", str(self.repo)],
+            env={**os.environ, **self.env, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
     def write_policy(self, text: str) -> None:
         (self.repo / "policies" / "default.yaml").write_text(text, encoding="utf-8")
         self.git.commit_paths(["policies"], "edit policy")
@@ -40,6 +67,28 @@ class Company:
 
     def app_user(self, username: str) -> dict[str, Any]:
         return next(u for u in self.app.list_users() if u["userName"] == username)
+
+    def leave(self) -> None:
+        """The demo's three people leave: two deprovisioned in the IdP, one deleted."""
+        for username in demo.LEAVERS_DEPROVISIONED:
+            self.idp.set_active(self.idp_ids.users[username], False)
+        self.idp.delete_user(self.idp_ids.users[demo.LEAVER_DELETED])
+
+    def plan_on_branch(self) -> dict[str, Any]:
+        """The plan proposed on branch reconciler/wiki."""
+        raw = self.git.show("reconciler/wiki", "plans/wiki.yaml")
+        assert raw is not None, "no plan on branch reconciler/wiki"
+        plan: dict[str, Any] = yaml.safe_load(raw)
+        return plan
+
+
+def installed_command() -> str:
+    """The `reconciler` console script of the running interpreter's environment."""
+    beside = Path(sys.executable).parent / "reconciler"
+    found = str(beside) if beside.exists() else shutil.which("reconciler")
+    if not found:
+        raise RuntimeError("the `reconciler` command is not installed: pip install -e .")
+    return found
 
 
 @contextmanager
