@@ -5,6 +5,7 @@ approved, or `done` recorded for an action that never happened."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -47,6 +48,11 @@ def edit_branch(c: Company, files: dict[str, str], message: str = "reviewer edit
         env={"GIT_AUTHOR_NAME": "Mallory", "GIT_AUTHOR_EMAIL": "mallory@example.com"},
     )
     c.git.run("checkout", "-q", "main")
+
+
+def actions(result: subprocess.CompletedProcess[str]) -> list[dict]:
+    """The actions of the one app in `apply --format json` output."""
+    return json.loads(result.stdout)["apps"][0]["actions"]
 
 
 def merge_by_hand(c: Company) -> None:
@@ -107,7 +113,7 @@ def test_a_reapproved_identical_plan_acts_again_with_a_journal_of_its_own(tmp_pa
         before = sum(faults.performed.values())
         result = c.run("apply", "--confirm", "--format", "json")
         assert result.returncode == 0, result.stdout + result.stderr
-        outcomes = [a["outcome"] for a in json.loads(result.stdout)["apps"][0]["actions"]]
+        outcomes = [a["outcome"] for a in actions(result)]
         assert outcomes == ["done"] * 3
         assert sum(faults.performed.values()) - before == 3  # requests really sent
         assert not any(active(c, u) for u in LEAVERS)
@@ -216,7 +222,7 @@ def test_a_recycled_account_is_not_removed(tmp_path: Path) -> None:
             emails=[{"value": "zed.newhire@example.com", "primary": True}],
         )
         result = c.run("apply", "--confirm", "--format", "json")
-        outcomes = {a["account"]["id"]: a for a in json.loads(result.stdout)["apps"][0]["actions"]}
+        outcomes = {a["account"]["id"]: a for a in actions(result)}
         assert outcomes[recycled]["outcome"] == "skipped"
         assert "changed since the plan" in outcomes[recycled]["detail"]
         assert active(c, "zed.newhire")
@@ -231,9 +237,7 @@ def test_a_rehired_person_is_not_removed(tmp_path: Path) -> None:
         person = next(p for p in demo.people() if p.username == rehired)
         c.idp.seed([demo.scim_user(person.username, person.email, person.given, person.family)])
         result = c.run("apply", "--confirm", "--format", "json")
-        outcomes = {
-            a["account"]["username"]: a for a in json.loads(result.stdout)["apps"][0]["actions"]
-        }
+        outcomes = {a["account"]["username"]: a for a in actions(result)}
         assert outcomes[rehired]["outcome"] == "skipped"
         assert "no longer proposed" in outcomes[rehired]["detail"]
         assert active(c, rehired)
@@ -251,7 +255,7 @@ def test_done_is_recorded_only_when_the_account_reads_back_disabled(tmp_path: Pa
         faults.swallow_writes = True
         result = c.run("apply", "--confirm", "--format", "json")
         assert result.returncode == 1
-        outcomes = [a["outcome"] for a in json.loads(result.stdout)["apps"][0]["actions"]]
+        outcomes = [a["outcome"] for a in actions(result)]
         assert outcomes == ["failed"] * 3
         assert "read back" in result.stdout
         assert (c.repo / "plans/wiki.yaml").exists()  # the plan stays until it is done
@@ -273,7 +277,7 @@ def test_a_failed_action_is_retried_alone(tmp_path: Path) -> None:
         faults.failing_users.add(broken)
         result = c.run("apply", "--confirm", "--format", "json")
         assert result.returncode == 1
-        outcomes = {a["account"]["id"]: a["outcome"] for a in json.loads(result.stdout)["apps"][0]["actions"]}  # fmt: skip
+        outcomes = {a["account"]["id"]: a["outcome"] for a in actions(result)}
         assert outcomes[broken] == "failed"
         assert sorted(outcomes.values()) == ["done", "done", "failed"]
         assert (c.repo / "plans/wiki.yaml").exists()
