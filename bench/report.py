@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 # The check's phases in the order they run (reconciler/phases.py).
-PHASES = ("read_previous", "pull", "correlate", "diff", "policy", "report", "write", "commit")
+PHASES = ("read_previous", "pull", "diff", "write", "commit", "policy", "report")
 
 MAX_CHECK_OVER_FLOOR = 4.0
 MIN_SPEEDUP_OVER_NEWCOMER = 15.0

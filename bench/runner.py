@@ -113,7 +113,8 @@ class CheckResult:
     @property
     def phases(self) -> dict[str, dict[str, float]] | None:
         """Per-phase `{"seconds", "max_rss_mib"}` from the check's JSON, if it has them."""
-        phases = self.output.get("phases")
+        timings = self.output.get("timings")
+        phases = timings.get("phases") if isinstance(timings, dict) else None
         if not isinstance(phases, dict) or not phases:
             return None
         return {
