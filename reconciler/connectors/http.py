@@ -38,6 +38,9 @@ PageCallback = Callable[[int], None]
 
 REDACTED = "[REDACTED]"
 
+# How much of a text from a server (an error body, a detail) a message keeps.
+SERVER_TEXT_LIMIT = 120
+
 # RFC 9110 §9.2.2: repeating these has the same effect as sending them once.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
@@ -316,17 +319,29 @@ def send(
     raise ConnectorError(system, redact(message, hidden))
 
 
+def server_text(text: str, secrets: Iterable[str], *, limit: int = SERVER_TEXT_LIMIT) -> str:
+    """Text a server sent, fit to keep in a message: redacted, then cut to `limit`.
+
+    Redacting comes first, on the whole text: cut first, and a secret straddling the
+    cut would lose its tail, no longer match, and its head would survive.
+    """
+    shown = redact(text, secrets)
+    if len(shown) > limit:
+        shown = shown[:limit] + "…"
+    return " ".join(shown.split())
+
+
 def read_json(response: httpx.Response, *, system: str, secrets: Iterable[str] = ()) -> Any:
     """The JSON body of a response, or ConnectorError saying what came back instead."""
     try:
         return response.json()
     except ValueError as exc:
-        snippet = response.text[:120].replace("\n", " ")
+        hidden = (*secrets, *request_secrets(response.request))
+        snippet = server_text(response.text, hidden)
         message = (
             f"{describe_request(response.request)}: answered {describe_status(response)} "
             f"with a body that is not JSON ({snippet!r})"
         )
-        hidden = (*secrets, *request_secrets(response.request))
         raise ConnectorError(system, redact(message, hidden)) from exc
 
 

@@ -16,6 +16,7 @@ its own.
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
 import logging
@@ -23,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -36,7 +37,9 @@ from reconciler.connectors.http import (
     describe_status,
     read_json,
     redact,
+    request_secrets,
     send,
+    server_text,
 )
 from reconciler.errors import ConfigError, ConnectorError, PartialPullError, PullError
 from reconciler.model import Account, Identity, Role, clean_text
@@ -48,6 +51,9 @@ PATCH_OP_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 
 MAX_PAGE_SIZE = 1000
+
+# How much of a name from the server a message shows.
+NAME_LIMIT = 80
 
 OPTIONS_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -215,22 +221,42 @@ class ListPage:
     total: int | None  # totalResults; None when the server left it out
 
 
+class MemberKind(enum.Enum):
+    """What a group member is, as the server said it (RFC 7643 §4.2)."""
+
+    USER = "User"
+    GROUP = "Group"
+    # Neither `type` nor `$ref` says: `group_memberships` decides from the ids.
+    UNSTATED = "unstated"
+
+
+@dataclass(frozen=True)
+class ScimMember:
+    """One entry of a group's `members`."""
+
+    id: str
+    kind: MemberKind
+
+
 @dataclass(frozen=True)
 class ScimGroup:
     """A group as far as membership goes."""
 
     id: str
     display_name: str
-    member_ids: tuple[str, ...]
+    members: tuple[ScimMember, ...]
 
 
 def parse_list_page(body: object) -> ListPage:
-    """A ListResponse body as a ListPage; ValueError if it is not one."""
+    """A ListResponse body as a ListPage; ValueError if it is not one.
+
+    Resource ids are checked by the caller (`id_problem`), which can name the resource.
+    """
     if not isinstance(body, dict):
         raise ValueError("the body is not a JSON object")
     total = body.get("totalResults")
     if total is not None and (not isinstance(total, int) or isinstance(total, bool)):
-        raise ValueError(f"totalResults is {total!r}, not a number")
+        raise ValueError(f"totalResults is {_json_kind(total)}, not a whole number")
     # RFC 7644 §3.4.2: Resources may be left out when there are none.
     resources = body.get("Resources", [])
     if not isinstance(resources, list):
@@ -238,46 +264,144 @@ def parse_list_page(body: object) -> ListPage:
     for resource in resources:
         if not isinstance(resource, dict):
             raise ValueError("a resource is not a JSON object")
-        if not isinstance(resource.get("id"), str) or not resource["id"]:
-            raise ValueError("a resource has no id")
     return ListPage(resources=tuple(resources), total=total)
 
 
+def id_problem(resource: Mapping[str, Any]) -> str | None:
+    """Why the resource's `id` cannot be used as its id, or None if it can.
+
+    RFC 7643 §3.1: every resource has a non-empty string id. Anything else would be
+    stored as some other id ("None", "7", "") and acted on under it; an id that storing
+    would change (a NUL, a lone surrogate, not NFC) would be acted on as another id.
+    """
+    if "id" not in resource:
+        return "it has no id"
+    value = resource["id"]
+    if value is None:
+        return "its id is null"
+    if not isinstance(value, str):
+        return f"its id is {_json_kind(value)}, not a string"
+    if not value.strip():
+        return "its id is empty"
+    if clean_text(value) != value:
+        return "its id holds characters that cannot be stored unchanged"
+    return None
+
+
 def parse_group(resource: Mapping[str, Any]) -> ScimGroup:
-    """The id, name and member ids of a Group resource."""
-    members = resource.get("members") or []
-    member_ids = tuple(
-        str(member["value"]) for member in _dicts(members) if member.get("value") is not None
-    )
+    """The id, name and typed members of a Group resource; ValueError if unusable.
+
+    A member's kind comes from its `type` ("User" or "Group"), else from its `$ref`
+    (…/Users/… or …/Groups/…); when neither says, it is UNSTATED. A `type` and a
+    `$ref` that disagree, or a member without a usable value, make the group unusable:
+    its membership could not be read as the server means it.
+    """
+    problem = id_problem(resource)
+    if problem:
+        raise ValueError(problem)
+    group_id = str(resource["id"])
+    members: list[ScimMember] = []
+    for entry in _dicts(resource.get("members")):
+        value = entry.get("value")
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # a number is unambiguous, if not what RFC 7643 asks for
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"a member's value is {_json_kind(value)}, not an id")
+        by_type = _kind_from_type(entry.get("type"))
+        by_ref = _kind_from_ref(entry.get("$ref"))
+        if MemberKind.UNSTATED not in (by_type, by_ref) and by_type is not by_ref:
+            raise ValueError(
+                f"member {value} has type {by_type.value} but its $ref points to a {by_ref.value}"
+            )
+        kind = by_type if by_type is not MemberKind.UNSTATED else by_ref
+        members.append(ScimMember(id=value, kind=kind))
     return ScimGroup(
-        id=str(resource["id"]),
-        display_name=str(resource.get("displayName") or resource["id"]),
-        member_ids=member_ids,
+        id=group_id,
+        display_name=str(resource.get("displayName") or group_id),
+        members=tuple(members),
     )
 
 
-def group_memberships(groups: Iterable[ScimGroup]) -> dict[str, frozenset[str]]:
-    """Member id → names of every group it is in, directly or through nested groups.
+def _kind_from_type(value: object) -> MemberKind:
+    if isinstance(value, str):
+        match value.strip().lower():
+            case "user":
+                return MemberKind.USER
+            case "group":
+                return MemberKind.GROUP
+    return MemberKind.UNSTATED
 
-    RFC 7643 §4.1.2 defines `User.groups` as direct and indirect membership; a member
-    whose value is a group id makes that group's members members of the outer group.
+
+def _kind_from_ref(value: object) -> MemberKind:
+    # `$ref` is the member's URI: .../Users/{id} or .../Groups/{id} (RFC 7644 §3.1).
+    if not isinstance(value, str):
+        return MemberKind.UNSTATED
+    segments = [segment for segment in urlsplit(value).path.split("/") if segment]
+    if len(segments) >= 2:
+        match segments[-2].lower():
+            case "users":
+                return MemberKind.USER
+            case "groups":
+                return MemberKind.GROUP
+    return MemberKind.UNSTATED
+
+
+def member_is_group(
+    member: ScimMember, group_ids: Collection[str], user_ids: Collection[str]
+) -> bool:
+    """Whether a member is a nested group rather than a user.
+
+    When the server did not say, an id is a group's only if no user has it too: servers
+    that number users and groups in separate tables (django-scim2) have user 1 and
+    group 1, and taking user 1 for group 1 would give someone roles they do not have.
+    """
+    if member.kind is MemberKind.UNSTATED:
+        return member.id in group_ids and member.id not in user_ids
+    return member.kind is MemberKind.GROUP
+
+
+def ambiguous_member_ids(groups: Iterable[ScimGroup]) -> frozenset[str]:
+    """Ids of UNSTATED members that are also group ids: telling these apart needs the
+    ids of the users (`group_memberships`' `user_ids`)."""
+    groups = list(groups)
+    group_ids = {group.id for group in groups}
+    return frozenset(
+        member.id
+        for group in groups
+        for member in group.members
+        if member.kind is MemberKind.UNSTATED and member.id in group_ids
+    )
+
+
+def group_memberships(
+    groups: Iterable[ScimGroup], user_ids: Collection[str] = frozenset()
+) -> dict[str, frozenset[str]]:
+    """User id → names of every group it is in, directly or through nested groups.
+
+    RFC 7643 §4.1.2 defines `User.groups` as direct and indirect membership: the members
+    of a group that is a member of another are members of that one too. `user_ids`, the
+    users just pulled, is needed only for `ambiguous_member_ids` (`member_is_group`).
     """
     groups = list(groups)
     names = {group.id: group.display_name for group in groups}
-    parents: dict[str, set[str]] = defaultdict(set)
+    direct: dict[str, set[str]] = defaultdict(set)  # user id → groups listing it
+    outer: dict[str, set[str]] = defaultdict(set)  # group id → groups listing it
     for group in groups:
-        for member_id in group.member_ids:
-            parents[member_id].add(group.id)
+        for member in group.members:
+            if member_is_group(member, names, user_ids):
+                outer[member.id].add(group.id)
+            else:
+                direct[member.id].add(group.id)
     result: dict[str, frozenset[str]] = {}
-    for member_id in parents:
+    for user_id, parents in direct.items():
         seen: set[str] = set()
-        pending = list(parents[member_id])
+        pending = list(parents)
         while pending:
             group_id = pending.pop()
             if group_id not in seen:  # a cycle of nested groups ends here
                 seen.add(group_id)
-                pending.extend(parents.get(group_id, ()))
-        result[member_id] = frozenset(names[group_id] for group_id in seen)
+                pending.extend(outer.get(group_id, ()))
+        result[user_id] = frozenset(names[group_id] for group_id in seen)
     return result
 
 
@@ -365,8 +489,11 @@ def identity_from_user(
     )
 
 
-def scim_error_detail(response: httpx.Response) -> str:
-    """`detail (scimType x)` from a SCIM Error body (RFC 7644 §3.12), or ''."""
+def scim_error_detail(response: httpx.Response, secrets: Iterable[str] = ()) -> str:
+    """`detail (scimType x)` from a SCIM Error body (RFC 7644 §3.12), or ''.
+
+    The server's text is redacted (the request's own credentials included), then cut.
+    """
     try:
         body = response.json()
     except ValueError:
@@ -376,8 +503,41 @@ def scim_error_detail(response: httpx.Response) -> str:
     detail = str(body.get("detail") or "").strip()
     scim_type = str(body.get("scimType") or "").strip()
     if scim_type:
-        return f"{detail} (scimType {scim_type})" if detail else f"scimType {scim_type}"
-    return detail
+        text = f"{detail} (scimType {scim_type})" if detail else f"scimType {scim_type}"
+    else:
+        text = detail
+    return server_text(text, (*secrets, *request_secrets(response.request)))
+
+
+def describe_resource(resource: Mapping[str, Any], what: str, secrets: Iterable[str]) -> str:
+    """`user 'alice' (displayName 'Alice L.')`: a resource named for people by what the
+    server sent (redacted, then cut), for messages about one whose id cannot be used."""
+    names = [
+        f"{key} {server_text(value, secrets, limit=NAME_LIMIT)!r}"
+        for key, value in (
+            ("userName", resource.get("userName")),
+            ("displayName", resource.get("displayName")),
+        )
+        if isinstance(value, str) and value.strip()
+    ]
+    if not names:
+        return f"a {what} with neither userName nor displayName"
+    return f"{what} with {' and '.join(names)}"
+
+
+def _json_kind(value: object) -> str:
+    # What a JSON value is, without repeating it (it may be long, or secret).
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string" if value.strip() else "empty"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
 
 
 def _dicts(value: object) -> list[dict[str, Any]]:
@@ -423,10 +583,8 @@ class ScimConnector:
 
     def pull_accounts(self) -> Iterator[Account]:
         """Every user as an Account (membership from /Groups merged into roles)."""
-        groups = list(self._pull_groups())
-        memberships = group_memberships(groups)
-        names = {group.id: group.display_name for group in groups}
-        for user in self._pull_users():
+        memberships, names, users = self._users_with_memberships()
+        for user in users:
             yield account_from_user(
                 user,
                 memberships=memberships.get(str(user["id"]), ()),
@@ -441,10 +599,8 @@ class ScimConnector:
 
     def pull_identities(self) -> Iterator[Identity]:
         """Every user as an Identity with its group names."""
-        groups = list(self._pull_groups())
-        memberships = group_memberships(groups)
-        names = {group.id: group.display_name for group in groups}
-        for user in self._pull_users():
+        memberships, names, users = self._users_with_memberships()
+        for user in users:
             yield identity_from_user(
                 user,
                 memberships=memberships.get(str(user["id"]), ()),
@@ -504,15 +660,41 @@ class ScimConnector:
         )
 
     def _get_user(self, user_id: str) -> Mapping[str, Any] | None:
-        response = self._send(user_request(self.client, user_id))
+        request = user_request(self.client, user_id)
+        response = self._send(request)
         if response.status_code == 404:
             return None
         if response.status_code != 200:
             raise self._error(response, f"read user {user_id}")
         body = read_json(response, system=self.name, secrets=self.secrets)
-        if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+        at = describe_request(request)
+        if not isinstance(body, dict):
+            raise ConnectorError(self.name, f"{at}: the answer is not a SCIM User")
+        hidden = (*self.secrets, *request_secrets(request))
+        problem = id_problem(body)
+        if problem:
+            who = describe_resource(body, "user", hidden)
             raise ConnectorError(
-                self.name, f"{describe_request(request=response.request)}: not a SCIM User"
+                self.name,
+                redact(
+                    f"{at}: the server answered with {who}, but {problem}; it cannot be "
+                    "told apart from other users, so nothing is done with it: fix the "
+                    "record on the server",
+                    hidden,
+                ),
+            )
+        if body["id"] != user_id:
+            # Acting on the user the server sent instead would disable someone else.
+            who = describe_resource(body, "user", hidden)
+            shown = server_text(body["id"], hidden, limit=NAME_LIMIT)
+            raise ConnectorError(
+                self.name,
+                redact(
+                    f"{at}: asked for user {user_id!r}, the server answered with another "
+                    f"user, id {shown!r} ({who}); nothing is done with it: check the "
+                    "server (a proxy or cache may be answering for it)",
+                    hidden,
+                ),
             )
         return cast(Mapping[str, Any], body)
 
@@ -530,23 +712,50 @@ class ScimConnector:
                 "200 but the user is still active; check that it allows changing `active`",
             )
 
+    def _users_with_memberships(
+        self,
+    ) -> tuple[dict[str, frozenset[str]], dict[str, str], Iterable[Mapping[str, Any]]]:
+        """Membership by user id, group names by id, and the users (an iterator that
+        pages as it goes, unless the users had to be read first to resolve members)."""
+        groups = list(self._pull_groups())
+        users: Iterable[Mapping[str, Any]] = self._pull_users()
+        user_ids: frozenset[str] = frozenset()
+        if ambiguous_member_ids(groups):
+            # Some member is neither typed nor referenced and its id is a group's too:
+            # only the ids of the users tell whether it is one of them.
+            users = list(users)
+            user_ids = frozenset(str(user["id"]) for user in users)
+        names = {group.id: group.display_name for group in groups}
+        return group_memberships(groups, user_ids), names, users
+
     def _pull_users(self) -> Iterator[Mapping[str, Any]]:
         yield from self._pull("Users", filter=self.options.filter, progress=True)
 
     def _pull_groups(self) -> Iterator[ScimGroup]:
         for resource in self._pull("Groups", filter=None, progress=False):
-            yield parse_group(resource)
+            try:
+                yield parse_group(resource)
+            except ValueError as exc:
+                who = describe_resource(resource, "group", self.secrets)
+                message = (
+                    f"listing groups failed: {who}: {exc}; its members cannot be read as "
+                    "the server means them, so no roles from this pull can be trusted: "
+                    "fix the group on the server"
+                )
+                raise PullError(self.name, redact(message, self.secrets)) from exc
 
     def _pull(
         self, endpoint: str, *, filter: str | None, progress: bool
     ) -> Iterator[Mapping[str, Any]]:
         """Every resource of `endpoint`, page by page; PullError if not provably all.
 
-        Paging stops when the number of resources read reaches totalResults. Without
-        totalResults (a server bug, RFC 7644 makes it required) a page shorter than
-        requested is taken as the last, and an empty page always is.
+        A pull is complete when the number of distinct resources read equals
+        totalResults (RFC 7644 §3.4.2 makes it required). A page without it, a total
+        that changes, an id seen twice, more resources than the total, or an empty page
+        before it is reached all fail the pull: none is proof of the end of the list.
         """
         what = endpoint.lower()
+        kind = what.removesuffix("s")
         count = self.options.page_size
         seen: set[str] = set()
         total: int | None = None
@@ -570,14 +779,32 @@ class ScimConnector:
             except ValueError as exc:
                 raise failed(f"{at}: the answer is not a SCIM list ({exc})") from exc
 
+            if page.total is None:
+                raise failed(
+                    f"{at}: the server did not send totalResults, so the list of {what} "
+                    "cannot be shown complete (RFC 7644 §3.4.2 requires it in every "
+                    "answer); nothing from this pull may be used: ask the vendor to fix "
+                    "the server"
+                )
             if total is None:
                 total = page.total
-            elif page.total is not None and page.total != total:
+            elif page.total != total:
                 raise failed(
                     f"{at}: totalResults changed from {total} to {page.total} during the pull "
                     f"({what} were added or removed meanwhile); run the pull again"
                 )
             for resource in page.resources:
+                problem = id_problem(resource)
+                if problem:
+                    who = describe_resource(
+                        resource, kind, (*self.secrets, *request_secrets(request))
+                    )
+                    raise failed(
+                        f"{at}: {who}: {problem}; the server must give every {kind} a "
+                        "non-empty string id (RFC 7643 §3.1), and a record that cannot be "
+                        "told apart from others is never imported or acted on: fix or "
+                        "remove it on the server, then pull again"
+                    )
                 resource_id = str(resource["id"])
                 if resource_id in seen:
                     raise failed(
@@ -585,19 +812,20 @@ class ScimConnector:
                         "or the data changed during the pull)"
                     )
                 seen.add(resource_id)
+            if len(seen) > total:
+                raise failed(
+                    f"{at}: the server returned {len(seen)} {what}, more than the "
+                    f"{total} its totalResults says; the list cannot be shown complete"
+                )
             yield from page.resources
             if progress and self.on_page is not None:
                 self.on_page(len(page.resources))
 
-            returned = len(page.resources)
-            if total is not None:
-                if len(seen) >= total:
-                    return
-                if returned == 0:
-                    raise failed(f"{at}: an empty page before totalResults ({total}) was reached")
-            elif returned < count:
+            if len(seen) == total:
                 return
-            start_index += returned
+            if not page.resources:
+                raise failed(f"{at}: an empty page before totalResults ({total}) was reached")
+            start_index += len(page.resources)
 
     def _pull_failed(self, what: str, read: int, total: int | None, reason: str) -> PullError:
         if not read:
@@ -611,7 +839,7 @@ class ScimConnector:
 
     def _error_text(self, response: httpx.Response, hint: str = "") -> str:
         text = f"{describe_request(response.request)} answered {describe_status(response)}"
-        detail = scim_error_detail(response)
+        detail = scim_error_detail(response, self.secrets)
         if detail:
             text += f": {detail}"
         if response.status_code in (401, 403):

@@ -24,16 +24,17 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import Any, ClassVar, Protocol
 from urllib.parse import quote
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.types import WSGIApplication
 
 import httpx
 
+from reconciler.connectors.http import request_secrets, server_text
 from reconciler.errors import ReconcilerError
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,15 @@ DEFAULT_BULK_PAYLOAD = 1_048_576
 Middleware = Callable[[WSGIApplication], WSGIApplication]
 
 
+class StartServer(Protocol):
+    """`start_scim_server` or `django_scim_server.start_django_scim_server`: tests that
+    take one run against either SCIM implementation."""
+
+    def __call__(
+        self, token: str | None = None, *, middleware: Middleware | None = None
+    ) -> AbstractContextManager[ScimServer]: ...
+
+
 class _RequestHandler(WSGIRequestHandler):
     # A client that connects and never sends anything must not keep a handler thread
     # (and so `stop`, which joins them) waiting forever.
@@ -59,7 +69,7 @@ class _RequestHandler(WSGIRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         # The base class writes every request to stderr; tests and the demo want quiet.
-        log.debug("scim2-server: " + format, *args)
+        log.debug("test server: " + format, *args)
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
@@ -80,6 +90,10 @@ class SeedResult:
 @dataclass
 class ScimServer:
     """A running scim2-server: its base URL (ending in /v2) and the token it requires."""
+
+    # Which SCIM implementation serves, for tests whose expectations depend on what a
+    # server keeps (django_scim_server.DjangoScimServer says "django-scim2").
+    implementation: ClassVar[str] = "scim2-server"
 
     url: str
     token: str | None
@@ -125,17 +139,7 @@ def start_scim_server(
     app: WSGIApplication = _build_app(token)
     if middleware is not None:
         app = middleware(app)
-    server = make_server(
-        "127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_RequestHandler
-    )
-    # A short poll interval: shutdown() waits up to one interval, on every stop.
-    thread = threading.Thread(
-        target=server.serve_forever,
-        kwargs={"poll_interval": 0.05},
-        name=f"scim2-server:{server.server_port}",
-        daemon=True,
-    )
-    thread.start()
+    server, thread = serve_wsgi(app, name="scim2-server")
     running = ScimServer(
         url=f"http://127.0.0.1:{server.server_port}/v2",
         token=token,
@@ -146,6 +150,25 @@ def start_scim_server(
         yield running
     finally:
         running.stop()
+
+
+def serve_wsgi(app: WSGIApplication, *, name: str) -> tuple[WSGIServer, threading.Thread]:
+    """Serve `app` on 127.0.0.1 on a random port from a thread, until `server.shutdown()`.
+
+    Each request gets its own thread, so a slow request never blocks the others.
+    """
+    server = make_server(
+        "127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_RequestHandler
+    )
+    # A short poll interval: shutdown() waits up to one interval, on every stop.
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name=f"{name}:{server.server_port}",
+        daemon=True,
+    )
+    thread.start()
+    return server, thread
 
 
 def _build_app(token: str | None) -> WSGIApplication:
@@ -201,9 +224,10 @@ def _client(url: str, token: str | None) -> httpx.Client:
 
 def _check(response: httpx.Response, *expected: int) -> None:
     if response.status_code not in expected:
+        body = server_text(response.text, request_secrets(response.request), limit=300)
         raise ReconcilerError(
             f"SCIM server at {response.request.url}: {response.request.method} answered "
-            f"{response.status_code}: {response.text[:300]}"
+            f"{response.status_code}: {body}"
         )
 
 

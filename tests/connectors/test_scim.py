@@ -1,13 +1,19 @@
-"""The SCIM connector against a real scim2-server on 127.0.0.1."""
+"""The SCIM connector against real SCIM servers on 127.0.0.1.
+
+Tests taking `start_server` (or `directory`) run against both scim2-server and
+django-scim2, two independent implementations (tests/connectors/conftest.py); the few
+that depend on what only one of them does say which.
+"""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 import httpx
 import jsonschema
@@ -15,7 +21,13 @@ import pytest
 
 from reconciler.connectors.base import ConnectorContext, Mode
 from reconciler.connectors.http import RetryPolicy, build_client
-from reconciler.connectors.scim import OPTIONS_SCHEMA, TYPE, ScimConnector, ScimOptions
+from reconciler.connectors.scim import (
+    ERROR_SCHEMA,
+    OPTIONS_SCHEMA,
+    TYPE,
+    ScimConnector,
+    ScimOptions,
+)
 from reconciler.errors import (
     ConfigError,
     ConnectorError,
@@ -23,8 +35,14 @@ from reconciler.errors import (
     PullError,
     ReconcilerError,
 )
-from reconciler.model import Account
-from reconciler.testing.scim_server import ScimServer, SeedResult, start_scim_server
+from reconciler.model import Account, Identity
+from reconciler.testing.scim_server import (
+    Middleware,
+    ScimServer,
+    SeedResult,
+    StartServer,
+    start_scim_server,
+)
 
 from .contract import Expect, exercise_connector
 
@@ -58,6 +76,13 @@ GROUPS: list[dict[str, Any]] = [
     # Nested: engineers are staff too (RFC 7643 counts indirect membership).
     {"displayName": "staff", "members": ["engineers", "bob"]},
 ]
+# django-scim2 has no nested groups.
+FLAT_GROUPS: list[dict[str, Any]] = [*GROUPS[:2], {"displayName": "staff", "members": ["bob"]}]
+
+
+def groups_for(server: ScimServer) -> list[dict[str, Any]]:
+    """GROUPS as far as the server can hold them."""
+    return FLAT_GROUPS if server.implementation == "django-scim2" else GROUPS
 
 
 class Faults(httpx.BaseTransport):
@@ -84,6 +109,25 @@ def is_users_page(request: httpx.Request, *, first: bool) -> bool:
     if request.method != "GET" or not request.url.path.endswith("/Users"):
         return False
     return bool(request.url.params.get("startIndex") == "1") == first
+
+
+def rewrite_answers(
+    endpoint: str, change: Callable[[dict[str, Any], httpx.Request], None]
+) -> Callable[[httpx.Request], httpx.Response | None]:
+    """A Faults rule: GETs under `endpoint` go to the real server, and `change` edits the
+    JSON answer in place before the connector sees it (a server that lies)."""
+    inner = httpx.HTTPTransport()
+
+    def rule(request: httpx.Request) -> httpx.Response | None:
+        if request.method != "GET" or f"/{endpoint}" not in request.url.path:
+            return None
+        response = inner.handle_request(request)
+        response.read()
+        body = json.loads(response.content)
+        change(body, request)
+        return httpx.Response(response.status_code, json=body)
+
+    return rule
 
 
 def connector(
@@ -116,14 +160,24 @@ def built(server: ScimServer, env: dict[str, str], **options: Any) -> ScimConnec
 
 
 @pytest.fixture
-def directory() -> Iterator[tuple[ScimServer, SeedResult]]:
-    """A token-protected server holding USERS and GROUPS."""
+def directory(start_server: StartServer) -> Iterator[tuple[ScimServer, SeedResult]]:
+    """A token-protected server holding USERS and GROUPS, once per SCIM implementation."""
+    with start_server(token=TOKEN) as server:
+        yield server, server.seed(USERS, groups_for(server))
+
+
+@pytest.fixture
+def scim2_directory() -> Iterator[tuple[ScimServer, SeedResult]]:
+    """A scim2-server holding USERS and GROUPS, for what only it keeps (userType)."""
     with start_scim_server(token=TOKEN) as server:
         yield server, server.seed(USERS, GROUPS)
 
 
 def test_scim_meets_the_connector_contract(directory: tuple[ScimServer, SeedResult]) -> None:
     server, _ = directory
+    # django-scim2 keeps userName, name, one email and active, and has no nested groups.
+    full = server.implementation != "django-scim2"
+    staff = ("staff",) if full else ()
     scim = built(server, {"SCIM_TOKEN": TOKEN}, token_env="SCIM_TOKEN", page_size=2)
     seen = exercise_connector(
         scim,
@@ -133,20 +187,22 @@ def test_scim_meets_the_connector_contract(directory: tuple[ScimServer, SeedResu
             victim="dave",
             roles=("admins", "engineers", "staff"),
             account_roles={
-                "alice": ("admin", "admins", "engineers", "staff"),
-                "dave": ("engineers", "staff"),
+                "alice": ("admin", "admins", "engineers", "staff")
+                if full
+                else ("admins", "engineers"),
+                "dave": ("engineers", *staff),
                 "carol": (),
             },
-            identity_groups={"alice": ("admins", "engineers", "staff"), "bob": ("staff",)},
+            identity_groups={"alice": ("admins", "engineers", *staff), "bob": ("staff",)},
         ),
     )
     assert seen.accounts["alice"] == Account.build(
         id=seen.accounts["alice"].id,
         username="alice",
         email="alice@acme.example",
-        display_name="Alice Liddell",
-        roles=["admin", "admins", "engineers", "staff"],
-        entitlements=["repo:payments:write"],
+        display_name="Alice Liddell" if full else "alice",
+        roles=seen.accounts["alice"].roles,
+        entitlements=["repo:payments:write"] if full else [],
     )
     bob = seen.accounts["bob"]
     assert (bob.status, bob.display_name, bob.email) == (
@@ -154,16 +210,163 @@ def test_scim_meets_the_connector_contract(directory: tuple[ScimServer, SeedResu
         "Bob Builder",
         "bob@acme.example",
     )
-    assert seen.accounts["carol"].display_name == "Carol C."
-    assert seen.accounts["deploy-bot"].type == "service"
+    assert seen.accounts["carol"].display_name == ("Carol C." if full else "carol")
+    assert seen.accounts["deploy-bot"].type == ("service" if full else "human")
     assert seen.identities["bob"].status == "deprovisioned"
     scim.close()
 
 
-def test_inactive_status_and_service_types_are_configurable(
-    directory: tuple[ScimServer, SeedResult],
+# -- Membership: users and groups that share ids ----------------------------------------
+
+PEOPLE: list[dict[str, Any]] = [{"userName": "alice"}, {"userName": "bob"}, {"userName": "carol"}]
+# Seeded in this order, django-scim2 numbers them like PEOPLE: admins is 1 like alice,
+# staff 2 like bob, contractors 3 like carol, who is in no group.
+OWN_GROUPS: list[dict[str, Any]] = [
+    {"displayName": "admins", "members": ["bob"]},
+    {"displayName": "staff", "members": ["alice"]},
+    {"displayName": "contractors", "members": []},
+]
+
+
+def _groups_with_user_ids(
+    seeded: SeedResult, *, strip: bool
+) -> Callable[[dict[str, Any], httpx.Request], None]:
+    """Give each of OWN_GROUPS the id of the user in the same place of PEOPLE, as
+    servers with per-table ids do (on django-scim2 they already have it); with `strip`,
+    members also lose `type` and `$ref`, which RFC 7643 lets a server leave out."""
+    same = dict(zip(seeded.groups.values(), seeded.users.values(), strict=True))
+
+    def change(body: dict[str, Any], request: httpx.Request) -> None:
+        for group in body.get("Resources", []):
+            group["id"] = same[group["id"]]
+            for member in group.get("members", []):
+                if strip:
+                    member.pop("type", None)
+                    member.pop("$ref", None)
+
+    return change
+
+
+@pytest.mark.parametrize("members_say", ["type or $ref", "nothing"])
+def test_a_user_gets_no_roles_from_a_group_that_shares_its_id(
+    start_server: StartServer, members_say: str
+) -> None:
+    with start_server() as server:
+        seeded = server.seed(PEOPLE, OWN_GROUPS)
+        if server.implementation == "django-scim2":
+            # No rewriting needed: user N and group N both exist on this server.
+            assert list(seeded.users.values()) == list(seeded.groups.values())
+        change = _groups_with_user_ids(seeded, strip=members_say == "nothing")
+        scim = connector(server, transport=Faults(rewrite_answers("Groups", change)))
+        roles = {a.username: a.roles for a in scim.pull_accounts()}
+        groups = {i.username: i.groups for i in scim.pull_identities()}
+    # Alice is user 1 and not in admins (group 1); carol is user 3 and in no group.
+    expected = {"alice": ("staff",), "bob": ("admins",), "carol": ()}
+    assert roles == expected
+    assert groups == expected
+
+
+def test_an_untyped_member_that_is_only_a_group_is_a_nested_group(
+    scim2_directory: tuple[ScimServer, SeedResult],
+) -> None:
+    # Without type or $ref, "engineers" in staff is a group's id and no user's.
+    server, _ = scim2_directory
+
+    def strip(body: dict[str, Any], request: httpx.Request) -> None:
+        for group in body.get("Resources", []):
+            for member in group.get("members", []):
+                member.pop("type", None)
+                member.pop("$ref", None)
+
+    scim = connector(server, transport=Faults(rewrite_answers("Groups", strip)), page_size=2)
+    roles = {a.username: a.roles for a in scim.pull_accounts()}
+    assert roles["dave"] == ("engineers", "staff")
+    assert roles["bob"] == ("staff",)
+
+
+# -- Ids: a record without a usable id is never imported or acted on --------------------
+
+MISSING = object()
+UNUSABLE_IDS = {
+    "null": None,
+    "missing": MISSING,
+    "empty": "",
+    "blank": "  ",
+    "a number": 7,
+    "a NUL inside": "ca\x00rol",
+}
+
+
+def _set_id(resource: dict[str, Any], value: object) -> None:
+    if value is MISSING:
+        resource.pop("id", None)
+    else:
+        resource["id"] = value
+
+
+@pytest.mark.parametrize("pull", ["accounts", "identities"])
+@pytest.mark.parametrize("bad_id", UNUSABLE_IDS.values(), ids=UNUSABLE_IDS.keys())
+def test_a_user_without_a_usable_id_fails_the_pull(
+    directory: tuple[ScimServer, SeedResult], bad_id: object, pull: str
 ) -> None:
     server, _ = directory
+
+    def spoil_carol(body: dict[str, Any], request: httpx.Request) -> None:
+        for user in body.get("Resources", []):
+            if user.get("userName") == "carol":
+                _set_id(user, bad_id)
+
+    scim = connector(server, transport=Faults(rewrite_answers("Users", spoil_carol)), page_size=2)
+    read: list[Account | Identity] = []
+    with pytest.raises(PullError) as caught:
+        read.extend(scim.pull_accounts() if pull == "accounts" else scim.pull_identities())
+    message = str(caught.value)
+    assert message.startswith("app: ")
+    assert "'carol'" in message, "the user is named"
+    assert "fix or remove it on the server" in message, "the message says what to do"
+    assert "carol" not in {r.username for r in read}
+    assert not {"None", "", "  ", "7", "carol"} & {r.id for r in read}
+
+
+LIVE_ANSWERS = ["another user", *UNUSABLE_IDS]
+
+
+@pytest.mark.parametrize("lookup", ["account", "identity"])
+@pytest.mark.parametrize("answer", LIVE_ANSWERS)
+def test_a_lookup_answered_with_another_or_an_unusable_user_is_an_error(
+    directory: tuple[ScimServer, SeedResult], answer: str, lookup: str
+) -> None:
+    server, seeded = directory
+    alice, bob = seeded.users["alice"], seeded.users["bob"]
+    inner = httpx.HTTPTransport()
+
+    def lie(request: httpx.Request) -> httpx.Response | None:
+        if request.method != "GET" or not request.url.path.endswith(f"/Users/{alice}"):
+            return None
+        if answer == "another user":
+            # GET /Users/{alice} answered with bob, as a confused proxy or cache would.
+            request.url = request.url.copy_with(path=request.url.path[: -len(alice)] + bob)
+            return None
+        response = inner.handle_request(request)
+        response.read()
+        body = json.loads(response.content)
+        _set_id(body, UNUSABLE_IDS[answer])
+        return httpx.Response(200, json=body)
+
+    scim = connector(server, transport=Faults(lie))
+    find = scim.lookup_account if lookup == "account" else scim.lookup_identity
+    with pytest.raises(ConnectorError) as caught:
+        find(alice)
+    message = str(caught.value)
+    assert "'bob'" in message if answer == "another user" else "'alice'" in message
+    # Every other user is still read as it is.
+    assert find(seeded.users["dave"]) is not None
+
+
+def test_inactive_status_and_service_types_are_configurable(
+    scim2_directory: tuple[ScimServer, SeedResult],
+) -> None:
+    server, _ = scim2_directory
     scim = connector(server, inactive_status="suspended", service_user_types=["Employee"])
     identities = {i.username: i for i in scim.pull_identities()}
     accounts = {a.username: a for a in scim.pull_accounts()}
@@ -173,7 +376,7 @@ def test_inactive_status_and_service_types_are_configurable(
 
 def test_filter_option_selects_users(directory: tuple[ScimServer, SeedResult]) -> None:
     server, _ = directory
-    scim = connector(server, filter='userType eq "Employee"')
+    scim = connector(server, filter='userName eq "alice"')
     assert [a.username for a in scim.pull_accounts()] == ["alice"]
 
 
@@ -181,7 +384,7 @@ def test_invalid_filter_is_a_pull_error_naming_the_option(
     directory: tuple[ScimServer, SeedResult],
 ) -> None:
     server, _ = directory
-    with pytest.raises(PullError, match=r"invalidFilter.*check `filter`") as caught:
+    with pytest.raises(PullError, match=r"400 Bad Request.*check `filter`") as caught:
         list(connector(server, filter="userType eq").pull_accounts())
     assert not isinstance(caught.value, PartialPullError)
 
@@ -215,28 +418,6 @@ def test_paging_reads_every_user_exactly_once(
     assert len({a.id for a in accounts}) == BIG
     assert all(a.roles == ("everyone",) for a in accounts)
     assert seen_pages == pages
-
-
-def test_missing_total_results_stops_at_a_short_page(
-    directory: tuple[ScimServer, SeedResult],
-) -> None:
-    server, _ = directory
-    inner = httpx.HTTPTransport()
-
-    def drop_total(request: httpx.Request) -> httpx.Response | None:
-        if request.method != "GET" or "/Users" not in request.url.path:
-            return None
-        response = inner.handle_request(request)
-        response.read()
-        body = json.loads(response.content)
-        body.pop("totalResults")
-        return httpx.Response(200, json=body)
-
-    transport = Faults(drop_total)
-    scim = connector(server, transport=transport, page_size=2)
-    assert len(list(scim.pull_accounts())) == 5
-    user_pages = [r for r in transport.requests if r.url.path.endswith("/Users")]
-    assert len(user_pages) == 3  # 2 + 2 + 1: the short page is the last
 
 
 def _second_page_fault(kind: str) -> Callable[[httpx.Request], httpx.Response | None]:
@@ -298,6 +479,60 @@ def test_a_server_ignoring_start_index_is_caught(directory: tuple[ScimServer, Se
         list(scim.pull_accounts())
 
 
+def _drop_total(*, first_page: bool) -> Callable[[dict[str, Any], httpx.Request], None]:
+    def change(body: dict[str, Any], request: httpx.Request) -> None:
+        if first_page or request.url.params.get("startIndex") != "1":
+            body.pop("totalResults", None)
+
+    return change
+
+
+@pytest.mark.parametrize("first_page", [True, False], ids=["every page", "a later page"])
+def test_a_pull_without_total_results_fails(
+    directory: tuple[ScimServer, SeedResult], first_page: bool
+) -> None:
+    server, _ = directory
+    rule = rewrite_answers("Users", _drop_total(first_page=first_page))
+    scim = connector(server, transport=Faults(rule), page_size=2)
+    read: list[Account] = []
+    with pytest.raises(PullError, match="did not send totalResults") as caught:
+        read.extend(scim.pull_accounts())
+    assert "cannot be shown complete" in str(caught.value)
+    assert len(read) == (0 if first_page else 2)
+
+
+def test_a_lost_last_page_without_total_results_is_not_taken_for_the_end(
+    directory: tuple[ScimServer, SeedResult],
+) -> None:
+    # The incident: an IdP that omits totalResults answered its last page empty, and
+    # the short page was taken for the end: everyone on it looked deleted.
+    server, _ = directory
+
+    def lose_the_last_page(body: dict[str, Any], request: httpx.Request) -> None:
+        body.pop("totalResults", None)
+        if request.url.params.get("startIndex") == "5":
+            body["Resources"] = []
+
+    scim = connector(server, transport=Faults(rewrite_answers("Users", lose_the_last_page)))
+    scim.options = ScimOptions(url=server.url, page_size=2)
+    with pytest.raises(PullError, match="totalResults"):
+        list(scim.pull_accounts())
+
+
+@pytest.mark.parametrize("claimed", [0, 3])
+def test_more_users_than_total_results_fails_the_pull(
+    directory: tuple[ScimServer, SeedResult], claimed: int
+) -> None:
+    server, _ = directory
+
+    def understate(body: dict[str, Any], request: httpx.Request) -> None:
+        body["totalResults"] = claimed
+
+    scim = connector(server, transport=Faults(rewrite_answers("Users", understate)), page_size=2)
+    with pytest.raises(PullError, match=rf"more than the {claimed} its totalResults says"):
+        list(scim.pull_accounts())
+
+
 # -- Retries, timeouts, credentials -----------------------------------------------------
 
 
@@ -334,13 +569,13 @@ def test_5xx_is_retried_with_backoff(directory: tuple[ScimServer, SeedResult]) -
 
 
 def _slow_users(seconds: float, times: int) -> Callable[[Any], Any]:
-    """WSGI middleware: the first `times` requests for /Users take `seconds`."""
+    """WSGI middleware: the first `times` listings of /Users take `seconds`."""
     remaining = [times]
     lock = threading.Lock()
 
     def middleware(app: Any) -> Any:
         def slow(environ: Any, start_response: Any) -> Any:
-            if environ["PATH_INFO"].endswith("/Users"):
+            if environ["REQUEST_METHOD"] == "GET" and environ["PATH_INFO"].endswith("/Users"):
                 with lock:
                     wait = remaining[0] > 0
                     remaining[0] -= 1
@@ -353,8 +588,8 @@ def _slow_users(seconds: float, times: int) -> Callable[[Any], Any]:
     return middleware
 
 
-def test_a_timeout_is_retried() -> None:
-    with start_scim_server(middleware=_slow_users(0.5, times=1)) as server:
+def test_a_timeout_is_retried(start_server: StartServer) -> None:
+    with start_server(middleware=_slow_users(0.5, times=1)) as server:
         server.seed(USERS[:2], [])
         sleeps: list[float] = []
         scim = connector(server, sleeps=sleeps, timeout=0.1)
@@ -362,8 +597,8 @@ def test_a_timeout_is_retried() -> None:
         assert len(sleeps) == 1
 
 
-def test_a_server_that_keeps_timing_out_fails_the_pull() -> None:
-    with start_scim_server(middleware=_slow_users(0.3, times=2)) as server:
+def test_a_server_that_keeps_timing_out_fails_the_pull(start_server: StartServer) -> None:
+    with start_server(middleware=_slow_users(0.3, times=2)) as server:
         scim = connector(server, timeout=0.1, max_retries=1)
         with pytest.raises(PullError, match=r"gave up after 2 attempts \(last: ReadTimeout"):
             list(scim.pull_accounts())
@@ -393,6 +628,54 @@ def test_a_wrong_token_is_a_clear_error_without_the_token(
         assert wrong not in str(error) and TOKEN not in str(error)
 
 
+# A token with no common word in it, so that any 6 characters of it in a message are a leak.
+ECHOED_TOKEN = "Zq8vK3mXp9WtR2nB7yLcH4jD"
+
+
+def _echo_authorization(where: str) -> Middleware:
+    """WSGI middleware: every GET under /Users answers with the request's Authorization
+    header in the body (`body`: 200 and HTML) or in a SCIM error's detail (`detail`: 403),
+    placed so that a cut at 120 characters falls inside the token."""
+    echo_prefix = "Authorization: Bearer "
+    padding = 110 - len(echo_prefix)
+
+    def middleware(app: WSGIApplication) -> WSGIApplication:
+        def echo(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+            if environ["REQUEST_METHOD"] != "GET" or "/Users" not in environ["PATH_INFO"]:
+                return app(environ, start_response)
+            echoed = f"Authorization: {environ.get('HTTP_AUTHORIZATION', '')} was refused"
+            if where == "body":
+                start_response("200 OK", [("Content-Type", "text/html")])
+                return [("<" * padding + echoed).encode()]
+            error = {"schemas": [ERROR_SCHEMA], "status": "403", "detail": "D" * padding + echoed}
+            start_response("403 Forbidden", [("Content-Type", "application/scim+json")])
+            return [json.dumps(error).encode()]
+
+        return echo
+
+    return middleware
+
+
+@pytest.mark.parametrize("where", ["body", "detail"])
+def test_a_token_echoed_by_the_server_never_reaches_a_message(
+    start_server: StartServer, where: str
+) -> None:
+    with start_server(token=ECHOED_TOKEN, middleware=_echo_authorization(where)) as server:
+        messages = []
+        scim = connector(server)
+        for attempt in (lambda: list(scim.pull_accounts()), lambda: scim.lookup_account("1")):
+            with pytest.raises(ConnectorError) as caught:
+                attempt()
+            messages.append(str(caught.value))
+    leaks = {
+        ECHOED_TOKEN[i : i + 6]
+        for i in range(len(ECHOED_TOKEN) - 5)
+        if any(ECHOED_TOKEN[i : i + 6] in message for message in messages)
+    }
+    assert not leaks, messages
+    assert all("[REDACTED]" in message for message in messages[1:] if where == "body")
+
+
 def test_options_are_checked() -> None:
     jsonschema.Draft202012Validator.check_schema(OPTIONS_SCHEMA)
     defaults = {k: v.get("default") for k, v in OPTIONS_SCHEMA["properties"].items()}
@@ -412,8 +695,9 @@ def test_options_are_checked() -> None:
 # -- Deprovisioning -----------------------------------------------------------------------
 
 
-def test_disable_accepts_204_and_200(directory: tuple[ScimServer, SeedResult]) -> None:
-    server, seeded = directory
+def test_disable_accepts_204_and_200(scim2_directory: tuple[ScimServer, SeedResult]) -> None:
+    # scim2-server answers 204, or 200 with ?attributes; django-scim2 always 200 (contract).
+    server, seeded = scim2_directory
 
     def ask_for_a_body(request: httpx.Request) -> httpx.Response | None:
         # With ?attributes=active scim2-server answers the PATCH 200 with a body.
@@ -446,10 +730,10 @@ def test_disable_answered_200_but_still_active_is_an_error(
         scim.deprovision(Account.build(id=seeded.users["dave"], username="dave"), Mode.DISABLE)
 
 
-def test_the_test_server_helpers_and_a_clean_stop() -> None:
+def test_the_test_server_helpers_and_a_clean_stop(start_server: StartServer) -> None:
     before = set(threading.enumerate())
-    with start_scim_server() as server:
-        ids = server.seed(USERS, GROUPS)
+    with start_server() as server:
+        ids = server.seed(USERS, FLAT_GROUPS)
         server.set_active(ids.users["alice"], False)
         server.delete_user(ids.users["carol"])
         server.delete_user(ids.users["carol"])  # already gone: fine
@@ -459,7 +743,8 @@ def test_the_test_server_helpers_and_a_clean_stop() -> None:
     assert set(threading.enumerate()) <= before, "stop() joins every server thread"
 
 
-def test_seeding_reports_failed_operations(scim_server: ScimServer) -> None:
-    scim_server.seed(USERS[:1])
-    with pytest.raises(ReconcilerError, match="1 bulk operations failed: user-0: 409"):
-        scim_server.seed(USERS[:2])
+def test_seeding_reports_failed_operations(start_server: StartServer) -> None:
+    with start_server() as server:
+        server.seed(USERS[:1])
+        with pytest.raises(ReconcilerError, match="409"):
+            server.seed(USERS[:2])
