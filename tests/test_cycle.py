@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from reconciler import demo
+from reconciler.validate import validate_file
 from reconciler.testing.access_repo import Company, company
 
 LEAVERS = (*demo.LEAVERS_DEPROVISIONED, demo.LEAVER_DELETED)
@@ -74,6 +75,7 @@ def test_full_cycle(tmp_path):
         journal = yaml.safe_load(history.read_text())
         assert journal["approved_by"] == [demo.REVIEWER]
         assert journal["finished_at"]
+        assert validate_file(history, "history") == []
         assert c.git.commit_info("HEAD").message.startswith("apply wiki: disabled 3 of 3")
         assert c.git.dirty_paths() == []
 
