@@ -14,9 +14,7 @@ reformatted is still read, through the (slower) YAML path.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ import orjson
 
 from reconciler import yamlio
 from reconciler.errors import SnapshotError, YamlError
+from reconciler.files import write_atomic
 from reconciler.model import (
     ACCOUNT_STATUSES,
     ACCOUNT_TYPES,
@@ -101,11 +100,7 @@ def _write_if_changed(path: Path, content: bytes) -> bool:
             return False
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(content)
-    os.replace(tmp, path)
+    write_atomic(path, content)
     return True
 
 
@@ -481,10 +476,13 @@ class Meta:
     pulled_at: str
     count: int
     digest: str
+    # Identities only: live identities in the snapshot before this pull (the shrink
+    # guard compares the two, at check and again at apply).
+    previous_count: int | None = None
 
     def to_data(self) -> dict[str, Any]:
         key = "app" if self.kind == "accounts" else "source"
-        return {
+        data: dict[str, Any] = {
             key: self.name,
             "kind": self.kind,
             "pulled_at": self.pulled_at,
@@ -492,6 +490,9 @@ class Meta:
             "digest": self.digest,
             "pull_status": "complete",
         }
+        if self.kind == "identities":
+            data["previous_count"] = self.previous_count
+        return data
 
 
 def write_meta(path: Path, meta: Meta) -> bool:

@@ -21,8 +21,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import gc
-import os
-import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +40,7 @@ from yaml.events import (
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.errors import YamlError
+from reconciler.files import write_atomic
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 # Config, policies and snapshots nest five or six levels; anything near this is an attack
@@ -197,20 +196,7 @@ def write(path: Path, data: Any, header: str | None = None) -> None:
 
 def write_text(path: Path, text: str) -> None:
     """Replace `path` with `text` (UTF-8) atomically; create its directory if needed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    # os.open with 0o666 lets the umask decide the mode, as for any ordinary new file
-    # (tempfile would create it 0600 and the final file would keep that).
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, text.encode("utf-8"))
 
 
 # --- reading -------------------------------------------------------------------------
