@@ -23,7 +23,7 @@ EXIT_INTERRUPTED = 130
 
 repo_option = click.option(
     "--repo",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=Path("."),
     show_default=True,
     help="The access repository.",
