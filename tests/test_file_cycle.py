@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from reconciler.cli import main
@@ -13,7 +14,8 @@ def cli(*args: str):
     return CliRunner().invoke(main, list(args))
 
 
-def test_init_then_manual_deprovisioning(tmp_path):
+@pytest.mark.parametrize("named", ["p-3", "carol", "Carol@Example.com"])
+def test_init_then_manual_deprovisioning(tmp_path, named):
     repo = tmp_path / "access"
     assert cli("init", str(repo)).exit_code == 0
     assert cli("validate", "--repo", str(repo)).exit_code == 0
@@ -39,8 +41,15 @@ def test_init_then_manual_deprovisioning(tmp_path):
         "manual_pending"
     ]
 
+    unknown = cli(
+        "apply", "--repo", str(repo), "--app", "payroll", "--mark-done", "dave",
+        "--as", "bob", "--confirm",
+    )  # fmt: skip
+    assert unknown.exit_code == 1
+    assert "names no pending manual task" in unknown.output
+
     done = cli(
-        "apply", "--repo", str(repo), "--app", "payroll", "--mark-done", "p-3",
+        "apply", "--repo", str(repo), "--app", "payroll", "--mark-done", named,
         "--as", "bob", "--confirm",
     )  # fmt: skip
     assert done.exit_code == 0, done.output
