@@ -458,3 +458,45 @@ def test_the_lock_says_who_holds_it(tmp_path: Path) -> None:
         assert "pid" in check.stderr and "only one check or apply" in check.stderr
         faults.release.set()
         holder.communicate(timeout=120)
+
+
+# --- fault 7: a list that cannot be shown complete --------------------------------------
+
+
+def test_an_idp_that_omits_its_total_and_loses_a_page_proposes_nothing(tmp_path: Path) -> None:
+    faults = Faults()
+    with company(tmp_path, idp_middleware=faults) as c:
+        config = c.repo / "reconciler.yaml"
+        config.write_text(
+            config.read_text().replace(
+                "token_env: DEMO_IDP_TOKEN", "token_env: DEMO_IDP_TOKEN\n    page_size: 10"
+            )
+        )
+        c.git.commit_paths(["reconciler.yaml"], "small pages")
+        assert c.run("check").returncode == 0
+        faults.drop_total = True
+        faults.lose_later_pages = True
+        result = c.run("check", "--detailed-exitcode")
+        assert result.returncode == 1, result.stdout
+        assert "totalResults" in result.stdout
+        assert c.git.head("reconciler/wiki") is None
+        identities = yaml.safe_load((c.repo / "state/identities/corp.yaml").read_text())
+        assert all(i["status"] == "active" for i in identities["identities"])
+
+
+# --- fault 10: a corrupt snapshot line is named by file and line --------------------------
+
+
+def test_a_corrupt_snapshot_line_is_named_by_file_and_line(tmp_path: Path) -> None:
+    with company(tmp_path) as c:
+        assert c.run("check").returncode == 0
+        path = c.repo / "state/apps/wiki/accounts.yaml"
+        lines = path.read_text().splitlines(keepends=True)
+        lines[5] = lines[5].replace('"status":"active"', '"status":"gone"')
+        path.write_text("".join(lines))
+        c.git.commit_paths(["state"], "hand edit")
+        c.leave()
+        result = c.run("check")
+        assert result.returncode == 1
+        assert "state/apps/wiki/accounts.yaml:6" in result.stdout + result.stderr
+        assert c.git.head("reconciler/wiki") is None
