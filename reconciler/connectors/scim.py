@@ -294,14 +294,18 @@ def parse_group(resource: Mapping[str, Any]) -> ScimGroup:
     A member's kind comes from its `type` ("User" or "Group"), else from its `$ref`
     (…/Users/… or …/Groups/…); when neither says, it is UNSTATED. A `type` and a
     `$ref` that disagree, or a member without a usable value, make the group unusable:
-    its membership could not be read as the server means it.
+    its membership could not be read as the server means it (a member left out could be
+    the one that grants a role).
     """
     problem = id_problem(resource)
     if problem:
         raise ValueError(problem)
     group_id = str(resource["id"])
+    entries = resource.get("members") or []
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ValueError("its members are not a list of objects")
     members: list[ScimMember] = []
-    for entry in _dicts(resource.get("members")):
+    for entry in entries:
         value = entry.get("value")
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)  # a number is unambiguous, if not what RFC 7643 asks for

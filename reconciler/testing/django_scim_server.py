@@ -167,7 +167,7 @@ def _setup() -> WSGIApplication:
                 "ENGINE": "django.db.backends.sqlite3",
                 "NAME": str(directory / "scim.sqlite3"),
                 # Request threads write one at a time; wait for the lock, do not fail.
-                "OPTIONS": {"timeout": 30},
+                "OPTIONS": {"timeout": 30, "init_command": "PRAGMA synchronous=OFF"},
             }
         },
         DEFAULT_AUTO_FIELD="django.db.models.AutoField",

@@ -22,6 +22,7 @@ from reconciler.connectors.http import (
     redact,
     send,
     server_delay,
+    server_text,
 )
 from reconciler.errors import ConfigError, ConnectorError
 
@@ -274,3 +275,29 @@ def test_read_json_says_what_came_back_instead() -> None:
     response = client.send(client.build_request("GET", "Users"))
     with pytest.raises(ConnectorError, match=r"not JSON \('<html>login page"):
         read_json(response, system="app")
+
+
+def _pieces(secret: str, size: int = 6) -> set[str]:
+    return {secret[i : i + size] for i in range(len(secret) - size + 1)}
+
+
+@pytest.mark.parametrize("start", [0, 100, 110, 114])
+def test_server_text_redacts_before_it_cuts(start: int) -> None:
+    # The token starts at `start`: a cut at 120 first would leave its head behind.
+    text = "x" * start + f"{TOKEN} echoed back"
+    shown = server_text(text, [TOKEN], limit=120)
+    assert not any(piece in shown for piece in _pieces(TOKEN))
+    assert len(shown) <= 121  # the limit and a mark that text was cut
+
+
+def test_server_text_keeps_short_text_on_one_line() -> None:
+    assert server_text("bad\n  request\tfor " + TOKEN, [TOKEN]) == f"bad request for {REDACTED}"
+
+
+def test_read_json_hides_a_token_echoed_across_the_cut() -> None:
+    echoed = "<" * 88 + f"Authorization: Bearer {TOKEN} was refused"  # the token at 110
+    client, _ = client_for(iter([httpx.Response(200, text=echoed)]))
+    response = client.send(client.build_request("GET", "Users"))
+    with pytest.raises(ConnectorError) as caught:
+        read_json(response, system="app")
+    assert not any(piece in str(caught.value) for piece in _pieces(TOKEN))

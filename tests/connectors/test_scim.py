@@ -25,8 +25,15 @@ from reconciler.connectors.scim import (
     ERROR_SCHEMA,
     OPTIONS_SCHEMA,
     TYPE,
+    MemberKind,
     ScimConnector,
+    ScimGroup,
+    ScimMember,
     ScimOptions,
+    ambiguous_member_ids,
+    group_memberships,
+    id_problem,
+    parse_group,
 )
 from reconciler.errors import (
     ConfigError,
@@ -284,6 +291,23 @@ def test_an_untyped_member_that_is_only_a_group_is_a_nested_group(
     assert roles["bob"] == ("staff",)
 
 
+@pytest.mark.parametrize("pull", ["accounts", "identities", "roles"])
+def test_a_group_whose_members_cannot_be_read_fails_the_pull(
+    directory: tuple[ScimServer, SeedResult], pull: str
+) -> None:
+    server, _ = directory
+
+    def spoil_admins(body: dict[str, Any], request: httpx.Request) -> None:
+        for group in body.get("Resources", []):
+            if group["displayName"] == "admins":
+                group["members"].append({"value": None, "display": "someone"})
+
+    scim = connector(server, transport=Faults(rewrite_answers("Groups", spoil_admins)))
+    pulls = {"accounts": scim.pull_accounts, "identities": scim.pull_identities}
+    with pytest.raises(PullError, match="displayName 'admins'"):
+        list(pulls[pull]()) if pull in pulls else scim.pull_roles()
+
+
 # -- Ids: a record without a usable id is never imported or acted on --------------------
 
 MISSING = object()
@@ -387,6 +411,136 @@ def test_invalid_filter_is_a_pull_error_naming_the_option(
     with pytest.raises(PullError, match=r"400 Bad Request.*check `filter`") as caught:
         list(connector(server, filter="userType eq").pull_accounts())
     assert not isinstance(caught.value, PartialPullError)
+
+
+# -- Reading members (no server) ---------------------------------------------------------
+
+U, G, UNSTATED = MemberKind.USER, MemberKind.GROUP, MemberKind.UNSTATED
+
+
+@pytest.mark.parametrize(
+    ("member", "kind"),
+    [
+        ({"value": "1", "type": "User"}, U),
+        ({"value": "1", "type": "Group"}, G),
+        ({"value": "1", "type": "group"}, G),
+        ({"value": "1", "$ref": "https://idp.example/scim/v2/Users/1"}, U),
+        ({"value": "1", "$ref": "https://idp.example/scim/v2/Groups/1"}, G),
+        ({"value": "1", "$ref": "../Groups/1"}, G),
+        ({"value": "1", "type": "User", "$ref": "https://idp.example/v2/Users/1"}, U),
+        ({"value": "1", "display": "Alice"}, UNSTATED),
+        ({"value": "1", "type": "Device"}, UNSTATED),
+        ({"value": "1", "$ref": "https://idp.example/v2/Devices/1"}, UNSTATED),
+        ({"value": 7, "type": "User"}, U),
+    ],
+)
+def test_parse_group_reads_what_a_member_is(member: dict[str, Any], kind: MemberKind) -> None:
+    group = parse_group({"id": "g1", "displayName": "admins", "members": [member]})
+    assert group.members == (ScimMember(id=str(member["value"]), kind=kind),)
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        {"id": "g1", "members": [{"value": "1", "type": "User", "$ref": "/v2/Groups/1"}]},
+        {"id": "g1", "members": [{"value": None}]},
+        {"id": "g1", "members": [{"value": ""}]},
+        {"id": "g1", "members": [{"value": {"id": "1"}}]},
+        {"id": "g1", "members": [{"type": "User"}]},
+        {"id": "g1", "members": ["1"]},
+        {"id": "g1", "members": {"value": "1"}},
+        {"id": None, "members": []},
+    ],
+)
+def test_parse_group_refuses_members_it_cannot_read(resource: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        parse_group(resource)
+
+
+def group(id: str, name: str, *members: tuple[str, MemberKind]) -> ScimGroup:
+    return ScimGroup(id, name, tuple(ScimMember(m, kind) for m, kind in members))
+
+
+@pytest.mark.parametrize(
+    ("groups", "user_ids", "expected"),
+    [
+        pytest.param(
+            # django-scim2: user 1 is in group 2, user 2 in group 1.
+            [group("1", "admins", ("2", U)), group("2", "staff", ("1", U))],
+            {"1", "2"},
+            {"1": {"staff"}, "2": {"admins"}},
+            id="typed users whose ids are group ids",
+        ),
+        pytest.param(
+            [group("1", "admins", ("2", UNSTATED)), group("2", "staff", ("1", UNSTATED))],
+            {"1", "2"},
+            {"1": {"staff"}, "2": {"admins"}},
+            id="untyped members that are users too are users",
+        ),
+        pytest.param(
+            [group("e", "engineers", ("u1", U)), group("s", "staff", ("e", G), ("u2", U))],
+            {"u1", "u2"},
+            {"u1": {"engineers", "staff"}, "u2": {"staff"}},
+            id="typed nested group",
+        ),
+        pytest.param(
+            [group("e", "engineers", ("u1", U)), group("s", "staff", ("e", UNSTATED))],
+            {"u1"},
+            {"u1": {"engineers", "staff"}},
+            id="untyped member that is only a group is a nested group",
+        ),
+        pytest.param(
+            [group("a", "a", ("b", G), ("u1", U)), group("b", "b", ("a", G), ("u2", U))],
+            {"u1", "u2"},
+            {"u1": {"a", "b"}, "u2": {"a", "b"}},
+            id="a cycle of nested groups ends",
+        ),
+        pytest.param(
+            [group("1", "admins", ("9", G), ("2", U))],
+            {"2"},
+            {"2": {"admins"}},
+            id="a nested group that does not exist adds nobody",
+        ),
+        pytest.param(
+            [group("1", "admins", ("gone", U))],
+            {"2"},
+            {"gone": {"admins"}},
+            id="a member that is no longer a user is harmless",
+        ),
+    ],
+)
+def test_group_memberships(
+    groups: list[ScimGroup], user_ids: set[str], expected: dict[str, set[str]]
+) -> None:
+    assert group_memberships(groups, user_ids) == {k: frozenset(v) for k, v in expected.items()}
+
+
+def test_only_untyped_members_with_a_group_id_need_the_users() -> None:
+    groups = [
+        group("1", "admins", ("1", U), ("2", UNSTATED), ("3", UNSTATED), ("4", G)),
+        group("2", "staff"),
+    ]
+    assert ambiguous_member_ids(groups) == {"2"}
+
+
+@pytest.mark.parametrize(
+    ("resource", "usable"),
+    [
+        ({"id": "2819c223-7f76-453a-919d-413861904646"}, True),
+        ({"id": "1"}, True),
+        ({}, False),
+        ({"id": None}, False),
+        ({"id": ""}, False),
+        ({"id": " \t"}, False),
+        ({"id": 1}, False),
+        ({"id": True}, False),
+        ({"id": ["1"]}, False),
+        ({"id": "a\x00b"}, False),
+        ({"id": "e\u0301"}, False),  # not NFC: stored, it would become another id
+    ],
+)
+def test_id_problem(resource: dict[str, Any], usable: bool) -> None:
+    assert (id_problem(resource) is None) == usable
 
 
 # -- Paging ---------------------------------------------------------------------------
