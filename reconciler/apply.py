@@ -43,7 +43,7 @@ from reconciler.policy import (
     still_proposed,
 )
 from reconciler.progress import NoProgress, Progress
-from reconciler.pull import collect, merge_tombstones
+from reconciler.pull import collect, merge_tombstones, pull_identities
 from reconciler.systems import ConnectorFactory
 
 VERBS = {"disable": "disabled", "delete": "deleted", "manual": "recorded manual tasks for"}
@@ -266,13 +266,7 @@ class Applier:
         source = policy.identity_source
         if source not in self._live:
             connector = self.factory(self.settings.config.identity_sources[source])
-            try:
-                task = self.progress.task(f"pulling identities from {source}")
-                pulled, error = collect(source, connector.pull_identities, task)
-            finally:
-                connector.close()
-            if not error and len({i.id for i in pulled}) != len(pulled):
-                error = "the pull returned the same identity id twice"
+            pulled, error = pull_identities(connector, source, self.progress)
             previous = sum(1 for i in base.values() if i.status != "missing")
             state = PullState(source, error=error, count=len(pulled), previous_count=previous)
             problems = identity_blocks(state, policy)

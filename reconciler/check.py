@@ -27,7 +27,7 @@ from reconciler.plan import Plan, new_plan
 from reconciler.planfile import plan_path
 from reconciler.policy import Assessment, PullState, app_shrink_block, assess, identity_blocks
 from reconciler.progress import NoProgress, Progress
-from reconciler.pull import collect, merge_tombstones
+from reconciler.pull import collect, collect_records, merge_tombstones, pull_identities
 from reconciler.snapshot import Records
 from reconciler.systems import ConnectorFactory
 
@@ -148,13 +148,7 @@ class Checker:
             identities: list[Identity] = []
             connector, error = self.connect(self.settings.config.identity_sources[source])
             if connector is not None:
-                try:
-                    task = self.progress.task(f"pulling identities from {source}")
-                    identities, error = collect(source, connector.pull_identities, task)
-                finally:
-                    connector.close()
-        if not error and len({i.id for i in identities}) != len(identities):
-            error = "the pull returned the same identity id twice"
+                identities, error = pull_identities(connector, source, self.progress)
         state = PullState(source, error=error, count=len(identities), previous_count=previous_count)
         if error or not identities:
             # Keep the last good snapshot; a failed or empty pull changes nothing on disk.
@@ -255,14 +249,12 @@ class Checker:
             if connector is not None:
                 try:
                     task = self.progress.task(f"pulling accounts from {app}")
-                    accounts, error = collect(app, connector.pull_accounts, task)
+                    accounts, error = collect_records(app, connector.pull_accounts, "account", task)
                     if not error:
                         roles, error = collect(app, connector.pull_roles)
                     modes = connector.modes
                 finally:
                     connector.close()
-        if not error and len({a.id for a in accounts}) != len(accounts):
-            error = "the pull returned the same account id twice"
         return accounts, roles, modes, error
 
     def build_plan(self, app: str, policy_file: str, source: str, assessment: Assessment) -> Plan:

@@ -207,14 +207,20 @@ def identity_blocks(state: PullState, policy: Policy) -> list[str]:
     return []
 
 
+def _shrink(previous: int | None, current: int, limit: float) -> float | None:
+    """The share lost from `previous` to `current` when it is more than `limit`, else None."""
+    if not previous or current >= previous:
+        return None
+    shrink = (previous - current) / previous
+    return shrink if shrink > limit else None
+
+
 def identity_shrink_block(state: PullState, policy: Policy) -> str | None:
     """Why the identity pull looks too small to trust, or None."""
     previous, count = state.previous_count, state.count
-    if not previous or count >= previous:
-        return None
-    shrink = (previous - count) / previous
     limit = policy.guards.max_identity_shrink
-    if shrink <= limit:
+    shrink = _shrink(previous, count, limit)
+    if shrink is None:
         return None
     return (
         f"identity source {state.source!r} shrank by {shrink:.0%} since the last pull "
@@ -246,11 +252,9 @@ def guard_blocks(
 def app_shrink_block(app: str, previous: int, current: int, policy: Policy) -> str | None:
     """Why an app pull that lost many accounts must not be imported, or None: a pull that
     shrank that much is more likely broken (a lost page, a narrowed export) than true."""
-    if not previous or current >= previous:
-        return None
-    shrink = (previous - current) / previous
     limit = policy.guards.max_app_shrink
-    if shrink <= limit:
+    shrink = _shrink(previous, current, limit)
+    if shrink is None:
         return None
     return (
         f"the pull of {app} has {current} accounts, {shrink:.0%} fewer than the last snapshot "

@@ -6,15 +6,23 @@ A pull is all or nothing: a failure anywhere means nothing read is trusted.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from reconciler import snapshot
+from reconciler.connectors.base import Connector
 from reconciler.errors import ConnectorError, ReconcilerError
 from reconciler.model import Identity
-from reconciler.progress import Task
+from reconciler.progress import Progress, Task
 from reconciler.snapshot import Records
 
+
+class Keyed(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
 T = TypeVar("T")
+K = TypeVar("K", bound=Keyed)
 
 PROGRESS_STEP = 1000
 
@@ -41,6 +49,28 @@ def collect(
         return [], str(exc).removeprefix(f"{exc.system}: ")
     except ReconcilerError as exc:
         return [], str(exc)
+
+
+def collect_records(
+    system: str, pull: Callable[[], Iterable[K]], what: str, task: Task | None = None
+) -> tuple[list[K], str]:
+    """`collect`, and a pull that returned an id twice (a server that ignores paging, or
+    data that changed under it) is a failed pull."""
+    items, error = collect(system, pull, task)
+    if not error and len({item.id for item in items}) != len(items):
+        return [], f"the pull returned the same {what} id twice"
+    return items, error
+
+
+def pull_identities(
+    connector: Connector, source: str, progress: Progress
+) -> tuple[list[Identity], str]:
+    """Every identity of `source`, or why the pull cannot be trusted; closes `connector`."""
+    try:
+        task = progress.task(f"pulling identities from {source}")
+        return collect_records(source, connector.pull_identities, "identity", task)
+    finally:
+        connector.close()
 
 
 def merge_tombstones(

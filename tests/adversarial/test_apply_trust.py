@@ -55,6 +55,15 @@ def actions(result: subprocess.CompletedProcess[str]) -> list[dict]:
     return json.loads(result.stdout)["apps"][0]["actions"]
 
 
+def assert_apply_refused(c: Company, *words: str) -> None:
+    """`apply --confirm` refuses, saying `words`, and every account stays active."""
+    result = c.run("apply", "--confirm")
+    assert result.returncode == 1
+    for word in words:
+        assert word in result.stdout
+    assert all(active(c, u) for u in (*LEAVERS, "alice.liddell"))
+
+
 def merge_by_hand(c: Company) -> None:
     """Merge the plan branch without `reconciler approve`, with a trailer typed by hand."""
     message = f"merge\n\nApproved-by: {REVIEWER}"
@@ -88,10 +97,7 @@ def test_a_blocked_plan_cannot_be_unblocked_by_editing_it(tmp_path: Path) -> Non
         plan["blocked_reasons"] = []
         edit_branch(c, {"plans/wiki.yaml": yaml.safe_dump(plan, sort_keys=False)})
         approve(c)
-        result = c.run("apply", "--confirm")
-        assert result.returncode == 1
-        assert "is blocked" in result.stdout and "allow_blocked_plans" in result.stdout
-        assert all(active(c, u) for u in LEAVERS)
+        assert_apply_refused(c, "is blocked", "allow_blocked_plans")
 
 
 # --- fault 2: a re-approved identical plan ------------------------------------------------
@@ -158,10 +164,7 @@ def test_a_plan_merged_with_state_changes_by_hand_is_refused(tmp_path: Path) -> 
         plan = propose(c)
         swap_colleague_into_state(c, plan)
         merge_by_hand(c)
-        result = c.run("apply", "--confirm")
-        assert result.returncode == 1
-        assert "may change only" in result.stdout
-        assert active(c, "alice.liddell") and all(active(c, u) for u in LEAVERS)
+        assert_apply_refused(c, "may change only")
 
 
 def test_a_base_commit_from_the_branch_is_refused(tmp_path: Path) -> None:
@@ -175,10 +178,7 @@ def test_a_base_commit_from_the_branch_is_refused(tmp_path: Path) -> None:
         c.git.run("checkout", "-q", "main")
         edit_branch(c, {"plans/wiki.yaml": yaml.safe_dump(plan, sort_keys=False)})
         approve(c)
-        result = c.run("apply", "--confirm")
-        assert result.returncode == 1
-        assert "base_commit" in result.stdout
-        assert all(active(c, u) for u in LEAVERS)
+        assert_apply_refused(c, "base_commit")
 
 
 # --- fault 4: two applies at once ------------------------------------------------------
@@ -345,10 +345,7 @@ def test_a_plan_that_breaks_its_schema_is_refused(tmp_path: Path) -> None:
         assert refused.returncode == 1
         assert "plans/wiki.yaml" in refused.stderr and "run_after" in refused.stderr
         merge_by_hand(c)
-        result = c.run("apply", "--confirm")
-        assert result.returncode == 1
-        assert "plans/wiki.yaml" in result.stdout and "run_after" in result.stdout
-        assert all(active(c, u) for u in LEAVERS)
+        assert_apply_refused(c, "plans/wiki.yaml", "run_after")
 
 
 def test_a_plan_with_an_edited_policy_digest_is_refused(tmp_path: Path) -> None:
@@ -357,10 +354,7 @@ def test_a_plan_with_an_edited_policy_digest_is_refused(tmp_path: Path) -> None:
         plan["policy_digest"] = "0" * 64
         edit_branch(c, {"plans/wiki.yaml": yaml.safe_dump(plan, sort_keys=False)})
         approve(c)
-        result = c.run("apply", "--confirm")
-        assert result.returncode == 1
-        assert "policy_digest" in result.stdout
-        assert all(active(c, u) for u in LEAVERS)
+        assert_apply_refused(c, "policy_digest")
 
 
 # --- fault 16: who did it --------------------------------------------------------------
