@@ -16,6 +16,7 @@ import click
 
 from reconciler import __version__
 from reconciler.errors import ReconcilerError
+from reconciler.inert import text_block
 from reconciler.output import OutputFormat
 
 EXIT_BUG = 3
@@ -42,7 +43,8 @@ def run_command(command: Callable[[], int]) -> None:
     try:
         code = command()
     except ReconcilerError as exc:
-        click.echo(f"error: {exc}", err=True)
+        # Messages quote what systems said: keep their lines, make each inert.
+        click.echo(f"error: {text_block(str(exc))}", err=True)
         code = 1
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

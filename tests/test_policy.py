@@ -6,10 +6,20 @@ from dataclasses import replace
 
 import pytest
 
-from reconciler.config import Guards, Policy
+from reconciler.config import Approvals, Guards, Policy
 from reconciler.correlate import correlate
+from reconciler.errors import ApprovalError
 from reconciler.model import Account, Identity
-from reconciler.policy import PullState, evaluate, guard_blocks, identity_blocks
+from reconciler.policy import (
+    PullState,
+    app_shrink_block,
+    assess,
+    check_approvers,
+    evaluate,
+    guard_blocks,
+    identity_blocks,
+    still_proposed,
+)
 
 POLICY = Policy(
     source_file="policies/default.yaml",
@@ -120,3 +130,75 @@ def test_guard_thresholds_come_from_policy():
 def test_failed_or_empty_identity_pull_forbids_proposals(state):
     (reason,) = identity_blocks(state, POLICY)
     assert "corp" in reason
+
+
+@pytest.mark.parametrize(
+    ("modes", "actions", "blocked"),
+    [
+        ({"disable", "delete"}, 1, ()),
+        ({"manual"}, 1, ()),  # an app without an API gets manual tasks
+        ({"delete"}, 1, ("supports none of the policy's mode",)),  # never disable → delete
+    ],
+)
+def test_assess_picks_the_mode_or_blocks(modes, actions, blocked) -> None:
+    accounts = {a.id: a for a in [account(n) for n in range(20)]}
+    identities = {i.id: i for i in [person(0, "deprovisioned"), *(person(n) for n in range(1, 20))]}
+    state = PullState("corp", count=20, previous_count=20)
+    assessment = assess("wiki", accounts, identities, state, POLICY, modes)
+    assert len(assessment.actions) == actions
+    assert len(assessment.blocked_reasons) == len(blocked)
+    for reason, words in zip(assessment.blocked_reasons, blocked, strict=True):
+        assert words in reason
+
+
+def test_assess_blocks_what_the_guards_block() -> None:
+    accounts = {a.id: a for a in [account(n) for n in range(10)]}
+    identities = {i.id: i for i in [person(n, "suspended") for n in range(10)]}
+    state = PullState("corp", count=10, previous_count=100)  # the IdP lost 90%
+    assessment = assess("wiki", accounts, identities, state, POLICY, {"disable"})
+    assert len(assessment.actions) == 10
+    assert len(assessment.blocked_reasons) == 2  # shrank, and more than max_fraction
+
+
+@pytest.mark.parametrize(
+    ("identity", "proposed"),
+    [
+        (person(1, "deprovisioned"), True),
+        (person(1), False),  # active again
+        (Identity.build("i9", "user1@example.com", "user1"), False),  # re-hired, new id
+    ],
+)
+def test_still_proposed_runs_the_policy_on_one_live_account(identity, proposed) -> None:
+    identities = {identity.id: identity, "i1-old": person(1, "missing")._replace(id="i1-old")}
+    assert (still_proposed(account(1), identities, POLICY, "disable") is not None) is proposed
+
+
+@pytest.mark.parametrize(
+    ("approvers", "reviewers", "minimum", "ok"),
+    [
+        (["alice"], (), 1, True),
+        (["alice"], ("alice", "bob"), 1, True),
+        (["mallory"], ("alice",), 1, False),
+        (["alice", "mallory"], ("alice",), 2, False),  # mallory does not count
+        (["alice", "bob"], ("alice", "bob"), 2, True),
+        ([], (), 1, False),
+    ],
+)
+def test_check_approvers(approvers, reviewers, minimum, ok) -> None:
+    rules = Approvals(min_approvals=minimum, reviewers=reviewers)
+    if ok:
+        check_approvers("wiki", approvers, rules, "policies/default.yaml")
+    else:
+        with pytest.raises(ApprovalError, match="valid approval"):
+            check_approvers("wiki", approvers, rules, "policies/default.yaml")
+
+
+@pytest.mark.parametrize(
+    ("previous", "current", "blocked"),
+    [(100, 100, False), (100, 80, False), (100, 74, True), (100, 5, True), (0, 0, False)],
+)
+def test_app_shrink_block(previous, current, blocked) -> None:
+    reason = app_shrink_block("wiki", previous, current, POLICY)  # max_app_shrink 25%
+    assert (reason is not None) is blocked
+    if reason:
+        assert "max_app_shrink" in reason and "nothing was imported" in reason
