@@ -40,6 +40,7 @@ from reconciler.policy import (
     check_approvers,
     identity_blocks,
     identity_shrink_block,
+    protection,
     still_proposed,
 )
 from reconciler.progress import NoProgress, Progress
@@ -209,6 +210,9 @@ def verify_live(
 
 
 def _link_now(account: Account, identities: Mapping[str, Identity], policy: Policy) -> str:
+    protected = protection(account, policy)
+    if protected:
+        return f"the account is protected now ({protected})"
     link = correlate([account], identities.values(), policy.match, policy.domain_aliases)[
         account.id
     ]

@@ -172,8 +172,15 @@ def check_subset(reviewed: Plan, generated: Plan) -> None:
     if reviewed.app != generated.app:
         raise PlanError(f"plan is for app {reviewed.app!r}, expected {generated.app!r}")
     allowed = {a.account_id: a for a in generated.actions}
+    seen: set[str] = set()
     for action in reviewed.actions:
         label = f"action on account {action.account_id} ({action.username or action.email})"
+        if action.account_id in seen:
+            raise PlanError(
+                f"plans/{reviewed.app}.yaml: {label} appears twice; revert the plan file to "
+                "what the check wrote"
+            )
+        seen.add(action.account_id)
         original = allowed.get(action.account_id)
         if original is None:
             raise PlanError(

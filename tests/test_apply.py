@@ -41,7 +41,7 @@ GONE = Identity.build("i1", "bob@example.com", "bob", status="deprovisioned")
             [GONE._replace(status="missing"), Identity.build("i2", "bob@example.com", "bob")],
             "matches identity i2",
         ),
-        (BOB._replace(type="service"), [GONE], "no longer proposed"),
+        (BOB._replace(type="service"), [GONE], "protected now (service account)"),
     ],
 )
 def test_verify_live(live, identities, why) -> None:

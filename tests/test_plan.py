@@ -56,6 +56,7 @@ def test_reviewer_may_narrow_delete_to_disable():
         (plan(action(1), action(3)), "a3"),  # added
         (plan(action(1, "delete")), "widened"),  # widened
         (plan(replace(action(1), identity_id="i9")), "differs"),  # re-targeted
+        (plan(action(1), replace(action(1), skip=True, skip_reason="x")), "appears twice"),
     ],
 )
 def test_reviewer_may_not_add_or_widen(reviewed, message):
