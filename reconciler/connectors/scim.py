@@ -858,7 +858,8 @@ class ScimConnector:
                 )
         elif hint:
             text += f"; {hint}"
-        return redact(text, self.secrets)
+        # The status line is the server's text too: a reason phrase may echo a header.
+        return redact(text, (*self.secrets, *request_secrets(response.request)))
 
     def _error(self, response: httpx.Response, action: str) -> ConnectorError:
         return ConnectorError(self.name, f"{action}: {self._error_text(response)}")

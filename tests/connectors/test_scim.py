@@ -788,8 +788,9 @@ ECHOED_TOKEN = "Zq8vK3mXp9WtR2nB7yLcH4jD"
 
 def _echo_authorization(where: str) -> Middleware:
     """WSGI middleware: every GET under /Users answers with the request's Authorization
-    header in the body (`body`: 200 and HTML) or in a SCIM error's detail (`detail`: 403),
-    placed so that a cut at 120 characters falls inside the token."""
+    header in the body (`body`: 200 and HTML), in a SCIM error's detail (`detail`: 403),
+    placed so that a cut at 120 characters falls inside the token, or in the reason
+    phrase of its status line."""
     echo_prefix = "Authorization: Bearer "
     padding = 110 - len(echo_prefix)
 
@@ -801,6 +802,9 @@ def _echo_authorization(where: str) -> Middleware:
             if where == "body":
                 start_response("200 OK", [("Content-Type", "text/html")])
                 return [("<" * padding + echoed).encode()]
+            if where == "status line":
+                start_response(f"403 {echoed}", [("Content-Type", "text/plain")])
+                return [b""]
             error = {"schemas": [ERROR_SCHEMA], "status": "403", "detail": "D" * padding + echoed}
             start_response("403 Forbidden", [("Content-Type", "application/scim+json")])
             return [json.dumps(error).encode()]
@@ -810,13 +814,14 @@ def _echo_authorization(where: str) -> Middleware:
     return middleware
 
 
-@pytest.mark.parametrize("where", ["body", "detail"])
+@pytest.mark.parametrize("where", ["body", "detail", "status line"])
 def test_a_token_echoed_by_the_server_never_reaches_a_message(
     start_server: StartServer, where: str
 ) -> None:
     with start_server(token=ECHOED_TOKEN, middleware=_echo_authorization(where)) as server:
         messages = []
         scim = connector(server)
+        scim.secrets = ()  # the token is hidden as the request's credential all the same
         for attempt in (lambda: list(scim.pull_accounts()), lambda: scim.lookup_account("1")):
             with pytest.raises(ConnectorError) as caught:
                 attempt()
