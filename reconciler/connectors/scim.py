@@ -3,8 +3,15 @@
 Pulling reads `/Groups` once (membership: scim2-server, like many servers, never fills
 `User.groups`), then pages through `/Users` by `startIndex`/`count`, advancing by the
 number of resources each page actually held, because servers cap `count` silently.
-A pull that cannot be shown complete raises `PullError`/`PartialPullError` at the point
-of failure; it never ends early as if it were done.
+A pull is complete when it has read exactly `totalResults` distinct resources; one that
+cannot be shown complete (no totalResults, a record without a usable id, a group whose
+members cannot be read…) raises `PullError`/`PartialPullError` at the point of failure;
+it never ends early as if it were done.
+
+Group members are users or nested groups as their `type` or `$ref` says; some servers
+(django-scim2) number users and groups in separate tables, so a bare id may be both.
+Only when a member says nothing, and its id is a group's, are the users read before
+membership is resolved (`member_is_group`).
 
 Deprovisioning is `PATCH active=false` (disable) or `DELETE`; a user that is already gone
 counts as done, so both are safe to repeat.
@@ -457,7 +464,12 @@ def account_from_user(
     group_names: Mapping[str, str] | None = None,
     service_user_types: Collection[str] = ("Service",),
 ) -> Account:
-    """A SCIM User as an Account; roles are `roles[].value` and group names."""
+    """A SCIM User as an Account; roles are `roles[].value` and group names.
+
+    ValueError if the user has no usable id (`id_problem`): callers check it first, to
+    name the user in their error.
+    """
+    _require_id(user)
     roles = {str(r["value"]) for r in _dicts(user.get("roles")) if r.get("value") is not None}
     roles |= user_group_names(user, memberships, group_names or {})
     entitlements = [
@@ -482,7 +494,11 @@ def identity_from_user(
     group_names: Mapping[str, str] | None = None,
     inactive_status: str = "deprovisioned",
 ) -> Identity:
-    """A SCIM User as an Identity; `active: false` becomes `inactive_status`."""
+    """A SCIM User as an Identity; `active: false` becomes `inactive_status`.
+
+    ValueError if the user has no usable id, as for `account_from_user`.
+    """
+    _require_id(user)
     return Identity.build(
         id=user["id"],
         email=primary_email(user),
@@ -491,6 +507,13 @@ def identity_from_user(
         status="active" if user_is_active(user) else inactive_status,
         groups=user_group_names(user, memberships, group_names or {}),
     )
+
+
+def _require_id(resource: Mapping[str, Any]) -> None:
+    # Account.build would store a null id as "" and a number as "7": never build one.
+    problem = id_problem(resource)
+    if problem:
+        raise ValueError(problem)
 
 
 def scim_error_detail(response: httpx.Response, secrets: Iterable[str] = ()) -> str:

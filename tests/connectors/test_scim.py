@@ -30,9 +30,11 @@ from reconciler.connectors.scim import (
     ScimGroup,
     ScimMember,
     ScimOptions,
+    account_from_user,
     ambiguous_member_ids,
     group_memberships,
     id_problem,
+    identity_from_user,
     parse_group,
 )
 from reconciler.errors import (
@@ -541,6 +543,12 @@ def test_only_untyped_members_with_a_group_id_need_the_users() -> None:
 )
 def test_id_problem(resource: dict[str, Any], usable: bool) -> None:
     assert (id_problem(resource) is None) == usable
+    if not usable:
+        # The record builders refuse it too, rather than store "None", "1" or "".
+        with pytest.raises(ValueError):
+            account_from_user({**resource, "userName": "x"})
+        with pytest.raises(ValueError):
+            identity_from_user({**resource, "userName": "x"})
 
 
 # -- Paging ---------------------------------------------------------------------------
