@@ -264,6 +264,8 @@ def parse_list_page(body: object) -> ListPage:
     total = body.get("totalResults")
     if total is not None and (not isinstance(total, int) or isinstance(total, bool)):
         raise ValueError(f"totalResults is {_json_kind(total)}, not a whole number")
+    if total is not None and total < 0:
+        raise ValueError("totalResults is negative")
     # RFC 7644 §3.4.2: Resources may be left out when there are none.
     resources = body.get("Resources", [])
     if not isinstance(resources, list):
@@ -537,8 +539,9 @@ def scim_error_detail(response: httpx.Response, secrets: Iterable[str] = ()) -> 
 
 
 def describe_resource(resource: Mapping[str, Any], what: str, secrets: Iterable[str]) -> str:
-    """`user 'alice' (displayName 'Alice L.')`: a resource named for people by what the
-    server sent (redacted, then cut), for messages about one whose id cannot be used."""
+    """`user with userName 'alice' and displayName 'Alice L.'`: a resource named for
+    people by what the server sent (redacted, then cut), for messages about one whose id
+    cannot be used."""
     names = [
         f"{key} {server_text(value, secrets, limit=NAME_LIMIT)!r}"
         for key, value in (

@@ -36,6 +36,7 @@ from reconciler.connectors.scim import (
     id_problem,
     identity_from_user,
     parse_group,
+    parse_list_page,
 )
 from reconciler.errors import (
     ConfigError,
@@ -523,6 +524,37 @@ def test_only_untyped_members_with_a_group_id_need_the_users() -> None:
         group("2", "staff"),
     ]
     assert ambiguous_member_ids(groups) == {"2"}
+
+
+@pytest.mark.parametrize(
+    ("body", "total", "resources"),
+    [
+        ({"totalResults": 0}, 0, 0),
+        ({"totalResults": 2, "Resources": [{"id": "1"}, {"id": "2"}]}, 2, 2),
+        # Read as it is: the connector, not the parser, refuses a missing total.
+        ({"Resources": [{"id": "1"}]}, None, 1),
+    ],
+)
+def test_parse_list_page(body: dict[str, Any], total: int | None, resources: int) -> None:
+    page = parse_list_page(body)
+    assert (page.total, len(page.resources)) == (total, resources)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [],
+        {"totalResults": "5", "Resources": []},
+        {"totalResults": True, "Resources": []},
+        {"totalResults": 1.5, "Resources": []},
+        {"totalResults": -1, "Resources": []},
+        {"totalResults": 1, "Resources": {"id": "1"}},
+        {"totalResults": 1, "Resources": ["1"]},
+    ],
+)
+def test_parse_list_page_refuses_what_is_not_a_list_response(body: object) -> None:
+    with pytest.raises(ValueError):
+        parse_list_page(body)
 
 
 @pytest.mark.parametrize(
