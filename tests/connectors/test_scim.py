@@ -46,6 +46,7 @@ from reconciler.errors import (
     ReconcilerError,
 )
 from reconciler.model import Account, Identity
+from reconciler.testing.django_scim_server import start_django_scim_server
 from reconciler.testing.scim_server import (
     Middleware,
     ScimServer,
@@ -940,6 +941,18 @@ def test_the_test_server_helpers_and_a_clean_stop(start_server: StartServer) -> 
     assert sorted(users) == ["alice", "bob", "dave", "deploy-bot"]
     assert users["alice"]["active"] is False
     assert set(threading.enumerate()) <= before, "stop() joins every server thread"
+
+
+def test_one_django_scim2_server_at_a_time_each_starting_empty() -> None:
+    with start_django_scim_server() as server:
+        assert server.seed(PEOPLE[:1]).users == {"alice": "1"}
+        with pytest.raises(ReconcilerError, match="already running"), start_django_scim_server():
+            pass
+        with pytest.raises(ReconcilerError, match="hold users only"):
+            server.seed(PEOPLE[1:2], [{"displayName": "a"}, {"displayName": "b", "members": ["a"]}])
+    with start_django_scim_server() as server:
+        assert server.list_users() == []
+        assert server.seed(PEOPLE[:1]).users == {"alice": "1"}
 
 
 def test_seeding_reports_failed_operations(start_server: StartServer) -> None:
