@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from reconciler import demo
-from reconciler.validate import validate_file
 from reconciler.testing.access_repo import Company, company
+from reconciler.validate import validate_file
 
 LEAVERS = (*demo.LEAVERS_DEPROVISIONED, demo.LEAVER_DELETED)
 
