@@ -38,6 +38,8 @@ class Faults:
     drop_total: bool = False
     # List pages after the first come back empty (the last page is lost).
     lose_later_pages: bool = False
+    # Users (by userName) listed with a null id, as rows made before a SCIM layer was added.
+    null_ids: set[str] = field(default_factory=set)
 
     def __call__(self, app: WSGIApplication) -> WSGIApplication:
         def proxy(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -53,7 +55,7 @@ class Faults:
         return proxy
 
     def _touches_lists(self) -> bool:
-        return self.drop_total or self.lose_later_pages
+        return self.drop_total or self.lose_later_pages or bool(self.null_ids)
 
     def _write(
         self,
@@ -91,6 +93,9 @@ class Faults:
         start = int(parse_qs(environ.get("QUERY_STRING", "")).get("startIndex", ["1"])[0])
         if self.drop_total:
             page.pop("totalResults", None)
+        for user in page.get("Resources", []):
+            if user.get("userName") in self.null_ids:
+                user["id"] = None
         if self.lose_later_pages and start > 1:
             page["Resources"] = []
             page["itemsPerPage"] = 0

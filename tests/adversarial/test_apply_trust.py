@@ -494,3 +494,19 @@ def test_a_corrupt_snapshot_line_is_named_by_file_and_line(tmp_path: Path) -> No
         assert result.returncode == 1
         assert "state/apps/wiki/accounts.yaml:6" in result.stdout + result.stderr
         assert c.git.head("reconciler/wiki") is None
+
+
+# --- fault 20: a user without a usable id -----------------------------------------------
+
+
+def test_an_account_listed_without_an_id_fails_the_pull_by_name(tmp_path: Path) -> None:
+    faults = Faults()
+    with company(tmp_path, app_middleware=faults) as c:
+        assert c.run("check").returncode == 0
+        faults.null_ids.add("bob.builder")
+        c.leave()
+        result = c.run("check")
+        assert result.returncode == 1
+        assert "bob.builder" in result.stdout and "None" not in result.stdout
+        assert c.git.head("reconciler/wiki") is None
+        assert '"id":"None"' not in (c.repo / "state/apps/wiki/accounts.yaml").read_text()
