@@ -21,6 +21,7 @@ from reconciler.commands import (
     Repo,
     open_repo,
 )
+from reconciler.files import write_atomic
 from reconciler.inert import terminal
 from reconciler.output import OutputFormat, emit, emit_json, end_group, group, step_summary
 from reconciler.progress import progress
@@ -81,7 +82,7 @@ def record_last_check(repo: Repo, run: CheckRun) -> None:
             "ok": not app.failed,
             "problem": "; ".join(app.blocked_reasons) if app.plan is None else "",
         }
-    path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    write_atomic(path, orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
 
 
 def as_data(run: CheckRun) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from reconciler import yamlio
 from reconciler.commands import EXIT_OK
 from reconciler.errors import ReconcilerError
+from reconciler.files import write_atomic
 from reconciler.git import Git
 from reconciler.output import emit
 
@@ -66,8 +67,7 @@ def init(options: InitOptions) -> int:
     files[CONFIG_FILE] = with_branch(files[CONFIG_FILE], branch)
     for name, content in sorted(files.items()):
         path = target / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
+        write_atomic(path, content)
         emit(f"wrote {path}")
     if fresh:
         git.commit_paths(sorted(files), "set up reconciler")
