@@ -91,7 +91,7 @@ def load_plan(git: Git, app: str) -> Plan:
 def approved(forge: Forge, app: str, policy: Policy) -> Approval:
     """The forge's approval of the app's plan on main, held against the policy now."""
     approval = forge.approval(app)
-    check_approvers(app, approval.approvers, policy.approvals, policy.source_file)
+    check_approvers(app, approval.approvers, policy.approvals, policy.source_file, approval.teams)
     return approval
 
 
@@ -418,6 +418,14 @@ class Applier:
             self.settings.root, self.git, app, ctx.approval, journal, self.stamp(),
             self.actor, snapshot.app_paths(app),
         )  # fmt: skip
+        if commit:
+            outcome = apply_message(app, entries, ctx.approval, True).splitlines()[0]
+            journal_path = journal.path.relative_to(self.settings.root).as_posix()
+            try:
+                self.forge.report_applied(ctx.approval, outcome, journal_path)
+            except ReconcilerError as exc:
+                # The accounts are deprovisioned and recorded: a lost comment is a note.
+                notes.append(f"the outcome was not posted to {ctx.approval.reference}: {exc}")
         return AppApply(
             app,
             ctx.plan.id,

@@ -253,3 +253,17 @@ class Git:
         sha = self.head()
         assert sha is not None
         return sha
+
+    # --- remotes ----------------------------------------------------------------------
+
+    def push(self, remote: str, *refspecs: str, force: bool = False) -> None:
+        """Push `refspecs` to `remote`; GitError with git's words when it refuses."""
+        self.run("push", "-q", *(["--force"] if force else []), remote, *refspecs)
+
+    def fetch(self, remote: str, *refspecs: str, prune: bool = False) -> None:
+        """Fetch `refspecs` from `remote` into the remote-tracking refs they name."""
+        self.run("fetch", "-q", *(["--prune"] if prune else []), remote, *refspecs)
+
+    def refs(self, pattern: str) -> list[str]:
+        """Full names of the refs matching `pattern` (for-each-ref syntax)."""
+        return self.run("for-each-ref", "--format=%(refname)", pattern).splitlines()

@@ -159,9 +159,28 @@ def still_proposed(
     return evaluation.actions[0] if evaluation.actions else None
 
 
-def check_approvers(app: str, approvers: Sequence[str], rules: Approvals, policy_file: str) -> None:
-    """Raise ApprovalError unless `approvers` meet the policy's approval rules."""
-    refused = [a for a in approvers if rules.reviewers and a not in rules.reviewers]
+def may_approve(
+    name: str, rules: Approvals, teams: Mapping[str, Collection[str]] | None = None
+) -> bool:
+    """Whether `name` may approve under the policy: anyone when `approvals.reviewers` is
+    empty; else someone listed by name, or a member of a listed team (`org/slug`), as
+    `teams` (team → the members a forge verified) says."""
+    if not rules.reviewers:
+        return True
+    found = teams or {}
+    return any(name == entry or name in found.get(entry, ()) for entry in rules.reviewers)
+
+
+def check_approvers(
+    app: str,
+    approvers: Sequence[str],
+    rules: Approvals,
+    policy_file: str,
+    teams: Mapping[str, Collection[str]] | None = None,
+) -> None:
+    """Raise ApprovalError unless `approvers` meet the policy's approval rules; `teams`
+    as for `may_approve`."""
+    refused = [a for a in approvers if not may_approve(a, rules, teams)]
     allowed = [a for a in approvers if a not in refused]
     if len(allowed) < rules.min_approvals:
         detail = (

@@ -18,6 +18,8 @@ class Proposal(enum.StrEnum):
     UNCHANGED = "unchanged"
     # A reviewer edited the open plan; the tool does not overwrite their work.
     KEPT_REVIEWER_EDITS = "kept reviewer edits"
+    # Reviewers closed this very plan's pull request without merging it: it stays closed.
+    REJECTED = "rejected (its pull request was closed unmerged; not proposed again)"
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ class Approval:
     at: str  # when it was approved (ISO 8601)
     reference: str  # how people find the approval: "merge 1a2b3c4d5e", "#12"
     verified: Mapping[str, Any] = field(default_factory=dict)  # recorded in the history file
+    # For policies that list teams (`org/slug`) as reviewers: the approvers the forge
+    # found to be members of each such team.
+    teams: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class Forge(Protocol):
@@ -58,3 +63,8 @@ class Forge(Protocol):
     # How the app's plan on main got there and who approved it; ApprovalError when it
     # did not arrive through an approved proposal that changed nothing but the plan.
     def approval(self, app: str) -> Approval: ...
+
+    # Tell the approval's reviewers what the apply did: `outcome` is a one-line summary,
+    # `journal` the history file's path in the repository. Best effort: raises
+    # ReconcilerError, which the apply records as a note.
+    def report_applied(self, approval: Approval, outcome: str, journal: str) -> None: ...

@@ -160,3 +160,6 @@ class LocalForge:
                 "approvers_from": "Approved-by trailers",
             },
         )
+
+    def report_applied(self, approval: Approval, outcome: str, journal: str) -> None:
+        """Nothing to do: the apply's commit on main is the record."""
