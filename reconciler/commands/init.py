@@ -1,8 +1,9 @@
 """`reconciler init DIR`: write the skeleton of an access repo (config, example policy,
-example exports) into a new or existing git repository."""
+example exports, GitHub Actions workflows) into a new or existing git repository."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -35,15 +36,30 @@ def skeleton_files(root: Traversable, prefix: str = "") -> dict[str, bytes]:
 CONFIG_FILE = "reconciler.yaml"
 # The skeleton's line that names the main branch; init writes the repository's branch.
 _BRANCH_LINE = b"  branch: main\n"
+# apply.yml runs on a push to the main branch: the same branch as `forge.branch`.
+APPLY_WORKFLOW = ".github/workflows/apply.yml"
+_APPLY_BRANCH_LINE = b"      - main\n"
+# Characters GitHub reads as a pattern in a branch filter; a backslash makes them literal.
+_FILTER_PATTERN = re.compile(r"([*?+!\[\]])")
+
+
+def _replace_line(content: bytes, line: bytes, new: str, name: str) -> bytes:
+    if content.count(line) != 1:
+        raise AssertionError(f"the skeleton's {name} has no single {line!r} line")
+    return content.replace(line, new.encode("utf-8"))
 
 
 def with_branch(config: bytes, branch: str) -> bytes:
     """The skeleton's reconciler.yaml with `forge.branch` set to `branch`."""
-    if config.count(_BRANCH_LINE) != 1:
-        raise AssertionError(f"the skeleton's {CONFIG_FILE} has no single `branch:` line")
     # Through the YAML writer: a branch may be named `1.0` or `yes`, which must stay strings.
-    line = ("  " + yamlio.dump({"branch": branch})).encode("utf-8")
-    return config.replace(_BRANCH_LINE, line)
+    line = "  " + yamlio.dump({"branch": branch})
+    return _replace_line(config, _BRANCH_LINE, line, CONFIG_FILE)
+
+
+def apply_workflow_on_branch(workflow: bytes, branch: str) -> bytes:
+    """The skeleton's apply.yml, started by a push to `branch` instead of `main`."""
+    line = "      " + yamlio.dump([_FILTER_PATTERN.sub(r"\\\1", branch)])
+    return _replace_line(workflow, _APPLY_BRANCH_LINE, line, APPLY_WORKFLOW)
 
 
 def init(options: InitOptions) -> int:
@@ -65,6 +81,7 @@ def init(options: InitOptions) -> int:
             "reconciler should import into and merge plans into, then run init again"
         )
     files[CONFIG_FILE] = with_branch(files[CONFIG_FILE], branch)
+    files[APPLY_WORKFLOW] = apply_workflow_on_branch(files[APPLY_WORKFLOW], branch)
     for name, content in sorted(files.items()):
         path = target / name
         write_atomic(path, content)

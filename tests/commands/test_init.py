@@ -1,12 +1,15 @@
-"""`reconciler init` records the branch check and apply will work on."""
+"""`reconciler init` records the branch check and apply will work on, and writes the
+GitHub workflows that run them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner, Result
 
+import reconciler
 from reconciler import yamlio
 from reconciler.cli import main
 from reconciler.git import Git
@@ -65,3 +68,37 @@ def test_init_refuses_a_detached_head_and_writes_nothing(tmp_path: Path) -> None
     assert result.exit_code == 1
     assert "detached" in result.output and "check out the branch" in result.output
     assert not (repo / "reconciler.yaml").exists()
+
+
+def workflow_triggers(repo: Path, name: str) -> object:
+    # YAML 1.1, which PyYAML speaks, reads the key `on` as the boolean true.
+    return yaml.safe_load((repo / ".github" / "workflows" / name).read_text())[True]
+
+
+def test_init_writes_and_commits_the_github_workflows(tmp_path: Path) -> None:
+    repo = tmp_path / "access"
+    assert cli("init", str(repo)).exit_code == 0
+    skeleton = Path(reconciler.__file__).parent / "skeleton" / ".github" / "workflows"
+    for name in ("check.yml", "apply.yml", "validate.yml"):
+        written = repo / ".github" / "workflows" / name
+        assert written.read_bytes() == (skeleton / name).read_bytes(), name
+    assert Git.open(repo).run("status", "--porcelain").strip() == ""
+    assert workflow_triggers(repo, "apply.yml") == {
+        "push": {"branches": ["main"], "paths": ["plans/**"]}
+    }
+
+
+@pytest.mark.parametrize(
+    ("branch", "pattern"), [("trunk", "trunk"), ("1.0", "1.0"), ("release+1", "release\\+1")]
+)
+def test_apply_runs_on_a_push_to_the_branch_init_recorded(
+    tmp_path: Path, branch: str, pattern: str
+) -> None:
+    repo = tmp_path / "access"
+    Git.init(repo, branch=branch)
+    assert cli("init", str(repo)).exit_code == 0
+    assert recorded_branch(repo) == branch
+    # A branch filter is a pattern: `+` would mean "one or more" without its backslash.
+    assert workflow_triggers(repo, "apply.yml") == {
+        "push": {"branches": [pattern], "paths": ["plans/**"]}
+    }
