@@ -19,6 +19,7 @@ import yaml
 
 import reconciler
 from reconciler.cli import main
+from reconciler.git import bot_env
 
 ROOT = Path(__file__).resolve().parent.parent
 SKELETON = ROOT / "reconciler" / "skeleton" / ".github" / "workflows"
@@ -158,6 +159,22 @@ def test_check_and_apply_see_the_same_tokens() -> None:
     assert tokens == apply
     # The name the docs tell people to give reconciler.yaml's forge.token_env.
     assert "RECONCILER_GITHUB_TOKEN" in apply
+
+
+@pytest.mark.parametrize("name", ["check.yml", "apply.yml"])
+def test_commits_made_in_a_run_name_the_bot_as_committer(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (job,) = load(SKELETON / name)["jobs"].values()
+    defaults = {
+        key: re.fullmatch(r"\$\{\{ vars\.(\w+) \|\| '(.+)' \}\}", value)
+        for key, value in job["env"].items()
+    }
+    for key, match in defaults.items():
+        assert match and match.group(1) == key, job["env"]
+        monkeypatch.setenv(key, match.group(2))
+    assert bot_env()["GIT_COMMITTER_NAME"] == "reconciler[bot]"
+    assert bot_env()["GIT_COMMITTER_EMAIL"] == "reconciler[bot]@users.noreply.github.com"
 
 
 def run_script(
