@@ -28,10 +28,33 @@ class SystemConfig:
 
 
 @dataclass(frozen=True)
+class ForgeConfig:
+    """Where plans are proposed: `local`, or `github` with the fields it needs."""
+
+    type: str = "local"
+    branch: str = "main"
+    repository: str | None = None  # owner/name, for github
+    token_env: str | None = None  # the environment variable holding the token, for github
+    api_url: str | None = None  # None: $GITHUB_API_URL, else https://api.github.com
+    remote: str = "origin"  # the git remote plan branches are pushed to
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> ForgeConfig:
+        return cls(
+            type=data.get("type", cls.type),
+            branch=data.get("branch", cls.branch),
+            repository=data.get("repository"),
+            token_env=data.get("token_env"),
+            api_url=data.get("api_url"),
+            remote=data.get("remote", cls.remote),
+        )
+
+
+@dataclass(frozen=True)
 class Config:
     apps: Mapping[str, SystemConfig]
     identity_sources: Mapping[str, SystemConfig]
-    forge: str = "local"
+    forge: ForgeConfig = ForgeConfig()
     default_mode: str = "disable"
     main_branch: str = "main"
 
@@ -49,7 +72,7 @@ class Config:
         return cls(
             apps=systems("apps"),
             identity_sources=systems("identity_sources"),
-            forge=forge.get("type", "local"),
+            forge=ForgeConfig.from_data(forge),
             default_mode=defaults.get("mode", "disable"),
             main_branch=forge.get("branch", "main"),
         )

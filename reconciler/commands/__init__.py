@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.config import CONFIG_FILE, POLICY_DIR, Settings
 from reconciler.errors import ConfigError
 from reconciler.forge.base import Forge
+from reconciler.forge.github import DEFAULT_API_URL, GitHubForge, GitHubOptions
 from reconciler.forge.local import LocalForge
 from reconciler.git import Git
 from reconciler.settings import load_settings
@@ -38,12 +40,17 @@ class Repo:
         self.git.require_clean(*CONFIGURATION, *paths)
 
     def forge(self) -> Forge:
-        if self.settings.config.forge != "local":
-            raise ConfigError(
-                f"forge {self.settings.config.forge!r} is not available in this version; "
-                "use `forge: {type: local}` in reconciler.yaml"
-            )
-        return LocalForge(self.git, self.settings.config.main_branch)
+        config = self.settings.config
+        match config.forge.type:
+            case "local":
+                return LocalForge(self.git, config.main_branch)
+            case "github":
+                return github_forge(self.git, self.settings)
+            case other:
+                raise ConfigError(
+                    f"forge {other!r} is not available in this version; "
+                    "use `forge: {type: local}` or `forge: {type: github}` in reconciler.yaml"
+                )
 
     def select_apps(self, wanted: tuple[str, ...]) -> list[str]:
         known = self.settings.config.apps
@@ -54,6 +61,21 @@ class Repo:
                 f"{', '.join(sorted(known)) or 'none'}"
             )
         return list(wanted) if wanted else sorted(known)
+
+
+def github_forge(git: Git, settings: Settings) -> GitHubForge:
+    """The github forge as reconciler.yaml configures it, its token from the environment."""
+    forge = settings.config.forge
+    if not forge.repository or not forge.token_env:
+        raise ConfigError("forge github needs `repository` and `token_env` in reconciler.yaml")
+    options = GitHubOptions(
+        repository=forge.repository,
+        token_env=forge.token_env,
+        api_url=forge.api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL,
+        remote=forge.remote,
+        main=settings.config.main_branch,
+    )
+    return GitHubForge.from_options(git, options, lambda app: settings.policy_for(app).approvals)
 
 
 def open_repo(path: Path) -> Repo:

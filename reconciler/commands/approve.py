@@ -8,6 +8,7 @@ from pathlib import Path
 from reconciler import actor, lock
 from reconciler.actor import valid_name
 from reconciler.commands import EXIT_OK, open_repo
+from reconciler.errors import ConfigError
 from reconciler.inert import terminal
 from reconciler.output import emit
 from reconciler.policy import check_approvers
@@ -23,6 +24,12 @@ class ApproveOptions:
 def approve(options: ApproveOptions) -> int:
     repo = open_repo(options.repo)
     repo.select_apps((options.app,))
+    if repo.settings.config.forge.type == "github":
+        raise ConfigError(
+            "forge github: plans are approved on GitHub, not with `reconciler approve`: "
+            f"reviewers approve the pull request from reconciler/{options.app} and merge it; "
+            "then run `reconciler apply`"
+        )
     policy = repo.settings.policy_for(options.app)
     approvers = tuple(dict.fromkeys(valid_name(a) for a in options.approvers))
     check_approvers(options.app, approvers, policy.approvals, policy.source_file)
