@@ -7,6 +7,7 @@ shapes and types; they only turn mappings into frozen dataclasses with defaults.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,48 @@ class SystemConfig:
     name: str
     type: str
     options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """The mail relay owners are emailed through. Credentials come from the environment
+    variables named here, never from the file."""
+
+    host: str
+    sender: str  # `from:` in reconciler.yaml
+    port: int = 587
+    starttls: bool = True
+    username_env: str | None = None
+    password_env: str | None = None
+    timeout: float = 30.0
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> SmtpSettings:
+        return cls(
+            host=data["host"],
+            sender=data["from"],
+            port=data.get("port", cls.port),
+            starttls=data.get("starttls", cls.starttls),
+            username_env=data.get("username_env"),
+            password_env=data.get("password_env"),
+            timeout=data.get("timeout", cls.timeout),
+        )
+
+
+@dataclass(frozen=True)
+class Notify:
+    """Whom `check` emails, and when a plan counts as late (DESIGN §8)."""
+
+    smtp: SmtpSettings | None = None  # None: no email is sent
+    late_after_days: int = 3
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Notify:
+        smtp = data.get("smtp")
+        return cls(
+            smtp=SmtpSettings.from_data(smtp) if smtp else None,
+            late_after_days=data.get("late_after_days", cls.late_after_days),
+        )
 
 
 @dataclass(frozen=True)
@@ -57,6 +100,7 @@ class Config:
     forge: ForgeConfig = ForgeConfig()
     default_mode: str = "disable"
     main_branch: str = "main"
+    notify: Notify = Notify()
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Config:
@@ -75,6 +119,7 @@ class Config:
             forge=ForgeConfig.from_data(forge),
             default_mode=defaults.get("mode", "disable"),
             main_branch=forge.get("branch", "main"),
+            notify=Notify.from_data(data.get("notify") or {}),
         )
 
 
@@ -88,6 +133,15 @@ class MatchRule:
 
 DEFAULT_MATCH = (MatchRule("email", "email"), MatchRule("username", "username"))
 DEFAULT_TRIGGERS = ("deprovisioned", "suspended", "missing")
+
+# The three kinds of app owner, as in policy.schema.json. `$(?!\n)`: a schema pattern is
+# searched with `re.search`, where `$` alone would accept a final newline.
+OWNER_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$(?!\n)"
+)
+OWNER_TEAM = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,37}[A-Za-z0-9])?/[a-z0-9][a-z0-9_-]*$(?!\n)")
+OWNER_USER = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,37}[A-Za-z0-9])?$(?!\n)")
 
 
 @dataclass(frozen=True)
@@ -123,6 +177,8 @@ class Policy:
     unmatched: str = "report"
     guards: Guards = Guards()
     approvals: Approvals = Approvals()
+    # Who answers for the apps: forge users (`alice`), teams (`acme/security`), emails.
+    owners: tuple[str, ...] = ()
 
     @classmethod
     def from_data(cls, source_file: str, data: Mapping[str, Any], default_mode: str) -> Policy:
@@ -158,10 +214,26 @@ class Policy:
                 min_approvals=approvals.get("min_approvals", Approvals.min_approvals),
                 reviewers=tuple(approvals.get("reviewers") or ()),
             ),
+            owners=tuple(data.get("owners") or ()),
         )
 
     def selects(self, app: str) -> bool:
         return any(fnmatch.fnmatchcase(app, pattern) for pattern in self.apps)
+
+    @property
+    def owner_users(self) -> tuple[str, ...]:
+        """Owners that are forge user names (`alice`)."""
+        return tuple(o for o in self.owners if OWNER_USER.fullmatch(o))
+
+    @property
+    def owner_teams(self) -> tuple[str, ...]:
+        """Owners that are forge teams, as `org/slug`."""
+        return tuple(o for o in self.owners if OWNER_TEAM.fullmatch(o))
+
+    @property
+    def owner_emails(self) -> tuple[str, ...]:
+        """Owners that are email addresses: the ones `check` emails."""
+        return tuple(o for o in self.owners if OWNER_EMAIL.fullmatch(o))
 
 
 def policy_for(app: str, policies: list[Policy]) -> Policy:

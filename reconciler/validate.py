@@ -33,6 +33,8 @@ from reconciler.errors import ConfigError, YamlError
 
 SCHEMA_NAMES = ("config", "policy", "plan", "history", "snapshot")
 SYSTEM_SECTIONS = ("apps", "identity_sources")
+# The options of `notify.smtp` that name environment variables holding credentials.
+SMTP_SECRET_OPTIONS = ("username_env", "password_env")
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 # Keys that would hold a secret itself rather than the name of a variable holding it.
 SECRET_KEY = re.compile(r"(^|_)(token|password|passwd|secret|api_?key|private_key)$", re.I)
@@ -278,6 +280,7 @@ def _string_list(value: object) -> TypeGuard[list[str]]:
 def _check_config(data: Any, marks: yamlio.Marks, registry: Registry) -> list[Diagnostic]:
     diagnostics, handled = _check_secrets(data, marks, registry)
     secret_options = {option for c in registry.values() for option in c.secret_env_options}
+    secret_options.update(SMTP_SECRET_OPTIONS)
     diagnostics += _check_schema(
         data,
         marks,
@@ -301,6 +304,21 @@ def _systems(data: Any) -> Iterator[tuple[str, str, Mapping[Any, Any]]]:
                     yield section, str(name), system
 
 
+def _secret_holders(
+    data: Any, registry: Registry
+) -> Iterator[tuple[JsonPath, str, Mapping[Any, Any], tuple[str, ...]]]:
+    """(path, name, options, secret options) of every part of reconciler.yaml that names
+    the environment variables holding its credentials: apps, identity sources, notify.smtp."""
+    for section, name, system in _systems(data):
+        kind = system.get("type")
+        connector = registry.get(kind) if isinstance(kind, str) else None
+        yield (section, name), name, system, connector.secret_env_options if connector else ()
+    notify = data.get("notify") if isinstance(data, Mapping) else None
+    smtp = notify.get("smtp") if isinstance(notify, Mapping) else None
+    if isinstance(smtp, Mapping):
+        yield ("notify", "smtp"), "smtp", smtp, SMTP_SECRET_OPTIONS
+
+
 def _check_secrets(
     data: Any, marks: yamlio.Marks, registry: Registry
 ) -> tuple[list[Diagnostic], set[JsonPath]]:
@@ -311,17 +329,14 @@ def _check_secrets(
     """
     diagnostics: list[Diagnostic] = []
     handled: set[JsonPath] = set()
-    for section, name, system in _systems(data):
-        kind = system.get("type")
-        connector = registry.get(kind) if isinstance(kind, str) else None
-        secret_options = connector.secret_env_options if connector else ()
+    for where, name, system, secret_options in _secret_holders(data, registry):
         for option in secret_options:
             if option not in system:
                 continue
             value = system[option]
             if isinstance(value, str) and ENV_NAME.fullmatch(value):
                 continue
-            path: JsonPath = (section, name, option)
+            path: JsonPath = (*where, option)
             handled.add(path)
             variable = _variable_name(name, option)
             diagnostics.append(
@@ -337,7 +352,7 @@ def _check_secrets(
                 )
             )
         for option, value in system.items():
-            path = (section, name, option)
+            path = (*where, option)
             if isinstance(value, str) and URL_PASSWORD.match(value):
                 handled.add(path)
                 diagnostics.append(
