@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, assert_never
@@ -22,7 +23,9 @@ from reconciler.commands import (
     open_repo,
 )
 from reconciler.files import write_atomic
+from reconciler.forge.base import Forge
 from reconciler.inert import terminal
+from reconciler.notify.owners import notify_owners
 from reconciler.output import OutputFormat, emit, emit_json, end_group, group, step_summary
 from reconciler.progress import progress
 from reconciler.systems import default_factory
@@ -53,7 +56,13 @@ def check(options: CheckOptions) -> int:
         finally:
             gc.enable()
         record_last_check(repo, run)
+        told = tell_owners(repo, forge, run)
     render(run, options.format)
+    for line in told:
+        if options.format == OutputFormat.TEXT:
+            emit(line)
+        else:  # stdout holds the JSON or markdown document
+            sys.stderr.write(line + "\n")
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         for app in run.apps:
             step_summary(report.render_report(app))
@@ -83,6 +92,34 @@ def record_last_check(repo: Repo, run: CheckRun) -> None:
             "problem": "; ".join(app.blocked_reasons) if app.plan is None else "",
         }
     write_atomic(path, orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+
+
+def tell_owners(repo: Repo, forge: Forge, run: CheckRun) -> list[str]:
+    """Email the apps' owners what is new (`notify:` in reconciler.yaml); the lines to
+    print about it.
+
+    Never fails the check: its work is committed by now and CI acts on its exit code, so
+    even an unexpected error here is a line of output, not a different exit code.
+    """
+    try:
+        deliveries = notify_owners(
+            repo.settings, repo.git, forge, run, now=utc_now(), environ=os.environ
+        )
+    except Exception as exc:
+        error = terminal(f"{type(exc).__name__}: {exc}", max_length=300)
+        return [f"notify: could not email owners: {error}"]
+    lines = []
+    for delivery in deliveries:
+        app = terminal(delivery.notice.app, max_length=100)
+        if delivery.sent:
+            count = len(delivery.notice.recipients)
+            lines.append(
+                f"notify: emailed {count} owner{'' if count == 1 else 's'} of {app}: "
+                f"{delivery.notice.event.words}"
+            )
+        else:
+            lines.append(f"notify: could not email owners of {app}: {delivery.error}")
+    return lines
 
 
 def as_data(run: CheckRun) -> dict[str, Any]:
