@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from reconciler.testing.access_repo import Company, company
 from reconciler.testing.scim_server import serve_wsgi
 
 BODY_LIMIT = 65_536
@@ -140,6 +141,7 @@ class FakeGitHub:
         self.bot = bot  # the login the token belongs to
         self.main = main
         self.bare = root / f"{owner}-{name}.git"
+        root.mkdir(parents=True, exist_ok=True)
         self._git("init", "-q", "--bare", "-b", main, str(self.bare), cwd=root)
         self.pulls: dict[int, PullRequest] = {}
         self.reviews: dict[int, list[Review]] = {}
@@ -737,3 +739,32 @@ def serve_github(fake: FakeGitHub) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+GITHUB_TOKEN_ENV = "RECONCILER_GITHUB_TOKEN"
+
+
+@contextmanager
+def github_company(
+    tmp: Path, *, token: str = "ghs_demo0123456789abcdef", **options: Any
+) -> Iterator[tuple[Company, FakeGitHub]]:
+    """`access_repo.company(...)` with `forge: github`: the fake GitHub served on
+    127.0.0.1, its bare repository the access repo's `origin`, main pushed, and the
+    token in the environment the installed command runs with."""
+    fake = FakeGitHub(tmp / "github", token=token)
+    with serve_github(fake) as api_url, company(tmp, **options) as c:
+        config = c.repo / "reconciler.yaml"
+        text = config.read_text(encoding="utf-8")
+        forge = (
+            "forge:\n"
+            "  type: github\n"
+            f"  repository: {fake.full_name}\n"
+            f"  token_env: {GITHUB_TOKEN_ENV}\n"
+            f"  api_url: {api_url}\n"
+        )
+        config.write_text(text.replace("forge:\n  type: local\n", forge), encoding="utf-8")
+        c.git.commit_paths(["reconciler.yaml"], "forge: github")
+        c.git.run("remote", "add", "origin", str(fake.bare))
+        c.git.run("push", "-q", "origin", "main")
+        c.env[GITHUB_TOKEN_ENV] = token
+        yield c, fake
