@@ -349,7 +349,7 @@ def test_subjects_and_bodies() -> None:
     line = "  - user0 (user0@acme.com): deprovisioned in the identity provider; disable"
     assert line in opened.body
     assert "policies/default.yaml names you among the owners of wiki" in opened.body
-    assert "Blocked: nothing" not in opened.body
+    assert "Why it is blocked" not in opened.body
 
     changed = one(state(checked=FRESH, proposal="updated", open_plan=FRESH))
     assert (
@@ -361,7 +361,7 @@ def test_subjects_and_bodies() -> None:
     assert blocked.subject == (
         "[reconciler] wiki: 3 accounts to deprovision, plan blocked (admin needed)"
     )
-    assert "  - 3 accounts exceed max_per_run 1" in blocked.body
+    assert "Why it is blocked:\n  - 3 accounts exceed max_per_run 1\n" in blocked.body
 
     late = one(state(open_plan=OPEN, proposal="unchanged"), (("wiki", OPEN.id, "opened"),))
     assert late.subject == "[reconciler] wiki: 3 accounts to deprovision, waiting 8 days for review"
@@ -413,6 +413,37 @@ def test_hostile_values_from_systems_are_inert() -> None:
 
 
 # --- the SMTP edge, against a real server ----------------------------------------------
+
+
+def hostile_notice() -> Notice:
+    hostile = new_plan(
+        "wiki",
+        [action(1, username=HOSTILE, email=HOSTILE, reason=HOSTILE)],
+        (HOSTILE,),
+        created_at=HOSTILE,
+        base_commit="0",
+        snapshot_digests={},
+        policy_digest="p",
+    )
+    app = replace(state(checked=hostile, proposal="created"), link=HOSTILE)
+    (only,) = decide([app], now=NOW, late_after=30 * DAY, already_sent=frozenset())
+    return only
+
+
+def test_hostile_values_reach_the_relay_inert() -> None:
+    with start_smtp_server() as server:
+        (delivery,) = SmtpSender(settings(port=server.port, starttls=False), {}).send(
+            [hostile_notice()], NOW
+        )
+        assert delivery.sent, delivery.error
+        (received,) = server.wait_for(1)
+    assert received.recipients == OWNERS
+    assert received.message["Bcc"] is None
+    headers = received.raw.split(b"\r\n\r\n", 1)[0].decode()
+    assert "mallory" not in headers and "\x1b" not in headers
+    assert "\x1b" not in received.body and "\u202e" not in received.body
+    assert not any(line.startswith("Bcc:") for line in received.body.splitlines())
+    assert "  - evil\\r\\nBcc: mallory@evil.example" in received.body
 
 
 def test_plain_relay_receives_the_email(tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ def body(
         if key in SUMMARY_LABELS
     ]
     if blocked_reasons:
-        lines += ["", "Blocked: nothing in this plan may be applied until an admin acts:"]
+        lines += ["", "Why it is blocked:"]
         lines += [f"  - {one_line(reason, max_length=500)}" for reason in blocked_reasons]
     if actions:
         lines += ["", "Accounts to deprovision:"]
