@@ -148,7 +148,7 @@ def _setup() -> WSGIApplication:
     except ImportError as exc:
         raise ReconcilerError(
             "the django-scim2 test server needs the django-scim2 package; "
-            "install it with: pip install 'reconciler[test]'"
+            "install it with: pip install 'access-reconciler[test]'"
         ) from exc
     if settings.configured:
         raise ReconcilerError("Django is already configured in this process by someone else")

@@ -178,7 +178,7 @@ def _build_app(token: str | None) -> WSGIApplication:
     except ImportError as exc:
         raise ReconcilerError(
             "the local SCIM server needs the scim2-server package; "
-            "install it with: pip install 'reconciler[demo]'"
+            "install it with: pip install 'access-reconciler[demo]'"
         ) from exc
     provider, service = _provider_and_service(token is not None)
     application: WSGIApplication = BearerTokenApplication(
