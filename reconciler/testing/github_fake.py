@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 import threading
@@ -170,7 +171,7 @@ class FakeGitHub:
             "GIT_AUTHOR_EMAIL": "noreply@github.example",
             "GIT_COMMITTER_NAME": "GitHub",
             "GIT_COMMITTER_EMAIL": "noreply@github.example",
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "PATH": os.environ.get("PATH", ""),
             "HOME": str(cwd or self.bare),
         }
         proc = subprocess.run(
@@ -232,7 +233,7 @@ class FakeGitHub:
 
     def _git_env(self, env: Mapping[str, str], *args: str) -> str:
         proc = subprocess.run(
-            ["git", *args], cwd=self.bare, env={"PATH": "/usr/local/bin:/usr/bin:/bin", **env},
+            ["git", *args], cwd=self.bare, env={"PATH": os.environ.get("PATH", ""), **env},
             capture_output=True,
         )  # fmt: skip
         if proc.returncode != 0:
