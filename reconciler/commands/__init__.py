@@ -75,7 +75,7 @@ def github_forge(git: Git, settings: Settings) -> GitHubForge:
         remote=forge.remote,
         main=settings.config.main_branch,
     )
-    return GitHubForge.from_options(git, options, lambda app: settings.policy_for(app).approvals)
+    return GitHubForge.from_options(git, options, settings.policy_for)
 
 
 def open_repo(path: Path) -> Repo:

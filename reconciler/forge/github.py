@@ -2,7 +2,7 @@
 an approval is that pull request's reviews and merge (DESIGN §8).
 
 Proposing pushes the plan branch and opens or updates the one pull request per app,
-labels it and requests the policy's reviewers. A pull request closed unmerged by a
+labels it and requests the policy's reviewers and owners. A pull request closed unmerged by a
 person rejects that plan id: the same plan is not proposed again.
 
 Apply asks `approval(app)`: the commit that last changed `plans/<app>.yaml` on main
@@ -31,7 +31,7 @@ import httpx
 
 from reconciler import markdown
 from reconciler.actor import Person
-from reconciler.config import Approvals
+from reconciler.config import Policy
 from reconciler.connectors.http import (
     RetryPolicy,
     build_client,
@@ -332,11 +332,25 @@ def judge_reviews(
     return ReviewVerdict(tuple(approvals), tuple(blocking), tuple(ignored))
 
 
-def split_reviewers(reviewers: Sequence[str], author: str) -> tuple[list[str], list[str]]:
-    """Users and team slugs to request from a policy's `approvals.reviewers`: entries
-    with a `/` are teams `org/slug`; the author is never asked."""
-    users = [r for r in reviewers if "/" not in r and r.lower() != author.lower()]
-    teams = [r.partition("/")[2] for r in reviewers if "/" in r]
+def reviewers_to_request(policy: Policy, author: str) -> tuple[list[str], list[str]]:
+    """Users and team slugs to ask for a review of an app's plan: the policy's
+    `approvals.reviewers` (entries with a `/` are teams `org/slug`), then its `owners`
+    that are forge users or teams; each once, in that order, never the author."""
+    entries = [*policy.approvals.reviewers, *policy.owner_users, *policy.owner_teams]
+    users: list[str] = []
+    teams: list[str] = []
+    seen: set[str] = set()
+    for entry in entries:
+        key = entry.lower()
+        if key in seen or key == author.lower():
+            continue
+        seen.add(key)
+        if "/" in entry:
+            slug = entry.partition("/")[2]
+            if slug not in teams:
+                teams.append(slug)
+        else:
+            users.append(entry)
     return users, teams
 
 
@@ -436,7 +450,7 @@ class GitHubForge:
         self,
         git: Git,
         options: GitHubOptions,
-        approvals_for: Callable[[str], Approvals],
+        policy_for: Callable[[str], Policy],
         *,
         token: str,
         transport: httpx.BaseTransport | None = None,
@@ -444,7 +458,7 @@ class GitHubForge:
     ) -> None:
         self.git = git
         self.options = options
-        self.approvals_for = approvals_for
+        self.policy_for = policy_for
         self.token = token
         self.retry = retry or RetryPolicy()
         self._memberships: dict[tuple[str, str], bool] = {}
@@ -462,7 +476,7 @@ class GitHubForge:
         cls,
         git: Git,
         options: GitHubOptions,
-        approvals_for: Callable[[str], Approvals],
+        policy_for: Callable[[str], Policy],
         env: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> GitHubForge:
@@ -475,7 +489,7 @@ class GitHubForge:
                 "`contents: write` and `pull-requests: write` on "
                 f"{options.repository} in it"
             )
-        return cls(git, options, approvals_for, token=token, **kwargs)
+        return cls(git, options, policy_for, token=token, **kwargs)
 
     # --- sending ----------------------------------------------------------------------
 
@@ -625,14 +639,24 @@ class GitHubForge:
             self._send(request, accept=(404,))
 
     def _request_reviewers(self, pr: PullRequest, app: str) -> None:
-        users, teams = split_reviewers(self.approvals_for(app).reviewers, pr.author)
+        users, teams = reviewers_to_request(self.policy_for(app), pr.author)
         if not users and not teams:
             return
         request = reviewers_request(self.client, self.options, pr.number, users, teams)
         response = self._send(request, accept=(422,))
-        if not response.is_success:
-            # A reviewer who is not a collaborator: the pull request stands; say so.
-            log.warning("%s", self._error(request, response))
+        if response.is_success or len(users) + len(teams) == 1:
+            if not response.is_success:
+                log.warning("%s", self._error(request, response))
+            return
+        # GitHub refuses the whole request when one of them is not a collaborator: ask
+        # each alone, so that the others are still asked. The pull request stands.
+        singles: list[tuple[list[str], list[str]]] = [([u], []) for u in users]
+        singles += [([], [t]) for t in teams]
+        for one_user, one_team in singles:
+            request = reviewers_request(self.client, self.options, pr.number, one_user, one_team)
+            response = self._send(request, accept=(422,))
+            if not response.is_success:
+                log.warning("%s", self._error(request, response))
 
     # --- the contract -----------------------------------------------------------------
 
@@ -757,7 +781,7 @@ class GitHubForge:
                 "(a conflict resolved in the merge?). Revert it and propose the plan again "
                 "with `reconciler check`"
             )
-        rules = self.approvals_for(app)
+        rules = self.policy_for(app).approvals
         listed_teams = [entry for entry in rules.reviewers if "/" in entry]
 
         def allowed(user: str) -> bool:

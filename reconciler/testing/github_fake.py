@@ -148,6 +148,8 @@ class FakeGitHub:
         self.reviews: dict[int, list[Review]] = {}
         self.comments: dict[int, list[Comment]] = {}
         self.teams: dict[str, list[str]] = {}  # "org/slug" → member logins
+        # Who may be asked for a review; None: anyone.
+        self.collaborators: set[str] | None = None
         self.faults: list[Fault] = []
         self.requests: list[str] = []  # "METHOD /path?query", in order
         self.seen_authorization: list[str] = []
@@ -675,14 +677,18 @@ class FakeGitHub:
         teams = list(body.get("team_reviewers") or [])
         if pr.author in users:
             raise ApiError(422, "Review cannot be requested from pull request author.")
+        strangers = [u for u in users if self.collaborators is not None
+                     and u not in self.collaborators]  # fmt: skip
+        strangers += [t for t in teams if f"{self.owner}/{t}" not in self.teams]
+        if strangers:
+            # GitHub refuses the whole request, asking no one.
+            raise ApiError(422, "Reviews may only be requested from collaborators. One or "
+                           "more of the users or teams you specified is not a collaborator "
+                           f"of the {self.full_name} repository.")  # fmt: skip
         for user in users:
             if user not in pr.requested_users:
                 pr.requested_users.append(user)
         for team in teams:
-            if f"{self.owner}/{team}" not in self.teams:
-                raise ApiError(422, "Reviews may only be requested from collaborators. One or "
-                               "more of the teams you specified is not a collaborator of the "
-                               f"{self.full_name} repository.")  # fmt: skip
             if team not in pr.requested_teams:
                 pr.requested_teams.append(team)
         return self._pr_json(pr)

@@ -4,7 +4,7 @@ question apply asks (`approval`), with real git on both sides."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -36,7 +36,8 @@ class Lab:
     git: Git
     forge: GitHubForge
     rules: dict[str, Approvals]
-    sleeps: list[float] = field(default_factory=list)
+    owners: dict[str, tuple[str, ...]]
+    sleeps: list[float]
 
     def plan(self, *users: str, blocked: Sequence[str] = ()) -> Plan:
         actions = [
@@ -93,16 +94,27 @@ def lab(tmp_path: Path) -> Lab:
     git.run("remote", "add", "origin", str(fake.bare))
     git.run("push", "-q", "origin", "main")
     rules = {"wiki": Approvals(min_approvals=1, reviewers=(REVIEWER, "bob", "acme/security"))}
+    owners: dict[str, tuple[str, ...]] = {}
     sleeps: list[float] = []
+
+    def policy_for(app: str) -> Policy:
+        return Policy(
+            "policies/default.yaml",
+            ("*",),
+            "corp",
+            approvals=rules[app],
+            owners=owners.get(app, ()),
+        )
+
     forge = GitHubForge(
         git,
         GitHubOptions(repository="acme/access", token_env="GH_TOKEN", api_url="https://gh.test"),
-        lambda app: rules[app],
+        policy_for,
         token=TOKEN,
         transport=httpx.WSGITransport(app=fake),
         retry=RetryPolicy(max_attempts=3, sleep=sleeps.append, jitter=lambda: 0.0),
     )
-    return Lab(fake, git, forge, rules, sleeps)
+    return Lab(fake, git, forge, rules, owners, sleeps)
 
 
 # --- proposing ----------------------------------------------------------------------------
@@ -122,6 +134,35 @@ def test_a_plan_opens_one_labelled_pull_request_asking_the_policy_reviewers(lab:
     assert lab.fake.file_at(pr.head_sha, "plans/wiki.yaml") == yamlio.dump(plan.to_data()).encode()
     assert lab.forge.plan_of("wiki") == plan
     assert [p.app for p in lab.forge.open_plans()] == ["wiki"]
+
+
+def test_the_owners_are_asked_too_each_once_and_never_the_author(lab: Lab) -> None:
+    lab.fake.teams["acme/wiki-admins"] = ["frank"]
+    lab.owners["wiki"] = (
+        "Alice",  # a reviewer already, in another case
+        "carol",
+        BOT,  # the pull request's author
+        "acme/wiki-admins",
+        "acme/security",  # a reviewer team already
+        "wiki-owners@example.com",  # emailed, not asked on GitHub
+    )
+    lab.propose(lab.plan("bob"))
+    pr = lab.pr()
+    assert pr.requested_users == [REVIEWER, "bob", "carol"]
+    assert pr.requested_teams == ["security", "wiki-admins"]
+
+
+def test_an_owner_github_refuses_does_not_stop_the_others_being_asked(
+    lab: Lab, caplog: pytest.LogCaptureFixture
+) -> None:
+    lab.fake.collaborators = {REVIEWER, "bob"}
+    lab.owners["wiki"] = ("zoe", "acme/gone")  # not a collaborator; no such team
+    assert lab.propose(lab.plan("bob")) == Proposal.CREATED
+    pr = lab.pr()
+    assert pr.requested_users == [REVIEWER, "bob"]
+    assert pr.requested_teams == ["security"]
+    assert "collaborator" in caplog.text
+    assert TOKEN not in caplog.text
 
 
 def test_a_new_plan_updates_the_open_pull_request_in_place(lab: Lab) -> None:
@@ -380,7 +421,7 @@ def test_the_token_never_appears_in_errors(lab: Lab, tmp_path: Path) -> None:
 def test_a_missing_token_is_a_configuration_error(lab: Lab) -> None:
     options = GitHubOptions(repository="acme/access", token_env="GH_TOKEN")
     with pytest.raises(ConfigError, match="GH_TOKEN"):
-        GitHubForge.from_options(lab.git, options, lambda app: Approvals(), env={})
+        GitHubForge.from_options(lab.git, options, lambda app: Policy("p", ("*",), "corp"), env={})
 
 
 def test_the_apply_outcome_is_commented_on_the_pull_request(lab: Lab) -> None:
