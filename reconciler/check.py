@@ -53,11 +53,15 @@ class CheckRun:
     proposals: Mapping[str, str] = field(default_factory=dict)  # app → what the forge did
     commits: tuple[str, ...] = ()
     phases: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    # app → why the forge could not propose (or close) its plan, and what to do.
+    forge_errors: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
-        return any(a.failed for a in self.apps) or any(
-            p.state.error or p.state.count == 0 for p in self.identity_pulls
+        return (
+            any(a.failed for a in self.apps)
+            or any(p.state.error or p.state.count == 0 for p in self.identity_pulls)
+            or bool(self.forge_errors)
         )
 
     @property
@@ -84,6 +88,15 @@ def identity_summary(source: str, old: Records[Identity], new: Records[Identity]
         counts["dropped"] = removed
     parts = ", ".join(f"{n} {k}" for k, n in counts.items()) or "no changes"
     return f"import identities {source}: {parts}"
+
+
+def forge_failure(exc: ReconcilerError) -> str:
+    """What to tell about a forge that failed for one app: its error, which says what
+    went wrong and how to fix it, and what became of the check's work."""
+    return (
+        f"{exc}; the plan was not proposed and nothing was deprovisioned (the imports are "
+        "committed); fix that and run the check again"
+    )
 
 
 class Checker:
@@ -114,16 +127,24 @@ class Checker:
         pulls = {source: self.pull_identities(source) for source in sources}
         results = []
         proposals: dict[str, str] = {}
+        forge_errors: dict[str, str] = {}
         for app in apps:
             result = self.check_app(app, pulls[self.settings.policy_for(app).identity_source])
             results.append(result)
-            proposals[app] = self.propose(result)
+            try:
+                proposals[app] = self.propose(result)
+            except ReconcilerError as exc:
+                # The forge failed for this app (a push refused, a permission missing, a
+                # server down): the other apps are still proposed, and the run fails.
+                forge_errors[app] = forge_failure(exc)
+                proposals[app] = f"FAILED: {forge_errors[app]}"
         return CheckRun(
             apps=tuple(results),
             identity_pulls=tuple(pulls.values()),
             proposals=proposals,
             commits=tuple(self.commits),
             phases=self.phases.to_data(),
+            forge_errors=forge_errors,
         )
 
     def connect(self, system: SystemConfig) -> tuple[Connector | None, str]:

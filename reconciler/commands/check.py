@@ -86,10 +86,11 @@ def record_last_check(repo: Repo, run: CheckRun) -> None:
         data = {}
     at = timestamp(utc_now())
     for app in run.apps:
+        forge_error = run.forge_errors.get(app.app, "")
         data[app.app] = {
             "checked_at": at,
-            "ok": not app.failed,
-            "problem": "; ".join(app.blocked_reasons) if app.plan is None else "",
+            "ok": not app.failed and not forge_error,
+            "problem": forge_error or ("; ".join(app.blocked_reasons) if app.plan is None else ""),
         }
     write_atomic(path, orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
 
@@ -173,7 +174,10 @@ def render(run: CheckRun, fmt: OutputFormat) -> None:
                 for reason in app.blocked_reasons:
                     emit(f"  blocked: {terminal(reason, max_length=0)}")
                 proposal = run.proposals.get(app.app)
-                if app.plan is not None:
+                if app.app in run.forge_errors:
+                    error = terminal(run.forge_errors[app.app], max_length=0)
+                    emit(f"  plan: FAILED: {error}")
+                elif app.plan is not None:
                     plan = app.plan
                     emit(f"  plan {plan.id} ({plan.status}): {proposal} on reconciler/{app.app}")
                 elif proposal:

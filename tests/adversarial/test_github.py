@@ -122,3 +122,28 @@ def test_a_token_without_permission_fails_clearly_and_is_never_shown(tmp_path: P
         out = ok(c.run("check"), 1)
         assert "pull-requests: write" in out
         assert sum(r.startswith("POST /repos/acme/access/pulls") for r in fake.requests) == 1
+
+
+def test_a_forge_failure_fails_only_its_app_and_the_check_goes_on(tmp_path: Path) -> None:
+    with github_company(tmp_path, token=TOKEN) as (c, fake):
+        # A second app on the same server: `crm` is proposed before `wiki`.
+        config = c.repo / "reconciler.yaml"
+        text = config.read_text(encoding="utf-8")
+        wiki = text[text.index("  wiki:\n") :]
+        config.write_text(text + wiki.replace("  wiki:\n", "  crm:\n", 1), encoding="utf-8")
+        c.git.commit_paths(["reconciler.yaml"], "add crm")
+        ok(c.run("check"))
+        c.leave()
+        fake.forbid(match="POST /repos/acme/access/pulls", count=1)
+        out = ok(c.run("check", "--detailed-exitcode"), 1)
+        assert "pull-requests: write" in out and "run the check again" in out
+        assert fake.pr_for("reconciler/crm") is None
+        wiki_pr = fake.pr_for(BRANCH)
+        assert wiki_pr is not None and wiki_pr.requested_users == [REVIEWER]
+        # The imports of both apps reached main all the same.
+        assert fake.file_at("main", "state/apps/crm/accounts.yaml") is not None
+        # Once the permission is there, the next check proposes crm too.
+        out = ok(c.run("check", "--detailed-exitcode"), 4)
+        assert "created on reconciler/crm" in out
+        assert fake.pr_for("reconciler/crm") is not None
+        assert fake.pr_for(BRANCH) == wiki_pr
