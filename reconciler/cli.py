@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from reconciler import __version__
+from reconciler.demo import ForgeType
 from reconciler.errors import ReconcilerError
 from reconciler.inert import text_block
 from reconciler.output import OutputFormat
@@ -177,8 +178,16 @@ def status(repo: Path, fmt: str) -> None:
     default=None,
     help="Keep the demo's access repo here instead of a temporary directory.",
 )
-def demo(directory: Path | None) -> None:
+@click.option(
+    "--forge",
+    type=click.Choice([f.value for f in ForgeType]),
+    default=ForgeType.LOCAL.value,
+    show_default=True,
+    help="Review the plan in the access repo, or as a pull request on a fake GitHub "
+    "served on 127.0.0.1.",
+)
+def demo(directory: Path | None, forge: str) -> None:
     """Run the whole check → review → apply cycle against local SCIM servers."""
     from reconciler.commands.demo import DemoOptions, demo
 
-    run_command(lambda: demo(DemoOptions(directory)))
+    run_command(lambda: demo(DemoOptions(directory, ForgeType(forge))))

@@ -3,6 +3,7 @@ people, one service account and one break-glass admin."""
 
 from __future__ import annotations
 
+import enum
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,13 @@ LEAVER_DELETED = "peggy.carter"
 BREAK_GLASS = "breakglass-admin"
 SERVICE_ACCOUNT = "ci-bot"
 REVIEWER = "demo-reviewer"
+
+
+class ForgeType(enum.StrEnum):
+    """Where the demo's plan is reviewed: in the access repo, or as a pull request."""
+
+    LOCAL = "local"
+    GITHUB = "github"
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,25 @@ apps:
     url: {app_url}
     token_env: DEMO_APP_TOKEN
 """
+
+LOCAL_FORGE = "forge:\n  type: local\n"
+
+
+def github_forge(repository: str, token_env: str, api_url: str) -> str:
+    """The `forge:` block for pull requests on `repository` at `api_url`."""
+    return (
+        "forge:\n"
+        "  type: github\n"
+        f"  repository: {repository}\n"
+        f"  token_env: {token_env}\n"
+        f"  api_url: {api_url}\n"
+    )
+
+
+def config(idp_url: str, app_url: str, forge: str = LOCAL_FORGE) -> str:
+    """The demo's reconciler.yaml for its SCIM servers, with `forge` as its forge block."""
+    return CONFIG.format(idp_url=idp_url, app_url=app_url).replace(LOCAL_FORGE, forge, 1)
+
 
 POLICY = f"""\
 # How the demo's apps are reconciled against the corp identity provider.
