@@ -17,8 +17,8 @@ from reconciler.clock import timestamp, utc_now
 from reconciler.config import Settings, SystemConfig
 from reconciler.connectors.base import Connector, Mode
 from reconciler.diff import diff_accounts
-from reconciler.errors import ReconcilerError
-from reconciler.forge.base import Forge, Proposal
+from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.forge.base import IMPORT_BRANCH, Forge, ImportProposal, Proposal
 from reconciler.git import Git
 from reconciler.model import Account, Identity, Role
 from reconciler.outcome import AppCheck
@@ -55,6 +55,10 @@ class CheckRun:
     phases: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     # app → why the forge could not propose (or close) its plan, and what to do.
     forge_errors: Mapping[str, str] = field(default_factory=dict)
+    # `forge.import_mode: pull-request`: the pull request that brings this check's imports
+    # to main (None when there was nothing to import), or why it could not be opened.
+    import_request: ImportProposal | None = None
+    import_error: str = ""
 
     @property
     def failed(self) -> bool:
@@ -62,11 +66,15 @@ class CheckRun:
             any(a.failed for a in self.apps)
             or any(p.state.error or p.state.count == 0 for p in self.identity_pulls)
             or bool(self.forge_errors)
+            or bool(self.import_error)
         )
 
     @property
     def needs_review(self) -> bool:
-        return any(a.plan is not None and a.plan.actions for a in self.apps)
+        """A person is needed: a plan to review, or imports to merge."""
+        return self.import_request is not None or any(
+            a.plan is not None and a.plan.actions for a in self.apps
+        )
 
 
 def identity_summary(source: str, old: Records[Identity], new: Records[Identity]) -> str:
@@ -99,6 +107,21 @@ def forge_failure(exc: ReconcilerError) -> str:
     )
 
 
+def waiting_note(request: ImportProposal | None, error: str) -> str:
+    """What a check in `import_mode: pull-request` says of an app whose snapshot (or
+    identity snapshot) it imported: no plan until main holds it."""
+    if request is not None:
+        return (
+            f"waiting for the import pull request #{request.number} to be merged: main "
+            "does not hold the snapshots just pulled; the next check after the merge "
+            "proposes the plan"
+        )
+    return (
+        f"waiting for the imports on {IMPORT_BRANCH}, whose pull request could not be "
+        "opened; no plan is proposed until main holds the snapshots just pulled"
+    )
+
+
 class Checker:
     """One run of `check` over an access repo."""
 
@@ -121,16 +144,58 @@ class Checker:
         self.factory = factory
         self.now = now()
         self.commits: list[str] = []
+        # `import_mode: pull-request`: imports are committed on main locally as in
+        # `commit` mode, then moved to IMPORT_BRANCH, and main goes back to `self.start`,
+        # the commit the check began on, which every plan of the run is computed at.
+        self.by_pull_request = settings.config.forge.imports_by_pull_request
+        self.start = git.head()
+        self.imports: list[str] = []  # the import commits' messages, in order
+        self.imported: set[str] = set()  # the apps whose snapshot this run imported
 
     def run(self, apps: Sequence[str]) -> CheckRun:
+        if self.by_pull_request:
+            self.require_import_branch(apps)
+            try:
+                return self.check(apps)
+            finally:
+                # Whatever happened, main ends where it began: the imports are on
+                # IMPORT_BRANCH, and nothing is left for a push to main.
+                if self.git.head() != self.start and self.start is not None:
+                    self.git.run("reset", "-q", "--keep", self.start)
+        return self.check(apps)
+
+    def require_import_branch(self, apps: Sequence[str]) -> None:
+        forge = self.settings.config.forge
+        if forge.type != "github":
+            raise ConfigError(
+                f"forge {forge.type}: `import_mode: pull-request` needs `forge: {{type: "
+                "github}`; remove import_mode from reconciler.yaml"
+            )
+        if IMPORT_BRANCH.partition("/")[2] in apps:
+            raise ConfigError(
+                f"an app named {IMPORT_BRANCH.partition('/')[2]!r} would share the branch "
+                f"{IMPORT_BRANCH} with the imports (`import_mode: pull-request`); rename it"
+            )
+        if self.start is None:
+            raise ConfigError(f"branch {self.settings.config.main_branch!r} has no commits yet")
+
+    def check(self, apps: Sequence[str]) -> CheckRun:
         sources = sorted({self.settings.policy_for(app).identity_source for app in apps})
         pulls = {source: self.pull_identities(source) for source in sources}
         results = []
         proposals: dict[str, str] = {}
         forge_errors: dict[str, str] = {}
+        waiting: list[int] = []  # indexes in `results` of apps waiting for the imports
         for app in apps:
-            result = self.check_app(app, pulls[self.settings.policy_for(app).identity_source])
+            pull = pulls[self.settings.policy_for(app).identity_source]
+            result = self.check_app(app, pull)
             results.append(result)
+            imported = app in self.imported or pull.commit is not None
+            if self.by_pull_request and imported and not result.app_error:
+                # Main does not hold the snapshots just pulled: a plan computed from them
+                # would rest on a commit of the import branch, never on main.
+                waiting.append(len(results) - 1)
+                continue
             try:
                 proposals[app] = self.propose(result)
             except ReconcilerError as exc:
@@ -138,6 +203,14 @@ class Checker:
                 # server down): the other apps are still proposed, and the run fails.
                 forge_errors[app] = forge_failure(exc)
                 proposals[app] = f"FAILED: {forge_errors[app]}"
+        import_request, import_error = None, ""
+        if self.by_pull_request:
+            import_request, import_error = self.propose_imports()
+            for index in waiting:
+                result = results[index]
+                note = waiting_note(import_request, import_error)
+                proposals[result.app] = note
+                results[index] = replace(result, plan=None, notes=(*result.notes, note))
         return CheckRun(
             apps=tuple(results),
             identity_pulls=tuple(pulls.values()),
@@ -145,7 +218,26 @@ class Checker:
             commits=tuple(self.commits),
             phases=self.phases.to_data(),
             forge_errors=forge_errors,
+            import_request=import_request,
+            import_error=import_error,
         )
+
+    def propose_imports(self) -> tuple[ImportProposal | None, str]:
+        """Move this run's imports from main to IMPORT_BRANCH and propose them; or close
+        the import pull request when there is nothing to import. The outcome, or why it
+        failed."""
+        head = self.git.head()
+        try:
+            if head is None or head == self.start:
+                self.forge.close_imports()
+                return None, ""
+            with self.phases("commit"):
+                return self.forge.propose_imports(head, self.imports), ""
+        except ReconcilerError as exc:
+            return None, (
+                f"the imports could not be proposed on {IMPORT_BRANCH}: {exc}; nothing was "
+                "pushed to main; fix that and run the check again"
+            )
 
     def connect(self, system: SystemConfig) -> tuple[Connector | None, str]:
         """The system's connector, or why it could not be built (without the name)."""
@@ -199,6 +291,7 @@ class Checker:
                 commit = self.git.commit_paths(snapshot.identity_paths(source), summary)
             if commit:
                 self.commits.append(commit)
+                self.imports.append(summary)
         return IdentityPull(source, merged, state, commit, summary)
 
     # --- apps ---------------------------------------------------------------------------
@@ -237,6 +330,8 @@ class Checker:
                 commit = self.git.commit_paths(snapshot.app_paths(app), message)
             if commit:
                 self.commits.append(commit)
+                self.imports.append(message)
+                self.imported.add(app)
 
         untrusted = identity_blocks(identity_pull.state, policy)
         with self.phases("policy"):
@@ -279,7 +374,9 @@ class Checker:
         return accounts, roles, modes, error
 
     def build_plan(self, app: str, policy_file: str, source: str, assessment: Assessment) -> Plan:
-        head = self.git.head() or ""
+        # With pull-request imports a plan is only built for an app whose snapshots are
+        # unchanged since the start, and main's head may be an earlier app's import.
+        head = (self.start if self.by_pull_request else self.git.head()) or ""
         policy_bytes = (self.root / policy_file).read_bytes()
         return new_plan(
             app,

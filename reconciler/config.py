@@ -80,6 +80,9 @@ class ForgeConfig:
     token_env: str | None = None  # the environment variable holding the token, for github
     api_url: str | None = None  # None: $GITHUB_API_URL, else https://api.github.com
     remote: str = "origin"  # the git remote plan branches are pushed to
+    # `commit`: check commits imports to main; `pull-request`: to the branch
+    # reconciler/import, proposed as one pull request (github only).
+    import_mode: str = "commit"
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> ForgeConfig:
@@ -90,7 +93,12 @@ class ForgeConfig:
             token_env=data.get("token_env"),
             api_url=data.get("api_url"),
             remote=data.get("remote", cls.remote),
+            import_mode=data.get("import_mode", cls.import_mode),
         )
+
+    @property
+    def imports_by_pull_request(self) -> bool:
+        return self.import_mode == "pull-request"
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,7 @@ def github_forge(git: Git, settings: Settings) -> GitHubForge:
         api_url=forge.api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL,
         remote=forge.remote,
         main=settings.config.main_branch,
+        import_mode=forge.import_mode,
     )
     return GitHubForge.from_options(git, options, settings.policy_for)
 

@@ -23,7 +23,7 @@ from reconciler.commands import (
     open_repo,
 )
 from reconciler.files import write_atomic
-from reconciler.forge.base import Forge
+from reconciler.forge.base import IMPORT_BRANCH, Forge
 from reconciler.inert import terminal
 from reconciler.notify.owners import notify_owners
 from reconciler.output import OutputFormat, emit, emit_json, end_group, group, step_summary
@@ -149,6 +149,12 @@ def as_data(run: CheckRun) -> dict[str, Any]:
             for a in run.apps
         ],
         "commits": list(run.commits),
+        # `forge.import_mode: pull-request`: the pull request holding the imports.
+        "import_request": {
+            "number": run.import_request.number if run.import_request else None,
+            "outcome": run.import_request.outcome.value if run.import_request else None,
+            "error": run.import_error or None,
+        },
         "failed": run.failed,
         "needs_review": run.needs_review,
         # Measurements, not results: they differ between two runs on the same data.
@@ -168,6 +174,13 @@ def render(run: CheckRun, fmt: OutputFormat) -> None:
                 else:
                     done = "committed" if pull.commit else "unchanged"
                     emit(f"identities {pull.source}: {pull.state.count} identities, {done}")
+            if run.import_request is not None:
+                request = run.import_request
+                emit(
+                    f"imports: pull request #{request.number} {request.outcome} on {IMPORT_BRANCH}"
+                )
+            elif run.import_error:
+                emit(f"imports: FAILED: {terminal(run.import_error, max_length=0)}")
             for app in run.apps:
                 group(f"check {app.app}")
                 emit(report.summary_line(app))

@@ -22,6 +22,19 @@ class Proposal(enum.StrEnum):
     REJECTED = "rejected (its pull request was closed unmerged; not proposed again)"
 
 
+IMPORT_BRANCH = "reconciler/import"
+
+
+@dataclass(frozen=True)
+class ImportProposal:
+    """The one pull request that brings a check's imports to main
+    (`forge.import_mode: pull-request`)."""
+
+    number: int
+    outcome: Proposal  # CREATED or UPDATED
+    url: str = ""
+
+
 @dataclass(frozen=True)
 class OpenPlan:
     app: str
@@ -63,6 +76,14 @@ class Forge(Protocol):
     # How the app's plan on main got there and who approved it; ApprovalError when it
     # did not arrive through an approved proposal that changed nothing but the plan.
     def approval(self, app: str) -> Approval: ...
+
+    # `forge.import_mode: pull-request`: point IMPORT_BRANCH at `head` (main's head plus
+    # the check's import commits, whose messages are `imports`), push it, and open or
+    # update its one pull request. Never pushes main.
+    def propose_imports(self, head: str, imports: Sequence[str]) -> ImportProposal: ...
+
+    # Close the import pull request (main holds what the check pulled); True if one was open.
+    def close_imports(self) -> bool: ...
 
     # Tell the approval's reviewers what the apply did: `outcome` is a one-line summary,
     # `journal` the history file's path in the repository. Best effort: raises

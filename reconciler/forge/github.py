@@ -43,7 +43,7 @@ from reconciler.connectors.http import (
     server_text,
 )
 from reconciler.errors import ApprovalError, ConfigError, ConnectorError, GitError, PlanError
-from reconciler.forge.base import Approval, OpenPlan, Proposal
+from reconciler.forge.base import IMPORT_BRANCH, Approval, ImportProposal, OpenPlan, Proposal
 from reconciler.forge.local import BRANCH_PREFIX, branch_for, outside_plan
 from reconciler.git import Git, bot_env
 from reconciler.plan import Plan
@@ -61,6 +61,10 @@ GITHUB_RAW = "application/vnd.github.raw+json"
 
 LABEL = "deprovisioning"
 BLOCKED_LABEL = "blocked"
+IMPORT_LABEL = "import"
+IMPORT_MARKER = "<!-- reconciler imports -->"
+# GitHub's limit on a pull request's title.
+TITLE_LIMIT = 256
 PER_PAGE = 100
 # Never follow more pages than this: a server that always answers `next` must not
 # keep a run going forever.
@@ -89,6 +93,7 @@ class GitHubOptions:
     remote: str = "origin"
     main: str = "main"
     timeout: float = 30.0
+    import_mode: str = "commit"  # `pull-request`: main is never pushed (see propose_imports)
 
     @property
     def owner(self) -> str:
@@ -439,6 +444,45 @@ def short_body(app: str, plan_id: str) -> str:
     )
 
 
+def import_title(imports: Sequence[str]) -> str:
+    """`import: wiki: 3 new; identities corp: 2 updated`, from the import commits'
+    subjects, cut to GitHub's title limit."""
+    parts = [m.partition("\n")[0].removeprefix("import ").strip() for m in imports]
+    title = "import: " + "; ".join(p for p in parts if p)
+    return title if len(title) <= TITLE_LIMIT else title[: TITLE_LIMIT - 1] + "…"
+
+
+def import_body(imports: Sequence[str]) -> str:
+    """The import commits' messages as markdown, every line escaped, cut to fit."""
+    intro = (
+        "`reconciler check` pulled these changes from the apps and identity sources. "
+        "Merging brings the snapshots to main; it deprovisions nothing. Until it is "
+        "merged, no deprovisioning plan is proposed for the apps they touch. A later "
+        "check replaces this branch with what it pulls then.\n"
+    )
+    sections = []
+    for message in imports:
+        subject, _, rest = message.partition("\n")
+        lines = [f"### {markdown.escape(subject.strip())}", ""]
+        for line in rest.strip().splitlines():
+            item = line.strip()
+            if item.startswith("- "):
+                lines.append(f"- {markdown.escape(item[2:])}")
+            elif item:
+                lines.append(f"\n{markdown.escape(item)}\n")
+        sections.append("\n".join(lines))
+    body = intro + "\n" + "\n\n".join(sections)
+    marker = f"\n\n{IMPORT_MARKER}"
+    limit = GITHUB_BODY_LIMIT - len(marker) - 200
+    if len(body) > limit:
+        cut = body.rfind("\n", 0, limit)
+        body = body[: cut if cut > 0 else limit] + (
+            f"\n\n… cut to fit GitHub's limit: the commits on {markdown.code(IMPORT_BRANCH)} "
+            "list every change."
+        )
+    return body + marker
+
+
 # ---------------------------------------------------------------------------------------
 # The forge
 
@@ -674,18 +718,24 @@ class GitHubForge:
                 return Proposal.UNCHANGED
             if self._edited_by_reviewer(remote_ref):
                 return Proposal.KEPT_REVIEWER_EDITS
-        base = self.git.head(main)
-        if base is None:
-            raise PlanError(f"branch {main!r} has no commits yet")
         files = {
             plan_path(app): plan_yaml.encode("utf-8"),
             report_path(app): report_md.encode("utf-8"),
         }
         message = f"plan {app}: {pr_title(plan)}\n\nPlan-Id: {plan.id}"
-        self.git.commit_files_to_branch(branch, base, files, message)
-        # Main first: the plan's base commit (the snapshots it was computed from) must be
-        # on main before the pull request, or merging would bring it in from the side.
-        self._git(lambda: self.git.push(remote, f"refs/heads/{main}:refs/heads/{main}"))
+        if self.options.import_mode == "pull-request":
+            # Main is never pushed: the plan's base commit must be on the remote's main
+            # already, or merging would bring it in from the side.
+            self._require_on_remote_main(plan)
+            self.git.commit_files_to_branch(branch, plan.base_commit, files, message)
+        else:
+            base = self.git.head(main)
+            if base is None:
+                raise PlanError(f"branch {main!r} has no commits yet")
+            self.git.commit_files_to_branch(branch, base, files, message)
+            # Main first: the plan's base commit (the snapshots it was computed from) must
+            # be on main before the pull request, or merging would bring it in from the side.
+            self._git(lambda: self.git.push(remote, f"refs/heads/{main}:refs/heads/{main}"))
         self._git(
             lambda: self.git.push(remote, f"refs/heads/{branch}:refs/heads/{branch}", force=True)
         )
@@ -695,6 +745,58 @@ class GitHubForge:
         self._label(pr, plan.status == "blocked")
         self._request_reviewers(pr, app)
         return Proposal.UPDATED if existing else Proposal.CREATED
+
+    def _require_on_remote_main(self, plan: Plan) -> None:
+        main, remote = self.options.main, self.options.remote
+        tracking = f"refs/remotes/{remote}/{main}"
+        self._git(lambda: self.git.fetch(remote, f"+refs/heads/{main}:{tracking}"))
+        if not plan.base_commit or not self.git.on_first_parent_chain(plan.base_commit, tracking):
+            raise PlanError(
+                f"the plan for {plan.app} was computed at {plan.base_commit[:10] or 'no commit'}, "
+                f"which is not a commit of {main} on {remote}: with `import_mode: "
+                f"pull-request` reconciler never pushes {main}. Bring {main} up to date with "
+                f"{remote} (pull it; merge local commits through a pull request) and run the "
+                "check again"
+            )
+
+    def propose_imports(self, head: str, imports: Sequence[str]) -> ImportProposal:
+        """Force the import branch to `head` and open or update its pull request, labelled
+        `import`. A person's commits on the branch are replaced: the branch holds machine
+        data, and the next check pulls again anyway."""
+        remote = self.options.remote
+        self.git.run("update-ref", f"refs/heads/{IMPORT_BRANCH}", head)
+        self._git(
+            lambda: self.git.push(
+                remote, f"refs/heads/{IMPORT_BRANCH}:refs/heads/{IMPORT_BRANCH}", force=True
+            )
+        )
+        existing = self._open_pull(IMPORT_BRANCH)
+        body = import_body(imports)
+        short = (
+            f"The changes are listed in the commits of {markdown.code(IMPORT_BRANCH)}."
+            f"\n\n{IMPORT_MARKER}"
+        )
+        number = existing.number if existing else None
+        pr = self._write_body(number, IMPORT_BRANCH, import_title(imports), body, short)
+        self._send(labels_request(self.client, self.options, pr.number, [IMPORT_LABEL]))
+        outcome = Proposal.UPDATED if existing else Proposal.CREATED
+        return ImportProposal(number=pr.number, outcome=outcome, url=pr.html_url)
+
+    def close_imports(self) -> bool:
+        """Close the open import pull request, if any, and delete its branch: main
+        already holds what the check pulled."""
+        pr = self._open_pull(IMPORT_BRANCH)
+        if pr is None:
+            return False
+        comment = (
+            "Nothing left to import: the latest `reconciler check` found main holding what "
+            "it pulled. Closing this pull request."
+        )
+        self._send(comment_request(self.client, self.options, pr.number, comment))
+        self._send(update_request(self.client, self.options, pr.number, {"state": "closed"}))
+        request = delete_branch_request(self.client, self.options, IMPORT_BRANCH)
+        self._send(request, accept=(404, 422))
+        return True
 
     def close(self, app: str) -> bool:
         branch = branch_for(app)
@@ -728,7 +830,11 @@ class GitHubForge:
     def open_plans(self) -> list[OpenPlan]:
         request = open_pulls_request(self.client, self.options)
         pulls = [parse_pull(item) for item in self._pages(request)]
-        heads = [p.head_ref for p in pulls if p.head_ref.startswith(BRANCH_PREFIX)]
+        heads = [
+            p.head_ref
+            for p in pulls
+            if p.head_ref.startswith(BRANCH_PREFIX) and p.head_ref != IMPORT_BRANCH
+        ]
         if not heads:
             return []
         self._fetch()

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from reconciler.actor import NAME, Person
-from reconciler.errors import ApprovalError, PlanError
-from reconciler.forge.base import Approval, OpenPlan, Proposal
+from reconciler.errors import ApprovalError, ConfigError, PlanError
+from reconciler.forge.base import Approval, ImportProposal, OpenPlan, Proposal
 from reconciler.git import Git, bot_env
 from reconciler.plan import Plan
 from reconciler.planfile import plan_path, read_plan, report_path
@@ -123,6 +123,15 @@ class LocalForge:
         sha = self.git.merge(branch, message, author.author_env())
         self.git.delete_branch(branch)
         return sha
+
+    def propose_imports(self, head: str, imports: Sequence[str]) -> ImportProposal:
+        raise ConfigError(
+            "forge local: `import_mode: pull-request` needs `forge: {type: github}`; the "
+            "local forge commits imports to main. Remove import_mode from reconciler.yaml"
+        )
+
+    def close_imports(self) -> bool:
+        return False  # the local forge never opens one
 
     def approval(self, app: str) -> Approval:
         """The merge that brought the app's plan to main: its `Approved-by:` trailers,

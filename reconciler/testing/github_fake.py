@@ -753,11 +753,16 @@ GITHUB_TOKEN_ENV = "RECONCILER_GITHUB_TOKEN"
 
 @contextmanager
 def github_company(
-    tmp: Path, *, token: str = "ghs_demo0123456789abcdef", **options: Any
+    tmp: Path,
+    *,
+    token: str = "ghs_demo0123456789abcdef",
+    import_mode: str = "commit",
+    **options: Any,
 ) -> Iterator[tuple[Company, FakeGitHub]]:
     """`access_repo.company(...)` with `forge: github`: the fake GitHub served on
     127.0.0.1, its bare repository the access repo's `origin`, main pushed, and the
-    token in the environment the installed command runs with."""
+    token in the environment the installed command runs with. `import_mode` is the
+    forge's (`pull-request`: check proposes its imports instead of committing them)."""
     fake = FakeGitHub(tmp / "github", token=token)
     with serve_github(fake) as api_url, company(tmp, **options) as c:
         config = c.repo / "reconciler.yaml"
@@ -768,6 +773,7 @@ def github_company(
             f"  repository: {fake.full_name}\n"
             f"  token_env: {GITHUB_TOKEN_ENV}\n"
             f"  api_url: {api_url}\n"
+            + (f"  import_mode: {import_mode}\n" if import_mode != "commit" else "")
         )
         config.write_text(text.replace("forge:\n  type: local\n", forge), encoding="utf-8")
         c.git.commit_paths(["reconciler.yaml"], "forge: github")

@@ -11,6 +11,7 @@ import yaml
 
 from reconciler import demo
 from reconciler.testing.access_repo import Company
+from reconciler.testing.access_repo import company as demo_company
 from reconciler.testing.github_fake import FakeGitHub, PullRequest, github_company
 
 LEAVERS = (*demo.LEAVERS_DEPROVISIONED, demo.LEAVER_DELETED)
@@ -147,3 +148,107 @@ def test_a_forge_failure_fails_only_its_app_and_the_check_goes_on(tmp_path: Path
         assert "created on reconciler/crm" in out
         assert fake.pr_for("reconciler/crm") is not None
         assert fake.pr_for(BRANCH) == wiki_pr
+
+
+IMPORTS = "reconciler/import"
+
+
+def on_origin_main(c: Company, fake: FakeGitHub) -> bool:
+    """The local main is exactly the remote's: nothing was, or is left to be, pushed."""
+    return c.git.head("main") == fake.ref("main")
+
+
+def merge_imports(c: Company, fake: FakeGitHub, method: str = "merge") -> PullRequest:
+    pr = fake.pr_for(IMPORTS)
+    assert pr is not None and pr.labels == ["import"]
+    merge_and_pull(c, fake, pr.number, method)
+    return pr
+
+
+def test_imports_by_pull_request_then_the_plan_rests_on_main(tmp_path: Path) -> None:
+    with github_company(tmp_path, token=TOKEN, import_mode="pull-request") as (c, fake):
+        start = fake.ref("main")
+        out = ok(c.run("check", "--detailed-exitcode"), 4)
+        assert "waiting for the import pull request #1" in out
+        assert on_origin_main(c, fake) and fake.ref("main") == start
+        pr = fake.pr_for(IMPORTS)
+        assert pr is not None and pr.base == "main"
+        assert pr.title.startswith("import: ") and "wiki" in pr.title and "corp" in pr.title
+        assert "reconciler imports" in pr.body and pr.requested_users == []
+        assert fake.file_at(pr.head_sha, "state/apps/wiki/accounts.yaml") is not None
+        merge_imports(c, fake)
+
+        # Leavers change the identities: imported through a pull request again, no plan.
+        c.leave()
+        out = ok(c.run("check", "--detailed-exitcode"), 4)
+        assert "waiting for the import pull request #2" in out
+        assert fake.pr_for(BRANCH, "all") is None and on_origin_main(c, fake)
+        merge_imports(c, fake, "squash")
+
+        # Main holds what the check pulls: the plan, computed at main's head.
+        out = ok(c.run("check", "--detailed-exitcode"), 4)
+        assert "created on reconciler/wiki" in out
+        assert fake.pr_for(IMPORTS) is None and on_origin_main(c, fake)
+        plan = yaml.safe_load(c.git.show(f"origin/{BRANCH}", "plans/wiki.yaml") or b"")
+        assert plan["base_commit"] == fake.ref("main")
+        pr = fake.pr_for(BRANCH)
+        assert pr is not None
+        fake.review(pr.number, REVIEWER, "APPROVED")
+        merge_and_pull(c, fake, pr.number)
+        ok(c.run("apply", "--confirm"))
+        assert not any(active(c, u) for u in LEAVERS)
+        assert active(c, "alice.liddell")
+
+
+def test_an_open_plan_is_left_alone_while_new_imports_wait_and_stale_imports_close(
+    tmp_path: Path,
+) -> None:
+    with github_company(tmp_path, token=TOKEN, import_mode="pull-request") as (c, fake):
+        ok(c.run("check"))
+        merge_imports(c, fake)
+        c.leave()
+        ok(c.run("check"))
+        merge_imports(c, fake)
+        ok(c.run("check", "--detailed-exitcode"), 4)
+        plan_pr = fake.pr_for(BRANCH)
+        assert plan_pr is not None
+        head = plan_pr.head_sha
+        # Someone new in the app: an import waits; the open plan is not touched.
+        hire = {"userName": "new.hire", "emails": [{"value": "new.hire@example.com"}]}
+        hired = c.app.seed([hire]).users["new.hire"]
+        out = ok(c.run("check", "--detailed-exitcode"), 4)
+        assert "waiting for the import pull request" in out
+        imports = fake.pr_for(IMPORTS)
+        assert imports is not None
+        still = fake.pr_for(BRANCH)
+        assert still is not None and still.head_sha == head
+        # The new account is removed again before anyone merged: nothing left to import.
+        c.app.delete_user(hired)
+        ok(c.run("check", "--detailed-exitcode"), 4)
+        assert fake.pulls[imports.number].state == "closed" and fake.ref(IMPORTS) is None
+        assert on_origin_main(c, fake)
+
+
+def test_a_failed_import_pull_request_fails_the_check_and_leaves_main_alone(
+    tmp_path: Path,
+) -> None:
+    with github_company(tmp_path, token=TOKEN, import_mode="pull-request") as (c, fake):
+        fake.forbid(match="POST /repos/acme/access/pulls", count=10)
+        out = ok(c.run("check"), 1)
+        assert "pull-requests: write" in out and "imports: FAILED" in out
+        assert on_origin_main(c, fake)
+        assert c.git.dirty_paths() == []
+
+
+def test_import_mode_pull_request_needs_the_github_forge(tmp_path: Path) -> None:
+    with demo_company(tmp_path) as c:
+        config = c.repo / "reconciler.yaml"
+        text = config.read_text(encoding="utf-8")
+        config.write_text(
+            text.replace("  type: local\n", "  type: local\n  import_mode: pull-request\n"),
+            encoding="utf-8",
+        )
+        c.git.commit_paths(["reconciler.yaml"], "imports by pull request")
+        out = ok(c.run("check"), 1)
+        assert "import_mode pull-request needs `type: github`" in out
+        assert c.commit_count() == 2

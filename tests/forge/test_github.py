@@ -435,3 +435,69 @@ def test_the_apply_outcome_is_commented_on_the_pull_request(lab: Lab) -> None:
     comment = lab.fake.comments[number][-1].body
     assert "disabled 2 of 2 accounts" in comment
     assert "https://gh.test/acme/access/blob/main/history/wiki/x.yaml" in comment
+
+
+# --- imports by pull request ----------------------------------------------------------
+
+
+def pull_request_imports(lab: Lab) -> GitHubForge:
+    options = GitHubOptions(
+        repository="acme/access",
+        token_env="GH_TOKEN",
+        api_url="https://gh.test",
+        import_mode="pull-request",
+    )
+    return GitHubForge(
+        lab.git,
+        options,
+        lab.forge.policy_for,
+        token=TOKEN,
+        transport=httpx.WSGITransport(app=lab.fake),
+    )
+
+
+def import_commit(lab: Lab, text: str) -> str:
+    (lab.git.root / "state.yaml").write_text(text)
+    sha = lab.git.commit_paths(["state.yaml"], "import wiki: 1 new")
+    assert sha is not None
+    return sha
+
+
+def test_imports_open_one_labelled_pull_request_updated_in_place(lab: Lab) -> None:
+    forge = pull_request_imports(lab)
+    main = lab.git.head()
+    head = import_commit(lab, "1\n")
+    messages = [
+        "import wiki: 1 new\n\nNew:\n- <b>@mallory</b> `x`",
+        "import identities corp: 2 new",
+    ]
+    first = forge.propose_imports(head, messages)
+    assert first.outcome == Proposal.CREATED
+    pr = lab.fake.pulls[first.number]
+    assert (pr.head, pr.base, pr.labels) == ("reconciler/import", "main", ["import"])
+    assert pr.title == "import: wiki: 1 new; identities corp: 2 new"
+    assert "<b>" not in pr.body and "@mallory" not in pr.body  # no HTML, no mention
+    assert lab.fake.ref("main") == main  # main is never pushed
+    assert forge.open_plans() == []
+    second = forge.propose_imports(import_commit(lab, "2\n"), messages[:1])
+    assert (second.number, second.outcome) == (first.number, Proposal.UPDATED)
+    assert lab.fake.pull(first.number).head_sha == lab.git.head()
+    assert forge.close_imports() is True
+    assert lab.fake.pulls[first.number].state == "closed"
+    assert lab.fake.ref("reconciler/import") is None
+    assert forge.close_imports() is False
+
+
+def test_with_pull_request_imports_a_plan_must_rest_on_the_remote_main(lab: Lab) -> None:
+    forge = pull_request_imports(lab)
+    import_commit(lab, "not pushed\n")  # a local commit of main, not on GitHub
+    plan = lab.plan("bob")
+    with pytest.raises(PlanError, match="never pushes main"):
+        forge.propose(plan, yamlio.dump(plan.to_data()), "# r\n")
+    assert lab.fake.ref("main") != lab.git.head()
+    lab.git.run("reset", "-q", "--hard", "origin/main")
+    plan = lab.plan("bob")
+    assert forge.propose(plan, yamlio.dump(plan.to_data()), "# r\n") == Proposal.CREATED
+    pr = lab.pr()
+    assert lab.fake.ref("main") == plan.base_commit
+    assert lab.git.run("rev-parse", f"{pr.head_sha}^").strip() == plan.base_commit
