@@ -34,6 +34,7 @@ from reconciler.outcome import AppCheck
 from reconciler.plan import Action, Plan, new_plan
 from reconciler.settings import load_settings
 from reconciler.testing.access_repo import Company, company
+from reconciler.testing.github_fake import github_company
 from reconciler.testing.schema_fakes import REGISTRY
 from reconciler.testing.smtp_server import start_smtp_server
 from reconciler.validate import load_schema, validate_data, validate_repo
@@ -678,6 +679,19 @@ def test_check_emails_the_owners_when_the_plan_opens_and_not_twice(tmp_path: Pat
         assert again.returncode == 4, again.stdout + again.stderr
         assert "notify:" not in again.stdout
         assert len(server.wait_for(2, timeout=0.5)) == 1
+
+
+def test_with_the_github_forge_the_email_links_the_pull_request(tmp_path: Path) -> None:
+    with start_smtp_server() as server, github_company(tmp_path) as (c, fake):
+        configure(c, server.port)
+        assert c.run("check").returncode == 0
+        c.leave()
+        result = c.run("check", "--detailed-exitcode")
+        assert result.returncode == 4, result.stdout + result.stderr
+        pr = fake.pr_for("reconciler/wiki")
+        assert pr is not None
+        (received,) = server.wait_for(1)
+        assert f"Review: {fake.html_url}/pull/{pr.number}" in received.body
 
 
 def test_check_with_starttls_and_credentials_from_the_environment(tmp_path: Path) -> None:

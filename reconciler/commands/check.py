@@ -104,7 +104,13 @@ def tell_owners(repo: Repo, forge: Forge, run: CheckRun) -> list[str]:
     """
     try:
         deliveries = notify_owners(
-            repo.settings, repo.git, forge, run, now=utc_now(), environ=os.environ
+            repo.settings,
+            repo.git,
+            forge,
+            run,
+            now=utc_now(),
+            environ=os.environ,
+            link=forge.review_link,
         )
     except Exception as exc:
         error = terminal(f"{type(exc).__name__}: {exc}", max_length=300)

@@ -27,6 +27,9 @@ class StatusOptions:
 def collect_status(repo: Repo) -> dict[str, Any]:
     last_check_file = repo.git.private_dir() / LAST_CHECK
     checks = orjson.loads(last_check_file.read_bytes()) if last_check_file.exists() else {}
+    forge = repo.forge()
+    proposals = forge.open_plans()
+    proposed = {p.app for p in proposals}
     apps = []
     for app in sorted(repo.settings.config.apps):
         meta = snapshot.read_meta(snapshot.app_dir(repo.root, app) / "meta.yaml") or {}
@@ -39,6 +42,7 @@ def collect_status(repo: Repo) -> dict[str, Any]:
                 "last_check_ok": checks.get(app, {}).get("ok"),
                 "last_check_problem": checks.get(app, {}).get("problem") or None,
                 "last_import_commit": _last_commit(repo, f"state/apps/{app}"),
+                "rejected": None if app in proposed else forge.rejection(app),
             }
         )
     open_plans = [
@@ -50,7 +54,7 @@ def collect_status(repo: Repo) -> dict[str, Any]:
             "actions": len(p.plan.active_actions),
             "blocked_reasons": list(p.plan.blocked_reasons),
         }
-        for p in repo.forge().open_plans()
+        for p in proposals
     ]
     waiting = []
     for app in merged_plans(repo.git):
@@ -95,6 +99,8 @@ def render_text(data: Mapping[str, Any]) -> None:
             f"  {app['app']}: {app['accounts'] or 0} accounts; last check {checked}; "
             f"last change imported {changed}"
         )
+        if app["rejected"]:
+            emit(f"    rejected: {terminal(app['rejected'], max_length=0)}")
     emit("open plans (waiting for review):" if data["open_plans"] else "open plans: none")
     for plan in data["open_plans"]:
         emit(
@@ -114,6 +120,8 @@ def render_markdown(data: Mapping[str, Any]) -> None:
         checked = escape(app["last_check"] or "never (here)")
         if app["last_check"] and not app["last_check_ok"]:
             checked = Markdown(f"{checked} **failed**: {escape(app['last_check_problem'])}")
+        if app["rejected"]:
+            checked = Markdown(f"{checked}; **rejected**: {escape(app['rejected'], max_length=0)}")
         lines.append(
             f"| {escape(app['app'])} | {app['accounts'] or 0} | {checked} "
             f"| {escape(app['last_change'] or 'never')} |"

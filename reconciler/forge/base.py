@@ -70,6 +70,13 @@ class Forge(Protocol):
     # The plans proposed and not yet merged.
     def open_plans(self) -> list[OpenPlan]: ...
 
+    # Where a reviewer reviews the app's plan: its pull request's URL, or its branch.
+    def review_link(self, app: str) -> str: ...
+
+    # Why the app's last proposal is not proposed again (a reviewer closed it unmerged),
+    # or None.
+    def rejection(self, app: str) -> str | None: ...
+
     # Merge the app's plan recording who approved it; returns the merge commit.
     def approve(self, app: str, approvers: Sequence[str], author: Person) -> str: ...
 

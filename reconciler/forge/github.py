@@ -646,6 +646,22 @@ class GitHubForge:
         found = self._pulls(branch, "open")
         return found[0] if found else None
 
+    def review_link(self, app: str) -> str:
+        pr = self._open_pull(branch_for(app))
+        return pr.html_url if pr else f"branch {branch_for(app)} of {self.options.repository}"
+
+    def rejection(self, app: str) -> str | None:
+        closed = self._pulls(branch_for(app), "closed")
+        # GitHub lists the newest first: only the last proposal's fate matters.
+        last = closed[0] if closed else None
+        if last is None or last.merged_at is not None or last.closed_by_tool:
+            return None
+        plan = f"plan {last.plan_id}" if last.plan_id else "its plan"
+        return (
+            f"pull request #{last.number} ({last.html_url}) was closed without merging; "
+            f"{plan} is not proposed again until what it would remove changes"
+        )
+
     def _rejected(self, branch: str, plan_id: str) -> PullRequest | None:
         for pr in self._pulls(branch, "closed"):
             if pr.merged_at is None and pr.plan_id == plan_id and not pr.closed_by_tool:

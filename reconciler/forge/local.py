@@ -97,6 +97,13 @@ class LocalForge:
         branch = branch_for(app)
         return read_plan(self.git, branch, app) if self.git.head(branch) else None
 
+    def review_link(self, app: str) -> str:
+        return f"branch {branch_for(app)} of the access repo"
+
+    def rejection(self, app: str) -> str | None:
+        # Locally a plan is rejected by deleting its branch, which leaves no trace.
+        return None
+
     def approve(self, app: str, approvers: Sequence[str], author: Person) -> str:
         branch = branch_for(app)
         if not self.git.head(branch):

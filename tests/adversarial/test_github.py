@@ -4,6 +4,7 @@ removed that no one approved on GitHub, or a secret shown."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -113,6 +114,10 @@ def test_a_pull_request_closed_unmerged_is_not_reopened(tmp_path: Path) -> None:
         out = ok(c.run("check", "--detailed-exitcode"), 4)
         assert "rejected" in out
         assert len(fake.pulls) == 1 and fake.pulls[pr.number].state == "closed"
+        status = json.loads(ok(c.run("status", "--format", "json")))
+        (wiki,) = status["apps"]
+        assert f"#{pr.number}" in wiki["rejected"] and "closed without merging" in wiki["rejected"]
+        assert f"rejected: pull request #{pr.number}" in ok(c.run("status"))
 
 
 def test_a_token_without_permission_fails_clearly_and_is_never_shown(tmp_path: Path) -> None:
