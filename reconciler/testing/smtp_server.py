@@ -1,9 +1,8 @@
 """A real SMTP server (aiosmtpd) on 127.0.0.1 with a random port, for tests.
 
-It can offer STARTTLS with a certificate made at start (with `cryptography` when it is
-installed, else the `openssl` command), require AUTH with one user name and password,
-and refuse recipients or messages with a 5xx answer. What it accepted is kept in
-`received`, parsed.
+It can offer STARTTLS with a certificate made at start (with `cryptography`), require
+AUTH with one user name and password, and refuse recipients or messages with a 5xx
+answer. What it accepted is kept in `received`, parsed.
 """
 
 from __future__ import annotations
@@ -12,9 +11,7 @@ import asyncio
 import email
 import email.policy
 import ipaddress
-import shutil
 import ssl
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -130,18 +127,17 @@ def start_smtp_server(
     starttls: bool = False,
     username: str | None = None,
     password: str | None = None,
-    cert_maker: str = "auto",
 ) -> Iterator[SmtpServer]:
     """An SMTP server on 127.0.0.1, stopped on exit.
 
     `starttls`: offer STARTTLS and require it before MAIL. `username`/`password`: require
-    AUTH (PLAIN or LOGIN) with them. `cert_maker`: "cryptography", "openssl" or "auto".
+    AUTH (PLAIN or LOGIN) with them.
     """
     with tempfile.TemporaryDirectory(prefix="smtp-") as tmp:
         server = SmtpServer(HOST, 0, None, username, password)
         options: dict[str, Any] = {"enable_SMTPUTF8": True}
         if starttls:
-            cert, key = make_certificate(Path(tmp), HOST, method=cert_maker)
+            cert, key = make_certificate(Path(tmp), HOST)
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(cert, key)
             server.ca_file = cert
@@ -171,23 +167,11 @@ def start_smtp_server(
             controller.stop()
 
 
-def make_certificate(directory: Path, host: str, *, method: str = "auto") -> tuple[Path, Path]:
+def make_certificate(directory: Path, host: str) -> tuple[Path, Path]:
     """A self-signed certificate for `host` (an IP address) and its key, as PEM files in
     `directory`; valid for a day. It is its own CA, so a client can trust just it."""
-    if method == "auto":
-        try:
-            import cryptography  # noqa: F401
-        except ImportError:
-            method = "openssl"
-        else:
-            method = "cryptography"
     cert, key = directory / "cert.pem", directory / "key.pem"
-    if method == "cryptography":
-        _certificate_with_cryptography(host, cert, key)
-    elif method == "openssl":
-        _certificate_with_openssl(host, cert, key, directory)
-    else:
-        raise ValueError(f"unknown certificate maker {method!r}")
+    _certificate_with_cryptography(host, cert, key)
     return cert, key
 
 
@@ -242,43 +226,4 @@ def _certificate_with_cryptography(host: str, cert_path: Path, key_path: Path) -
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-    )
-
-
-def _certificate_with_openssl(host: str, cert: Path, key: Path, directory: Path) -> None:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        raise RuntimeError("making a test certificate needs `cryptography` or `openssl`")
-    config = directory / "openssl.cnf"
-    config.write_text(
-        "[req]\ndistinguished_name = dn\nx509_extensions = ext\nprompt = no\n"
-        f"[dn]\nCN = {host}\n"
-        "[ext]\nbasicConstraints = critical,CA:TRUE\n"
-        "keyUsage = critical,digitalSignature,keyCertSign\n"
-        "extendedKeyUsage = serverAuth\n"
-        f"subjectAltName = IP:{host}\n"
-        "subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid:always\n",
-        encoding="utf-8",
-    )
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-config",
-            str(config),
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "1",
-        ],
-        check=True,
-        capture_output=True,
     )
