@@ -44,7 +44,7 @@ from reconciler.connectors.http import (
 )
 from reconciler.errors import ApprovalError, ConfigError, ConnectorError, GitError, PlanError
 from reconciler.forge.base import IMPORT_BRANCH, Approval, ImportProposal, OpenPlan, Proposal
-from reconciler.forge.local import BRANCH_PREFIX, branch_for, outside_plan
+from reconciler.forge.local import BRANCH_PREFIX, branch_for, require_plan_only
 from reconciler.git import Git, bot_env
 from reconciler.plan import Plan
 from reconciler.planfile import plan_path, read_plan, report_path
@@ -886,13 +886,7 @@ class GitHubForge:
             )
         if not commit.parents:
             raise ApprovalError(f"commit {commit.sha[:10]} has no parent")
-        foreign = outside_plan(app, self.git.changed_paths(commit.parents[0], commit.sha))
-        if foreign:
-            raise ApprovalError(
-                f"the merge of #{pr.number} ({commit.sha[:10]}) also changed "
-                f"{', '.join(foreign)}; a plan's pull request may change only the plan and "
-                "its report. Revert the merge and propose the plan again with `reconciler check`"
-            )
+        require_plan_only(self.git, app, commit, f"the merge of #{pr.number} ({commit.sha[:10]})")
         on_main = self.git.show("HEAD", path)
         request = contents_request(self.client, self.options, path, pr.head_sha)
         at_head = self._send(request).content

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from reconciler.actor import NAME, Person
 from reconciler.errors import ApprovalError, ConfigError, PlanError
 from reconciler.forge.base import Approval, ImportProposal, OpenPlan, Proposal
-from reconciler.git import Git, bot_env
+from reconciler.git import Commit, Git, bot_env
 from reconciler.plan import Plan
 from reconciler.planfile import plan_path, read_plan, report_path
 
@@ -40,6 +40,18 @@ def outside_plan(app: str, paths: Sequence[str]) -> list[str]:
     """The paths a plan branch may not change: everything but the app's plan and report."""
     allowed = {plan_path(app), report_path(app)}
     return sorted(p for p in paths if p not in allowed)
+
+
+def require_plan_only(git: Git, app: str, commit: Commit, merge: str) -> None:
+    """ApprovalError unless the commit that brought the app's plan to main (`merge`, as
+    people know it) changed nothing but the plan and its report."""
+    foreign = outside_plan(app, git.changed_paths(commit.parents[0], commit.sha))
+    if foreign:
+        raise ApprovalError(
+            f"{merge} that brought {plan_path(app)} to main also changed "
+            f"{', '.join(foreign)}; a plan's branch may change only the plan and its report. "
+            "Revert the merge and propose the plan again with `reconciler check`"
+        )
 
 
 class LocalForge:
@@ -153,13 +165,7 @@ class LocalForge:
                 f"{path} was last changed by commit {commit.sha[:10]}, not by an approved "
                 "merge; revert that change or propose the plan again with `reconciler check`"
             )
-        foreign = outside_plan(app, self.git.changed_paths(commit.parents[0], commit.sha))
-        if foreign:
-            raise ApprovalError(
-                f"the merge {commit.sha[:10]} that brought {path} to {self.main} also changed "
-                f"{', '.join(foreign)}; a plan branch may change only the plan and its "
-                "report. Revert the merge and propose the plan again with `reconciler check`"
-            )
+        require_plan_only(self.git, app, commit, f"the merge {commit.sha[:10]}")
         approvers = tuple(parse_approvers(commit.message))
         at = self.git.run("log", "-1", "--format=%cI", commit.sha).strip()
         return Approval(
