@@ -23,7 +23,7 @@ import orjson
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
-from reconciler.diff import AccountChange, AccountDiff
+from reconciler.diff import AccountChange, AccountDiff, describe
 from reconciler.errors import ConfigError
 from reconciler.inert import commit, terminal
 from reconciler.markdown import Markdown, code, escape
@@ -41,6 +41,8 @@ MAX_ITEMS_PER_CELL = 20
 GITHUB_BODY_LIMIT = 65536
 # Usernames listed per category in an import commit message.
 COMMIT_NAMES_PER_CATEGORY = 50
+# Fields whose names an import commit message counts rather than lists.
+COMMIT_COUNTED_FIELDS = frozenset({"entitlements"})
 
 # The summary table, in order: the keys of `summary_row` and their labels.
 SUMMARY_LABELS: Mapping[str, str] = {
@@ -360,22 +362,16 @@ def _who(account: Account) -> str:
 
 
 def _commit_line_for_change(change: AccountChange) -> str:
-    parts = []
-    roles = [f"+{r}" for r in change.roles_added] + [f"-{r}" for r in change.roles_removed]
-    if roles:
-        parts.append("roles " + " ".join(roles))
-    # Entitlements are counted, not listed: one role change can add hundreds of them.
-    counts = [
-        f"{sign}{n}"
-        for sign, n in (
-            ("+", len(change.entitlements_added)),
-            ("-", len(change.entitlements_removed)),
-        )
-        if n
-    ]
-    if counts:
-        parts.append("entitlements " + " ".join(counts))
-    return commit(f"{_who(change.new)}: {'; '.join(parts)}", max_length=200)
+    """`bob: roles +admin -viewer; email old → new`, every value inert.
+
+    Entitlements are counted, not listed: one role change can add hundreds of them.
+    """
+    phrases = describe(change.details, _commit_value, counted=COMMIT_COUNTED_FIELDS)
+    return commit(f"{_who(change.new)}: {'; '.join(phrases)}", max_length=300)
+
+
+def _commit_value(value: object) -> str:
+    return commit(value, max_length=100)
 
 
 def _commit_section(title: str, items: Sequence[T], describe: Callable[[T], str]) -> list[str]:
@@ -390,16 +386,14 @@ def _commit_section(title: str, items: Sequence[T], describe: Callable[[T], str]
     return [*out, ""]
 
 
-def _commit_line_for_update(change: AccountChange) -> str:
-    return commit(f"{_who(change.new)}: {', '.join(change.fields)}")
-
-
 def import_commit_message(app: str, diff: AccountDiff) -> str:
     """The commit message for an automatic import of an app's changes.
 
     The subject counts what changed (`import wiki: 3 new, 1 removed, 2 role changes`);
-    the body lists up to 50 accounts per category. Every value is reduced to one line of
-    visible text, so an account name cannot forge an `Approved-by:` trailer.
+    the body lists up to 50 accounts per category, a changed one with what changed
+    (`bob: roles +admin -viewer; email old → new`; DeepDiff runs on those 50 only).
+    Every value is reduced to one line of visible text, so an account name cannot forge
+    an `Approved-by:` trailer.
     """
     role_changes: list[AccountChange] = []
     other_changes: list[AccountChange] = []
@@ -421,7 +415,7 @@ def import_commit_message(app: str, diff: AccountDiff) -> str:
         *_commit_section("New", diff.added, _who),
         *_commit_section("Removed", diff.removed, _who),
         *_commit_section("Role changes", role_changes, _commit_line_for_change),
-        *_commit_section("Updated", other_changes, _commit_line_for_update),
+        *_commit_section("Updated", other_changes, _commit_line_for_change),
     ]
     # The last paragraph is ours, so git never takes a listed name for a trailer block.
     body.append("Imported by reconciler check.")
