@@ -170,6 +170,34 @@ def status(repo: Path, fmt: str) -> None:
     run_command(lambda: status(StatusOptions(repo, OutputFormat(fmt))))
 
 
+@main.command("diff")
+@repo_option
+@click.option("--app", default=None, help="The app whose accounts to compare.")
+@click.option(
+    "--identities",
+    "source",
+    default=None,
+    help="Compare this identity source's identities instead of an app's accounts.",
+)
+@click.option(
+    "--from",
+    "from_rev",
+    required=True,
+    help="A git revision, or a date YYYY-MM-DD: the last commit on the main branch at or "
+    "before the end of that day (UTC).",
+)
+@click.option("--to", "to_rev", default="HEAD", show_default=True, help="Like --from.")
+@format_option
+def diff_command(
+    repo: Path, app: str | None, source: str | None, from_rev: str, to_rev: str, fmt: str
+) -> None:
+    """Accounts added, removed and changed (field by field) between two points of history."""
+    from reconciler.commands.diff import DiffOptions, diff
+
+    options = DiffOptions(repo, app, source, from_rev, to_rev, OutputFormat(fmt))
+    run_command(lambda: diff(options))
+
+
 @main.command()
 @click.option(
     "--dir",
