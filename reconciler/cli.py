@@ -10,6 +10,7 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -196,6 +197,57 @@ def diff_command(
 
     options = DiffOptions(repo, app, source, from_rev, to_rev, OutputFormat(fmt))
     run_command(lambda: diff(options))
+
+
+date_option_formats = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ"]
+
+
+def _period(
+    since: datetime | None, until: datetime | None
+) -> tuple[datetime | None, datetime | None]:
+    """--since/--until in UTC; a date alone for --until means the end of that day."""
+    start = since.replace(tzinfo=UTC) if since else None
+    end = until.replace(tzinfo=UTC) if until else None
+    if end is not None and (end.hour, end.minute, end.second) == (0, 0, 0):
+        end += timedelta(days=1, seconds=-1)
+    return start, end
+
+
+since_option = click.option(
+    "--since",
+    type=click.DateTime(date_option_formats),
+    default=None,
+    help="Only what happened on or after this date (UTC), e.g. 2026-01-31.",
+)
+until_option = click.option(
+    "--until",
+    type=click.DateTime(date_option_formats),
+    default=None,
+    help="Only what happened up to this date (UTC, the whole day).",
+)
+
+
+@main.group()
+def audit() -> None:
+    """Answer from the access repository's git history alone: who had what, who
+    approved its removal, and when it was done."""
+
+
+@audit.command("person")
+@click.argument("who", metavar="EMAIL_OR_ID")
+@since_option
+@until_option
+@repo_option
+@format_option
+def audit_person(
+    who: str, since: datetime | None, until: datetime | None, repo: Path, fmt: str
+) -> None:
+    """One person's timeline across every app and identity source."""
+    from reconciler.commands.audit import PersonOptions, person
+
+    start, end = _period(since, until)
+    options = PersonOptions(repo, who, start, end, OutputFormat(fmt))
+    run_command(lambda: person(options))
 
 
 @main.command()

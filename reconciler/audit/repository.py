@@ -1,0 +1,358 @@
+"""Reading the audit's facts from the access repository's git history (GitPython).
+
+Efficiency: nothing here reads every blob of every commit. A person's lines are found
+with one `git log -G` over the snapshot files that can hold them (pickaxe: git itself
+diffs only the commits that touched those files and keeps the ones whose changed lines
+mention the person), with `-U0` so only changed lines are read; journals are narrowed
+with `git grep -l` at HEAD before any is parsed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from typing import Any
+
+import git
+import orjson
+
+from reconciler import yamlio
+from reconciler.audit.timeline import (
+    ACCOUNT,
+    IDENTITY,
+    Commit,
+    Journal,
+    JournalAction,
+    LineChange,
+    PendingPlan,
+)
+from reconciler.errors import GitError, YamlError
+
+STATE = "state"
+_COMMIT_MARK = b"\x00C\x00"
+_ERE_SPECIAL = re.compile(r"([.^$*+?()\[\]{}|\\])")
+
+
+def ere_escape(text: str) -> str:
+    """`text` as a POSIX extended regular expression matching it literally."""
+    return _ERE_SPECIAL.sub(r"\\\1", text)
+
+
+def parse_time(value: object) -> datetime | None:
+    """An ISO 8601 time from a file (`…Z` or `…+00:00`), in UTC; None if absent or bad."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def snapshot_of(path: str) -> tuple[str, str] | None:
+    """(system, kind) of a snapshot file path, or None for any other file."""
+    parts = PurePosixPath(path).parts
+    if len(parts) == 3 and parts[:2] == (STATE, "identities") and path.endswith(".yaml"):
+        name = parts[2][: -len(".yaml")]
+        return None if name.endswith(".meta") else (name, IDENTITY)
+    in_app = len(parts) >= 4 and parts[:2] == (STATE, "apps")
+    if in_app and (parts[3] == "accounts.yaml" or (len(parts) == 5 and parts[3] == "accounts")):
+        return parts[2], ACCOUNT
+    return None
+
+
+def _record(line: bytes) -> dict[str, Any] | None:
+    try:
+        value = orjson.loads(line[2:])
+    except orjson.JSONDecodeError:
+        return None  # a line a person reformatted: not a record we can follow
+    return value if isinstance(value, dict) and isinstance(value.get("id"), str) else None
+
+
+@dataclass
+class _Pending:
+    commit: Commit
+    before: dict[tuple[str, str, str], dict[str, Any]]
+    after: dict[tuple[str, str, str], dict[str, Any]]
+
+
+def parse_log(output: bytes, wanted: Iterable[str] | None = None) -> Iterator[LineChange]:
+    """LineChanges from `git log -p -U0` output whose commits are marked
+    `\\0C\\0<sha>\\0<unix time>\\0<subject>`. With `wanted` (lowercase substrings), only
+    lines holding one of them are decoded."""
+    needles = [w.encode() for w in wanted] if wanted is not None else None
+    current: _Pending | None = None
+    where: tuple[str, str] | None = None
+
+    def flush(pending: _Pending | None) -> Iterator[LineChange]:
+        if pending is None:
+            return
+        for key in sorted(pending.before.keys() | pending.after.keys()):
+            before, after = pending.before.get(key), pending.after.get(key)
+            if before == after:
+                continue
+            system, kind, record_id = key
+            yield LineChange(pending.commit, system, kind, record_id, before, after)
+
+    for line in output.split(b"\n"):
+        if line.startswith(_COMMIT_MARK):
+            yield from flush(current)
+            _, sha, stamp, subject = line[len(_COMMIT_MARK) - 1 :].split(b"\x00", 3)
+            at = datetime.fromtimestamp(int(stamp), UTC)
+            current = _Pending(Commit(sha.decode(), at, subject.decode("utf-8", "replace")), {}, {})
+            where = None
+        elif line.startswith(b"diff --git "):
+            # "diff --git a/PATH b/PATH": snapshot paths hold no spaces.
+            path = line.split(b" ")[-1][2:].decode("utf-8", "replace")
+            where = snapshot_of(path)
+        elif where is not None and current is not None and line[1:4] == b"- {":
+            if needles is not None:
+                lowered = line.lower()
+                if not any(n in lowered for n in needles):
+                    continue
+            record = _record(line[1:])
+            if record is None:
+                continue
+            key = (where[0], where[1], record["id"])
+            (current.after if line[:1] == b"+" else current.before)[key] = record
+    yield from flush(current)
+
+
+class AuditRepository:
+    """The access repository's history, read for an audit."""
+
+    def __init__(self, root: Any) -> None:
+        try:
+            self.repo = git.Repo(root)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+            raise GitError(
+                f"{root} is not a git repository; point --repo at the access repo"
+            ) from exc
+        self.git = self.repo.git
+
+    def _run(self, *args: str) -> bytes:
+        try:
+            out = self.git.execute(
+                ["git", *args], stdout_as_string=False, strip_newline_in_stdout=False
+            )
+        except git.GitCommandError as exc:
+            if exc.status == 1 and args and args[0] == "grep":
+                return b""  # grep found nothing
+            raise GitError(f"git {' '.join(args[:2])} failed: {exc.stderr.strip()}") from exc
+        assert isinstance(out, bytes)
+        return out
+
+    def files(self, *paths: str, rev: str = "HEAD") -> list[str]:
+        out = self._run("ls-tree", "-r", "--name-only", rev, "--", *paths)
+        return out.decode("utf-8", "replace").splitlines()
+
+    def grep(self, keys: Sequence[str], *paths: str, names_only: bool = False) -> list[str]:
+        """Lines (`HEAD:path:line`) or file names at HEAD holding any of `keys`, any case."""
+        if not keys:
+            return []
+        args = ["grep", "-I", "-i", "-F", *(["-l"] if names_only else [])]
+        for key in keys:
+            args += ["-e", key]
+        out = self._run(*args, "HEAD", "--", *paths)
+        return out.decode("utf-8", "replace").splitlines()
+
+    def line_changes(
+        self, keys: Sequence[str], paths: Sequence[str], rev: str = "HEAD"
+    ) -> list[LineChange]:
+        """Every change to a snapshot line mentioning one of `keys` (any case) in `paths`."""
+        if not keys or not paths:
+            return []
+        pattern = "|".join(ere_escape(k) for k in sorted(set(keys)))
+        out = self._run(
+            "log",
+            rev,
+            "-i",
+            f"-G{pattern}",
+            "--format=%x00C%x00%H%x00%ct%x00%s",
+            "-p",
+            "-U0",
+            "--no-color",
+            "--no-renames",
+            "--no-ext-diff",
+            "--",
+            *paths,
+        )
+        # git log lists newest first; the core wants them in the order they happened,
+        # which a sort on commit times alone cannot give for commits of the same second.
+        return list(parse_log(out, [k.lower() for k in keys]))[::-1]
+
+    def snapshot_commits(self, paths: Sequence[str]) -> list[tuple[Commit, list[LineChange]]]:
+        """Every commit that changed `paths`, with every line it changed (an app's
+        imports and applies)."""
+        out = self._run(
+            "log",
+            "HEAD",
+            "--format=%x00C%x00%H%x00%ct%x00%s",
+            "-p",
+            "-U0",
+            "--no-color",
+            "--no-renames",
+            "--no-ext-diff",
+            "--",
+            *paths,
+        )
+        commits: dict[str, tuple[Commit, list[LineChange]]] = {}
+        for mark in out.split(b"\n"):
+            if mark.startswith(_COMMIT_MARK):
+                _, sha, stamp, subject = mark[len(_COMMIT_MARK) - 1 :].split(b"\x00", 3)
+                commit = Commit(
+                    sha.decode(),
+                    datetime.fromtimestamp(int(stamp), UTC),
+                    subject.decode("utf-8", "replace"),
+                )
+                commits[commit.sha] = (commit, [])
+        for change in parse_log(out):
+            commits[change.commit.sha][1].append(change)
+        return list(commits.values())[::-1]
+
+    def commits(self, *paths: str, extra: Sequence[str] = ()) -> list[tuple[Commit, str]]:
+        """(commit, full message) of every commit touching `paths`, newest first."""
+        out = self._run(
+            "log", "HEAD", *extra, "--format=%x00C%x00%H%x00%ct%x00%s%x00%B%x1e", "--", *paths
+        )
+        found = []
+        for entry in out.split(b"\x1e"):
+            entry = entry.strip(b"\n")
+            if not entry.startswith(_COMMIT_MARK):
+                continue
+            _, sha, stamp, subject, body = entry[len(_COMMIT_MARK) - 1 :].split(b"\x00", 4)
+            commit = Commit(
+                sha.decode(),
+                datetime.fromtimestamp(int(stamp), UTC),
+                subject.decode("utf-8", "replace"),
+            )
+            found.append((commit, body.decode("utf-8", "replace")))
+        return found
+
+    def show(self, rev: str, path: str) -> bytes | None:
+        try:
+            blob = self.repo.commit(rev).tree / path
+        except (KeyError, ValueError, git.BadName):
+            return None
+        data = blob.data_stream.read()
+        assert isinstance(data, bytes)
+        return data
+
+    def _yaml(self, rev: str, path: str) -> dict[str, Any] | None:
+        raw = self.show(rev, path)
+        if raw is None:
+            return None
+        try:
+            data = yamlio.load_bytes(raw, f"{path} at {rev[:10]}")
+        except YamlError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    # --- journals and plans -----------------------------------------------------------
+
+    def journals(self, app: str | None = None, keys: Sequence[str] | None = None) -> list[Journal]:
+        """The apply journals at HEAD (of `app`, or all), only those mentioning one of
+        `keys` when given."""
+        where = f"history/{app}" if app else "history"
+        if keys is not None:
+            paths = self.grep(keys, where, names_only=True)
+            paths = [p.split(":", 1)[1] for p in paths]
+        else:
+            paths = self.files(where)
+        journals = []
+        for path in sorted(p for p in paths if p.endswith(".yaml")):
+            data = self._yaml("HEAD", path)
+            if data is None:
+                continue
+            journals.append(self._journal(path, data))
+        return journals
+
+    def _journal(self, path: str, data: dict[str, Any]) -> Journal:
+        app = str(data.get("app") or PurePosixPath(path).parent.name)
+        approval_commit = str(data.get("approval_commit") or "")
+        plan_created = None
+        if approval_commit:
+            plan = self._yaml(approval_commit, f"plans/{app}.yaml")
+            plan_created = parse_time((plan or {}).get("created_at"))
+        added = self.commits(path, extra=["--diff-filter=A"])
+        actions = []
+        for entry in data.get("actions") or ():
+            if not isinstance(entry, dict):
+                continue
+            account = entry.get("account") or {}
+            actions.append(
+                JournalAction(
+                    account_id=str(account.get("id", "")),
+                    username=str(account.get("username", "")),
+                    email=str(account.get("email", "")),
+                    mode=str(entry.get("mode", "")),
+                    reason=str(entry.get("reason", "")),
+                    outcome=str(entry.get("outcome", "")),
+                    detail=str(entry.get("detail") or ""),
+                    at=parse_time(entry.get("at")),
+                )
+            )
+        verified = data.get("approval_verified")
+        return Journal(
+            app=app,
+            plan=str(data.get("plan", "")),
+            path=path,
+            approved_by=tuple(str(a) for a in data.get("approved_by") or ()),
+            approval=str(data.get("approval") or ""),
+            approved_at=parse_time(data.get("approved_at")),
+            approval_verified=verified if isinstance(verified, dict) else {},
+            plan_created_at=plan_created,
+            actions=tuple(actions),
+            commit=added[-1][0] if added else None,
+        )
+
+    def pending_plans(self, app: str | None = None) -> list[PendingPlan]:
+        """Plans approved on main and not applied yet, and plans on `reconciler/<app>`
+        branches (local or remote-tracking) not merged into main."""
+        found = []
+        for path in self.files("plans"):
+            name = PurePosixPath(path)
+            if name.suffix == ".yaml" and (app is None or name.stem == app):
+                plan = self._pending(name.stem, "HEAD", "approved", "main")
+                if plan is not None:
+                    found.append(plan)
+        refs = self._run(
+            "for-each-ref", "--format=%(refname)", "refs/heads/reconciler/", "refs/remotes/"
+        )
+        seen: set[tuple[str, str]] = set()
+        for ref in refs.decode().splitlines():
+            parts = ref.split("/")
+            if len(parts) < 4 or parts[-2] != "reconciler" or parts[-1] == "import":
+                continue
+            branch_app = parts[-1]
+            if app is not None and branch_app != app:
+                continue
+            if self.repo.is_ancestor(self.repo.commit(ref), self.repo.head.commit):
+                continue
+            short = ref.removeprefix("refs/heads/").removeprefix("refs/remotes/")
+            plan = self._pending(branch_app, ref, "open", short)
+            if plan is not None and (plan.app, plan.plan) not in seen:
+                seen.add((plan.app, plan.plan))
+                found.append(plan)
+        return found
+
+    def _pending(self, app: str, rev: str, state: str, where: str) -> PendingPlan | None:
+        data = self._yaml(rev, f"plans/{app}.yaml")
+        if data is None:
+            return None
+        ids = []
+        for action in data.get("actions") or ():
+            if isinstance(action, dict) and not action.get("skip"):
+                ids.append(str((action.get("account") or {}).get("id", "")))
+        return PendingPlan(
+            app=app,
+            plan=str(data.get("plan", "")),
+            state=state,
+            created_at=parse_time(data.get("created_at")),
+            where=where,
+            account_ids=tuple(ids),
+            status=str(data.get("status", "open")),
+        )

@@ -1,0 +1,258 @@
+"""`reconciler audit person|app`: who had what, and how they lost it, from git alone."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, assert_never
+
+from reconciler.audit.person import audit_person
+from reconciler.audit.repository import AuditRepository
+from reconciler.audit.timeline import (
+    Event,
+    OpenException,
+    PersonTimeline,
+    Removal,
+    iso,
+)
+from reconciler.clock import utc_now
+from reconciler.commands import EXIT_OK, SCHEMA_VERSION, open_repo
+from reconciler.inert import terminal
+from reconciler.markdown import escape
+from reconciler.output import OutputFormat, emit, emit_json
+
+
+@dataclass(frozen=True)
+class PersonOptions:
+    repo: Path
+    person: str
+    since: datetime | None = None
+    until: datetime | None = None
+    format: OutputFormat = OutputFormat.TEXT
+
+
+def short(sha: str) -> str:
+    return sha[:10]
+
+
+def span(delta: timedelta | None) -> str:
+    """A duration as people read it in an audit: hours, and days beyond two."""
+    if delta is None:
+        return "?"
+    total = delta.total_seconds() / 3600
+    if total >= 48:
+        return f"{total / 24:.1f} d"
+    return f"{total:.1f} h"
+
+
+def person(options: PersonOptions) -> int:
+    repo = open_repo(options.repo)
+    history = AuditRepository(repo.root)
+    timeline = audit_person(
+        history,
+        repo.settings,
+        options.person,
+        now=utc_now(),
+        since=options.since,
+        until=options.until,
+    )
+    match options.format:
+        case OutputFormat.TEXT:
+            emit(person_text(timeline))
+        case OutputFormat.MARKDOWN:
+            emit(person_markdown(timeline))
+        case OutputFormat.JSON:
+            emit_json(person_data(timeline))
+        case _:
+            assert_never(options.format)
+    return EXIT_OK
+
+
+# --- json ---------------------------------------------------------------------------------
+
+
+def person_data(timeline: PersonTimeline) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "person": timeline.query,
+        "identities": [
+            {
+                "source": i.source,
+                "id": i.identity_id,
+                "email": i.email,
+                "username": i.username,
+                "status": i.status,
+            }
+            for i in timeline.identities
+        ],
+        "accounts": [
+            {
+                "app": a.app,
+                "id": a.account_id,
+                "username": a.username,
+                "email": a.email,
+                "status": a.status,
+                "roles": list(a.roles),
+            }
+            for a in timeline.accounts
+        ],
+        "events": [e.to_data() for e in timeline.events],
+        "removals": [r.to_data() for r in timeline.removals],
+        "open_exceptions": [o.to_data() for o in timeline.open_exceptions],
+    }
+
+
+# --- text ---------------------------------------------------------------------------------
+
+
+def _deadline_note(removal: Removal) -> str:
+    if removal.within_deadline is None:
+        return ""
+    verdict = "within" if removal.within_deadline else "LATE, past"
+    return f"; {verdict} the deadline of {span(removal.deadline)}"
+
+
+def removal_text(removal: Removal) -> str:
+    """One removal as plain text; values from systems are not escaped yet."""
+    parts = [f"{removal.app}: {removal.username or removal.account_id}"]
+    if removal.detected_at:
+        parts.append(
+            f"detected {iso(removal.detected_at)} ({removal.detected_status}, "
+            f"commit {short(removal.detected_commit)})"
+        )
+    else:
+        parts.append("no detection recorded")
+    if removal.how == "plan":
+        parts.append(f"plan {removal.plan}")
+        verified = removal.approval_verified.get("forge")
+        parts.append(
+            f"approved by {', '.join(removal.approved_by) or 'nobody recorded'} "
+            f"({removal.approval or 'no approval recorded'}"
+            f"{f', verified by forge {verified}' if verified else ''}) "
+            f"at {iso(removal.approved_at) or '?'}"
+        )
+    else:
+        parts.append(f"removed in the app itself, seen by `{removal.detail}`")
+    if removal.removed_at:
+        parts.append(f"{removal.outcome} at {iso(removal.removed_at)}")
+        if removal.how == "plan" and removal.detail:
+            parts[-1] += f" ({removal.detail})"
+        parts.append(f"{span(removal.time_to_removal)} after detection{_deadline_note(removal)}")
+    else:
+        parts.append(f"not removed: {removal.outcome} {removal.detail}".rstrip())
+    return "; ".join(parts)
+
+
+def exception_text(item: OpenException) -> str:
+    text = f"{item.app}: {item.username or item.account_id} still active"
+    if item.detected_at:
+        text += f", {item.detected_status} since {iso(item.detected_at)} ({span(item.age)} ago)"
+    if item.past_deadline:
+        text += f"; LATE, past the deadline of {span(item.deadline)}"
+    if item.pending:
+        state = "waiting for review" if item.pending.state == "open" else "approved, not applied"
+        text += f"; plan {item.pending.plan} {state}"
+    else:
+        text += "; no plan proposes its removal"
+    return text
+
+
+def event_text(event: Event) -> str:
+    commit = f" [{short(event.commit)}]" if event.commit else ""
+    return f"{iso(event.at)}  {event.system}: {event.text}{commit}"
+
+
+def person_text(timeline: PersonTimeline) -> str:
+    lines = [f"person: {terminal(timeline.query)}"]
+    lines.append("identities:" if timeline.identities else "identities: none found")
+    for i in timeline.identities:
+        name = terminal(i.email or i.username)
+        lines.append(
+            f"  {terminal(i.source)}: {name} (id {terminal(i.identity_id)}), "
+            f"{terminal(i.status)} now"
+        )
+    lines.append("accounts:" if timeline.accounts else "accounts: none")
+    for a in timeline.accounts:
+        roles = f", roles {terminal(', '.join(a.roles))}" if a.roles else ""
+        name = terminal(a.username or a.email)
+        lines.append(
+            f"  {terminal(a.app)}: {name} (id {terminal(a.account_id)}), "
+            f"{terminal(a.status)} now{roles}"
+        )
+    lines.append("timeline:" if timeline.events else "timeline: nothing in that period")
+    lines += [f"  {terminal(event_text(e), max_length=0)}" for e in timeline.events]
+    lines.append("removals:" if timeline.removals else "removals: none")
+    lines += [f"  {terminal(removal_text(r), max_length=0)}" for r in timeline.removals]
+    lines.append(
+        "open exceptions (left, still active):"
+        if timeline.open_exceptions
+        else "open exceptions: none"
+    )
+    lines += [f"  {terminal(exception_text(o), max_length=0)}" for o in timeline.open_exceptions]
+    return "\n".join(lines)
+
+
+# --- markdown -----------------------------------------------------------------------------
+
+
+def _cells(values: Sequence[object]) -> str:
+    return "| " + " | ".join(escape(v, max_length=0) for v in values) + " |"
+
+
+def person_markdown(timeline: PersonTimeline) -> str:
+    lines = [f"# Audit: {escape(timeline.query)}", "", "## Identities", ""]
+    if timeline.identities:
+        lines += ["| source | id | email | username | status now |", "|---|---|---|---|---|"]
+        lines += [
+            _cells([i.source, i.identity_id, i.email, i.username, i.status])
+            for i in timeline.identities
+        ]
+    else:
+        lines.append("None found.")
+    lines += ["", "## Accounts", ""]
+    lines += ["| app | id | username | email | status now | roles |", "|---|---|---|---|---|---|"]
+    lines += [
+        _cells([a.app, a.account_id, a.username, a.email, a.status, ", ".join(a.roles)])
+        for a in timeline.accounts
+    ]
+    lines += ["", "## Timeline", ""]
+    if timeline.events:
+        lines += ["| when | where | what | commit |", "|---|---|---|---|"]
+        lines += [_cells([iso(e.at), e.system, e.text, short(e.commit)]) for e in timeline.events]
+    else:
+        lines.append("Nothing in that period.")
+    lines += ["", "## Removals", ""]
+    if timeline.removals:
+        lines += [
+            "| app | account | detected | plan | approved by | approval | removed | outcome "
+            "| time to removal | within deadline |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in timeline.removals:
+            within = {None: "", True: "yes", False: "**no**"}[r.within_deadline]
+            lines.append(
+                _cells(
+                    [
+                        r.app,
+                        r.username or r.account_id,
+                        f"{iso(r.detected_at) or '?'} ({r.detected_status})",
+                        r.plan or "removed in the app",
+                        ", ".join(r.approved_by),
+                        r.approval,
+                        iso(r.removed_at) or "",
+                        r.outcome,
+                        span(r.time_to_removal),
+                    ]
+                )
+                + f" {within} |"
+            )
+    else:
+        lines.append("None.")
+    lines += ["", "## Open exceptions (left, still active)", ""]
+    if timeline.open_exceptions:
+        lines += [f"- {escape(exception_text(o), max_length=0)}" for o in timeline.open_exceptions]
+    else:
+        lines.append("None.")
+    return "\n".join(lines)
