@@ -250,6 +250,23 @@ def audit_person(
     run_command(lambda: person(options))
 
 
+@audit.command("app")
+@click.argument("app_name", metavar="APP")
+@since_option
+@until_option
+@repo_option
+@format_option
+def audit_app(
+    app_name: str, since: datetime | None, until: datetime | None, repo: Path, fmt: str
+) -> None:
+    """Every import, plan, approval and applied action of one app, in time order."""
+    from reconciler.commands.audit import AppOptions, app
+
+    start, end = _period(since, until)
+    options = AppOptions(repo, app_name, start, end, OutputFormat(fmt))
+    run_command(lambda: app(options))
+
+
 @main.command()
 @click.option(
     "--dir",

@@ -242,7 +242,13 @@ def in_range(moment: datetime | None, since: datetime | None, until: datetime | 
 
 
 # Within one second (a demo, a fast cycle) events keep the order the cycle gives them.
-_RANK = {"plan_proposed": 1, "plan_pending": 1, "plan_approved": 2, "applied": 3}
+_RANK = {
+    "plan_proposed": 1,
+    "plan_pending": 1,
+    "plan_approved": 2,
+    "applied": 3,
+    "apply": 3,
+}
 
 
 def event_order(event: Event) -> tuple[datetime, int]:
@@ -564,3 +570,86 @@ def person_timeline(
         removals=tuple(kept),
         open_exceptions=tuple(exceptions),
     )
+
+
+# --- an app ------------------------------------------------------------------------------
+
+
+def count_changes(changes: Iterable[LineChange]) -> dict[str, int]:
+    """How many accounts a commit added, removed and changed."""
+    counts = {"new": 0, "removed": 0, "changed": 0}
+    for change in changes:
+        if change.before is None:
+            counts["new"] += 1
+        elif change.after is None:
+            counts["removed"] += 1
+        else:
+            counts["changed"] += 1
+    return counts
+
+
+def app_timeline(
+    app: str,
+    snapshot_commits: Sequence[tuple[Commit, Sequence[LineChange]]],
+    plan_commits: Sequence[tuple[Commit, str]],
+    journals: Sequence[Journal],
+    pending: Sequence[PendingPlan],
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> tuple[Event, ...]:
+    """Every import, plan, approval and applied action of one app, in time order.
+
+    `snapshot_commits` are the commits that changed the app's accounts with their line
+    changes; `plan_commits` the commits that proposed or updated its plan, with the plan
+    id each carried."""
+    events: list[Event] = []
+    for commit, changes in snapshot_commits:
+        counts = count_changes(c for c in changes if c.system == app)
+        shown = ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "no account lines"
+        kind = commit.subject.split(" ", 1)[0] if commit.subject else "commit"
+        kind = kind if kind in ("import", "apply") else "edit"
+        events.append(Event(commit.at, app, kind, f"{commit.subject} ({shown})", commit.sha))
+    for commit, plan_id in plan_commits:
+        events.append(
+            Event(commit.at, app, "plan_proposed", f"{commit.subject} (plan {plan_id})", commit.sha)
+        )
+    for journal in journals:
+        if journal.approved_at is not None:
+            verified = journal.approval_verified.get("forge", "")
+            events.append(
+                Event(
+                    journal.approved_at,
+                    app,
+                    "plan_approved",
+                    f"plan {journal.plan} approved by {_listed(journal.approved_by)} "
+                    f"({journal.approval}{f', verified by forge {verified}' if verified else ''})",
+                    str(journal.approval_verified.get("merge_commit", "")),
+                )
+            )
+        for action in journal.actions:
+            if action.at is not None:
+                events.append(
+                    Event(
+                        action.at,
+                        app,
+                        "applied",
+                        f"{action.mode} {action.username or action.account_id}: {action.outcome}"
+                        f"{f' ({action.detail})' if action.detail else ''}, plan {journal.plan}",
+                        journal.commit.sha if journal.commit else "",
+                        action.account_id,
+                    )
+                )
+    for plan in pending:
+        if plan.created_at is not None:
+            state = "waiting for review" if plan.state == "open" else "approved, waiting for apply"
+            events.append(
+                Event(
+                    plan.created_at,
+                    app,
+                    "plan_pending",
+                    f"plan {plan.plan} ({plan.status}, {len(plan.account_ids)} accounts) "
+                    f"{state} ({plan.where})",
+                )
+            )
+    return tuple(sorted((e for e in events if in_range(e.at, since, until)), key=event_order))

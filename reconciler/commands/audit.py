@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, assert_never
 
+from reconciler.audit.app import audit_app
 from reconciler.audit.person import audit_person
 from reconciler.audit.repository import AuditRepository
 from reconciler.audit.timeline import (
@@ -256,3 +257,49 @@ def person_markdown(timeline: PersonTimeline) -> str:
     else:
         lines.append("None.")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class AppOptions:
+    repo: Path
+    app: str
+    since: datetime | None = None
+    until: datetime | None = None
+    format: OutputFormat = OutputFormat.TEXT
+
+
+def app(options: AppOptions) -> int:
+    repo = open_repo(options.repo)
+    events = audit_app(
+        AuditRepository(repo.root),
+        repo.settings,
+        options.app,
+        since=options.since,
+        until=options.until,
+    )
+    match options.format:
+        case OutputFormat.TEXT:
+            lines = [f"app: {terminal(options.app)}"]
+            lines += [f"  {terminal(event_text(e), max_length=0)}" for e in events]
+            if not events:
+                lines.append("  nothing in that period")
+            emit("\n".join(lines))
+        case OutputFormat.MARKDOWN:
+            lines = [f"# Audit: app {escape(options.app)}", ""]
+            if events:
+                lines += ["| when | what | commit |", "|---|---|---|"]
+                lines += [_cells([iso(e.at), e.text, short(e.commit)]) for e in events]
+            else:
+                lines.append("Nothing in that period.")
+            emit("\n".join(lines))
+        case OutputFormat.JSON:
+            emit_json(
+                {
+                    "schema_version": SCHEMA_VERSION,
+                    "app": options.app,
+                    "events": [e.to_data() for e in events],
+                }
+            )
+        case _:
+            assert_never(options.format)
+    return EXIT_OK

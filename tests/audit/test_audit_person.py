@@ -91,3 +91,21 @@ def test_until_before_anything_happened_shows_no_events(applied):
     result = applied.cli("audit", "person", "bob.builder", "--until", "2000-01-01")
     assert result.exit_code == 0, result.output
     assert "timeline: nothing in that period" in result.output
+
+
+def test_app_timeline_of_a_cycle(applied):
+    result = applied.cli("audit", "app", "wiki", "--format", "json")
+    assert result.exit_code == 0, result.output
+    events = json.loads(result.output)["events"]
+    kinds = [e["kind"] for e in events]
+    assert kinds[:3] == ["import", "plan_proposed", "plan_approved"]
+    assert kinds.count("applied") == 3 and "apply" in kinds
+    assert events[0]["text"].endswith("(36 new)")
+    text = applied.cli("audit", "app", "wiki").output
+    assert f"approved by {demo.REVIEWER}" in text
+
+
+def test_unknown_app_is_a_user_error(applied):
+    result = applied.cli("audit", "app", "payroll")
+    assert result.exit_code == 1
+    assert "unknown app 'payroll'" in result.output

@@ -270,3 +270,42 @@ def test_since_and_until_bound_the_events(since, until, kinds):
         until=until,
     )
     assert {e.kind for e in timeline.events} == kinds
+
+
+def test_app_timeline_counts_each_import_and_orders_the_cycle():
+    from reconciler.audit.timeline import app_timeline
+
+    imported = commit(0, "import wiki: 2 new")
+    applied_commit = commit(30, "apply wiki: disabled 1 of 1 accounts")
+    snapshots = [
+        (
+            imported,
+            [
+                LineChange(imported, "wiki", ACCOUNT, "a1", None, account()),
+                LineChange(imported, "wiki", ACCOUNT, "a2", None, account(id="a2")),
+            ],
+        ),
+        (
+            applied_commit,
+            [LineChange(applied_commit, "wiki", ACCOUNT, "a1", account(), account("disabled"))],
+        ),
+    ]
+    events = app_timeline(
+        "wiki",
+        snapshots,
+        [(commit(11, "plan wiki: deprovision 1 account"), "p1")],
+        [journal(applied=30)],
+        [PendingPlan("wiki", "p2", "open", at(40), "reconciler/wiki", ("a2",))],
+    )
+    assert [e.kind for e in events] == [
+        "import",
+        "plan_proposed",
+        "plan_approved",
+        "apply",
+        "applied",
+        "applied",
+        "plan_pending",
+    ]
+    assert "(2 new)" in events[0].text and "(1 changed)" in events[3].text
+    assert "approved by rev" in events[2].text
+    assert app_timeline("wiki", snapshots, [], [], [], since=at(1)) == events[3:4]

@@ -1,0 +1,46 @@
+"""`reconciler audit app`: one app's imports, plans, approvals and applied actions."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from reconciler.audit.repository import AuditRepository
+from reconciler.audit.timeline import Event, app_timeline
+from reconciler.config import Settings
+from reconciler.errors import ConfigError
+
+_PLAN_ID = re.compile(r"^Plan-Id:\s*([0-9a-f]{8,64})\s*$", re.MULTILINE)
+
+
+def audit_app(
+    repo: AuditRepository,
+    settings: Settings,
+    app: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> tuple[Event, ...]:
+    known = settings.config.apps
+    has_history = bool(repo.files(f"history/{app}")) or bool(repo.files(f"state/apps/{app}"))
+    if app not in known and not has_history:
+        raise ConfigError(
+            f"unknown app {app!r}: reconciler.yaml has {', '.join(sorted(known)) or 'none'}, "
+            "and the repository holds no snapshot or history of it"
+        )
+    accounts = [f"state/apps/{app}/accounts.yaml", f"state/apps/{app}/accounts"]
+    snapshot_commits = repo.snapshot_commits(accounts)
+    plan_commits = []
+    for commit, message in repo.commits(f"plans/{app}.yaml", extra=["--all", "--no-merges"]):
+        found = _PLAN_ID.search(message)
+        if found:
+            plan_commits.append((commit, found.group(1)))
+    return app_timeline(
+        app,
+        snapshot_commits,
+        plan_commits,
+        repo.journals(app),
+        repo.pending_plans(app),
+        since=since,
+        until=until,
+    )
