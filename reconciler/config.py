@@ -10,6 +10,7 @@ import fnmatch
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +188,8 @@ class Policy:
     approvals: Approvals = Approvals()
     # Who answers for the apps: forge users (`alice`), teams (`acme/security`), emails.
     owners: tuple[str, ...] = ()
+    # How long a leaver's account may stay once the identity source shows them gone.
+    deadline: timedelta | None = None
 
     @classmethod
     def from_data(cls, source_file: str, data: Mapping[str, Any], default_mode: str) -> Policy:
@@ -223,6 +226,7 @@ class Policy:
                 reviewers=tuple(approvals.get("reviewers") or ()),
             ),
             owners=tuple(data.get("owners") or ()),
+            deadline=parse_deadline(data.get("deadline")),
         )
 
     def selects(self, app: str) -> bool:
@@ -242,6 +246,14 @@ class Policy:
     def owner_emails(self) -> tuple[str, ...]:
         """Owners that are email addresses: the ones `check` emails."""
         return tuple(o for o in self.owners if OWNER_EMAIL.fullmatch(o))
+
+
+def parse_deadline(value: object) -> timedelta | None:
+    """A policy deadline (`24h`, `3d`; validated by the schema) as a timedelta."""
+    if not isinstance(value, str) or not value:
+        return None
+    amount, unit = int(value[:-1]), value[-1]
+    return timedelta(hours=amount) if unit == "h" else timedelta(days=amount)
 
 
 def policy_for(app: str, policies: list[Policy]) -> Policy:

@@ -157,7 +157,7 @@ def audit_person(
     journals = repo.journals(keys=account_ids) if account_ids else []
     pending = repo.pending_plans()
     deadlines: dict[str, timedelta | None] = {
-        app: getattr(p, "deadline", None) for app in apps if (p := _policy(settings, app))
+        app: p.deadline for app in apps if (p := _policy(settings, app))
     }
     return person_timeline(
         query,

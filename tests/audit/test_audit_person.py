@@ -109,3 +109,22 @@ def test_unknown_app_is_a_user_error(applied):
     result = applied.cli("audit", "app", "payroll")
     assert result.exit_code == 1
     assert "unknown app 'payroll'" in result.output
+
+
+def test_policy_deadline_says_whether_each_removal_was_within_it(tmp_path):
+    with company(tmp_path, policy=demo.POLICY + "deadline: 24h\n") as c:
+        cycle(c)
+        result = c.cli("audit", "person", "bob.builder@example.com", "--format", "json")
+        assert result.exit_code == 0, result.output
+        (removal,) = json.loads(result.output)["removals"]
+        assert removal["deadline_hours"] == 24 and removal["within_deadline"] is True
+        text = c.cli("audit", "person", "bob.builder@example.com").output
+        assert "within the deadline of 24.0 h" in text
+
+
+@pytest.mark.parametrize("deadline", ["0h", "24", "3w", "1.5d"])
+def test_a_malformed_deadline_is_a_policy_error(tmp_path, deadline):
+    with company(tmp_path, policy=demo.POLICY + f"deadline: '{deadline}'\n") as c:
+        result = c.cli("validate")
+        assert result.exit_code == 1
+        assert "deadline" in result.output
