@@ -267,6 +267,25 @@ def audit_app(
     run_command(lambda: app(options))
 
 
+@audit.command("verify")
+@click.option(
+    "--since",
+    "since_rev",
+    default=None,
+    metavar="REV",
+    help="Only the commits of the main branch after this revision (a commit or tag).",
+)
+@repo_option
+@format_option
+def audit_verify(since_rev: str | None, repo: Path, fmt: str) -> None:
+    """Check that main's history is what the tool and approved reviews made: plans came
+    through approved merges, journals stay within their plans, snapshots match their
+    digests. Exit 1 on any finding."""
+    from reconciler.commands.audit_verify import VerifyOptions, verify
+
+    run_command(lambda: verify(VerifyOptions(repo, since_rev, OutputFormat(fmt))))
+
+
 @main.command()
 @click.option(
     "--dir",

@@ -1,0 +1,274 @@
+"""`reconciler audit verify` on a real history (check, leave, check, approve, apply),
+then on copies of it tampered with in each way verify names."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from reconciler import demo
+from reconciler.audit.verify import journal_beyond_plan, verify_history
+from reconciler.cli import main
+from reconciler.commands.audit_verify import VerifyOptions, to_data, verify
+from reconciler.git import Git
+from reconciler.history import Entry
+from reconciler.output import OutputFormat
+from reconciler.planfile import parse_plan
+from reconciler.testing.access_repo import company
+
+MALLORY = {"GIT_AUTHOR_NAME": "Mallory", "GIT_AUTHOR_EMAIL": "mallory@example.com"}
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """A copy of the access repo after one whole cycle, and its landmarks."""
+
+    repo: Path
+    git: Git
+    approval: str  # the merge that approved the plan
+    base: str  # the check commit the plan was computed from
+    journal: str  # the journal's path
+
+    def verify(self, *args: str) -> Result:
+        return CliRunner().invoke(main, ["audit", "verify", "--repo", str(self.repo), *args])
+
+    def findings(self, since: str | None = None) -> list[dict]:
+        """The findings as `--format json` gives them."""
+        data = to_data(verify_history(self.repo, since=since))
+        assert data["ok"] == (not data["findings"])
+        return list(data["findings"])
+
+    def commit_by_hand(self, files: dict[str, str], message: str = "fix by hand") -> str:
+        """Commit `files` on main as a person would."""
+        for name, text in files.items():
+            (self.repo / name).parent.mkdir(parents=True, exist_ok=True)
+            (self.repo / name).write_text(text, encoding="utf-8")
+        self.git.run("add", *files)
+        self.git.run("commit", "-qm", message, env=MALLORY)
+        head = self.git.head()
+        assert head is not None
+        return head
+
+    def read(self, name: str) -> str:
+        return (self.repo / name).read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def applied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """An access repo after check, leave, check, approve and apply --confirm."""
+    tmp = tmp_path_factory.mktemp("cycle")
+    with company(tmp) as c:
+        assert c.cli("check").exit_code == 0
+        c.leave()
+        assert c.cli("check", "--detailed-exitcode").exit_code == 4
+        approved = c.cli("approve", "--app", "wiki", "--as", demo.REVIEWER)
+        assert approved.exit_code == 0, approved.output
+        result = c.cli("apply", "--confirm")
+        assert result.exit_code == 0, result.output
+        yield c.repo
+
+
+@pytest.fixture
+def cycle(applied: Path, tmp_path: Path) -> Cycle:
+    repo = tmp_path / "access"
+    shutil.copytree(applied, repo)
+    git = Git(repo)
+    (journal,) = git.ls_tree("HEAD", "history")
+    data = yaml.safe_load(git.show("HEAD", journal) or b"")
+    return Cycle(repo, git, data["approval_commit"], data["base_commit"], journal)
+
+
+def only(findings: list[dict]) -> dict:
+    assert len(findings) == 1, findings
+    return findings[0]
+
+
+def test_a_real_cycle_verifies_clean(cycle: Cycle) -> None:
+    result = cycle.verify()
+    assert result.exit_code == 0, result.output
+    # Two identity imports, one app import, the approval, the apply.
+    assert "5 commits, 2 plan changes, 1 journal versions, 4 snapshots" in result.output
+    assert "no findings" in result.output
+    data = json.loads(cycle.verify("--format", "json").output)
+    assert data["schema_version"] == 1
+    assert data["ok"] is True and data["findings"] == []
+    assert data["checked"] == {"commits": 5, "plans": 2, "journals": 1, "snapshots": 4}
+
+
+def test_a_plan_committed_straight_to_main_is_named(cycle: Cycle) -> None:
+    plan = cycle.git.show(cycle.approval, "plans/wiki.yaml")
+    assert plan is not None
+    sha = cycle.commit_by_hand({"plans/wiki.yaml": plan.decode()}, "plan wiki")
+    finding = only(cycle.findings())
+    assert finding["commit"] == sha
+    assert finding["author"] == "Mallory <mallory@example.com>"
+    assert finding["file"] == "plans/wiki.yaml"
+    assert "not a merge" in finding["problem"]
+    assert "git revert" in finding["fix"]
+    result = cycle.verify()
+    assert result.exit_code == 1
+    assert f"{sha[:10]} Mallory <mallory@example.com> plans/wiki.yaml: " in result.output
+    assert "1 finding" in result.output
+
+
+def test_a_merge_whose_branch_also_changed_state_is_named(cycle: Cycle) -> None:
+    plan = cycle.git.show(cycle.approval, "plans/wiki.yaml")
+    assert plan is not None
+    cycle.git.run("checkout", "-q", "-b", "reconciler/wiki")
+    accounts = cycle.read("state/apps/wiki/accounts.yaml").replace("alice.liddell", "alice.l", 1)
+    cycle.commit_by_hand(
+        {"plans/wiki.yaml": plan.decode(), "state/apps/wiki/accounts.yaml": accounts}
+    )
+    cycle.git.run("checkout", "-q", "main")
+    message = f"merge\n\nApproved-by: {demo.REVIEWER}"
+    cycle.git.run("merge", "-q", "--no-ff", "-m", message, "reconciler/wiki", env=MALLORY)
+    merge = cycle.git.head()
+    findings = cycle.findings()
+    assert {f["commit"] for f in findings} == {merge}
+    by_file = {f["file"]: f for f in findings}
+    assert "state/apps/wiki/accounts.yaml" in by_file["plans/wiki.yaml"]["problem"]
+    assert "may change only the plan" in by_file["plans/wiki.yaml"]["problem"]
+    assert "git revert -m 1" in by_file["plans/wiki.yaml"]["fix"]
+    # The state it brought no longer matches its meta.yaml either.
+    assert "digest" in by_file["state/apps/wiki/accounts.yaml"]["problem"]
+
+
+def test_a_journal_that_adds_an_account_is_named(cycle: Cycle) -> None:
+    journal = yaml.safe_load(cycle.read(cycle.journal))
+    extra = json.loads(json.dumps(journal["actions"][0]))
+    extra["account"] = {"id": "not-in-the-plan", "username": "alice.liddell", "email": ""}
+    journal["actions"].append(extra)
+    sha = cycle.commit_by_hand({cycle.journal: yaml.safe_dump(journal, sort_keys=False)})
+    finding = only(cycle.findings())
+    assert (finding["commit"], finding["file"]) == (sha, cycle.journal)
+    assert "not-in-the-plan" in finding["problem"]
+    assert "beyond the approval" in finding["problem"]
+
+
+def test_a_journal_pointing_at_a_commit_that_is_not_an_approval_is_named(cycle: Cycle) -> None:
+    journal = yaml.safe_load(cycle.read(cycle.journal))
+    journal["approval_commit"] = cycle.base
+    sha = cycle.commit_by_hand({cycle.journal: yaml.safe_dump(journal, sort_keys=False)})
+    finding = only(cycle.findings())
+    assert (finding["commit"], finding["file"]) == (sha, cycle.journal)
+    assert "not an approval" in finding["problem"]
+    assert cycle.base[:10] in finding["problem"]
+
+
+def test_a_hand_edit_of_an_app_snapshot_is_named(cycle: Cycle) -> None:
+    path = "state/apps/wiki/accounts.yaml"
+    accounts = cycle.read(path).replace("alice.liddell", "alice.l", 1)
+    sha = cycle.commit_by_hand({path: accounts})
+    finding = only(cycle.findings())
+    assert finding == {
+        "commit": sha,
+        "author": "Mallory <mallory@example.com>",
+        "file": path,
+        "problem": finding["problem"],
+        "fix": finding["fix"],
+    }
+    assert "without state/apps/wiki/meta.yaml" in finding["problem"]
+    assert "edited by hand" in finding["problem"]
+    assert f"git revert {sha[:10]}" in finding["fix"]
+    assert "reconciler check" in finding["fix"]
+
+
+def test_a_meta_edited_to_match_nothing_is_named(cycle: Cycle) -> None:
+    path = "state/apps/wiki/meta.yaml"
+    meta = cycle.read(path)
+    digest = yaml.safe_load(meta)["digest"]
+    sha = cycle.commit_by_hand({path: meta.replace(digest, "0" * 64)})
+    finding = only(cycle.findings())
+    assert (finding["commit"], finding["file"]) == (sha, path)
+
+
+def test_a_hand_edit_of_an_identity_snapshot_is_named(cycle: Cycle) -> None:
+    path = "state/identities/corp.yaml"
+    text = cycle.read(path)
+    # A leaver made active again by hand: the next check would not propose them.
+    edited = text.replace('"status":"deprovisioned"', '"status":"active"', 1)
+    assert edited != text
+    sha = cycle.commit_by_hand({path: edited})
+    finding = only(cycle.findings())
+    assert (finding["commit"], finding["file"]) == (sha, path)
+    assert finding["author"] == "Mallory <mallory@example.com>"
+    assert "state/identities/corp.meta.yaml" in finding["problem"]
+
+
+def test_since_checks_only_later_commits(cycle: Cycle) -> None:
+    path = "state/apps/wiki/accounts.yaml"
+    bad = cycle.commit_by_hand({path: cycle.read(path).replace("alice.liddell", "alice.l", 1)})
+    assert only(cycle.findings(f"{bad}^"))["commit"] == bad
+    assert cycle.findings(bad) == []
+    clean = cycle.verify("--since", bad)
+    assert clean.exit_code == 0
+    assert f"since {bad}: 0 commits" in clean.output
+    # Journals checked after --since still find their approval before it.
+    journal = yaml.safe_load(cycle.read(cycle.journal))
+    journal["actions"][0]["mode"] = "delete"
+    widened = cycle.commit_by_hand({cycle.journal: yaml.safe_dump(journal, sort_keys=False)})
+    finding = only(cycle.findings(bad))
+    assert finding["commit"] == widened
+    assert "mode delete, wider than disable" in finding["problem"]
+    unknown = cycle.verify("--since", "no-such-revision")
+    assert unknown.exit_code == 1
+    assert "no-such-revision" in unknown.output
+
+
+def test_a_plan_removed_without_its_apply_is_named(cycle: Cycle) -> None:
+    # Approve the same plan again, then take it off main by hand.
+    plan = cycle.git.show(cycle.approval, "plans/wiki.yaml")
+    report = cycle.git.show(cycle.approval, "plans/wiki.md")
+    assert plan is not None and report is not None
+    cycle.git.run("checkout", "-q", "-b", "reconciler/wiki")
+    cycle.commit_by_hand({"plans/wiki.yaml": plan.decode(), "plans/wiki.md": report.decode()})
+    cycle.git.run("checkout", "-q", "main")
+    message = f"approve\n\nApproved-by: {demo.REVIEWER}"
+    cycle.git.run("merge", "-q", "--no-ff", "-m", message, "reconciler/wiki")
+    assert cycle.findings() == []
+    merge = cycle.git.head()
+    cycle.git.run("rm", "-q", "plans/wiki.yaml", "plans/wiki.md")
+    cycle.git.run("commit", "-qm", "drop plan", env=MALLORY)
+    finding = only(cycle.findings())
+    assert finding["file"] == "plans/wiki.yaml"
+    assert "without a journal" in finding["problem"]
+    # Withdrawing the approval with a revert of its merge is not a finding.
+    cycle.git.run("reset", "-q", "--hard", "HEAD^")
+    cycle.git.run("revert", "--no-edit", "-m", "1", str(merge))
+    assert cycle.findings() == []
+
+
+def test_journal_beyond_plan_names_added_widened_and_skipped_actions(cycle: Cycle) -> None:
+    raw = cycle.git.show(cycle.approval, "plans/wiki.yaml")
+    assert raw is not None
+    plan = parse_plan(raw, "plans/wiki.yaml")
+    first, second = plan.actions[0], plan.actions[1]
+
+    def entry(account: str, mode: str, outcome: str = "done") -> Entry:
+        return Entry(account, "", "", mode, "idp_missing", outcome)
+
+    assert journal_beyond_plan([entry(first.account_id, "disable")], plan) == []
+    assert journal_beyond_plan([entry(first.account_id, "manual")], plan) == []
+    problems = journal_beyond_plan(
+        [entry("other", "disable"), entry(second.account_id, "delete")], plan
+    )
+    assert len(problems) == 2
+    assert "not in plan" in problems[0] and "wider than disable" in problems[1]
+    skipped = replace(plan, actions=(replace(first, skip=True),))
+    assert journal_beyond_plan([entry(first.account_id, "disable")], skipped)
+    assert journal_beyond_plan([entry(first.account_id, "disable", "skipped")], skipped) == []
+
+
+@pytest.mark.parametrize("fmt", list(OutputFormat))
+def test_every_output_format_renders(cycle: Cycle, fmt: OutputFormat, capsys) -> None:
+    path = "state/apps/wiki/accounts.yaml"
+    cycle.commit_by_hand({path: cycle.read(path).replace("alice.liddell", "alice.l", 1)})
+    assert verify(VerifyOptions(cycle.repo, None, fmt)) == 1
+    assert path.split("/")[-1] in capsys.readouterr().out
