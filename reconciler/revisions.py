@@ -135,7 +135,7 @@ def read(git: Git, rev: Revision, blobs: Mapping[str, str], reader: Callable[[Pa
     The files are copied from git's objects into a temporary directory laid out like
     the access repo; a problem in one is reported as `REV:PATH:LINE`.
     """
-    with tempfile.TemporaryDirectory(prefix="reconciler-diff-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"reconciler-diff-{rev.short}-") as tmp:
         root = Path(tmp)
 
         def copy(item: tuple[str, str]) -> None:
@@ -149,5 +149,19 @@ def read(git: Git, rev: Revision, blobs: Mapping[str, str], reader: Callable[[Pa
         try:
             return reader(root)
         except SnapshotError as exc:
-            message = str(exc).replace(f"{root}/", f"{rev.short}:")
-            raise SnapshotError(message.split("\n  hint:")[0]) from exc
+            raise located(exc) from exc
+
+
+# A copy made by `read`; its name carries the commit it was read at.
+_COPY = re.compile(r"[^\s'\"`]*reconciler-diff-([0-9a-f]{12})-[^/\s]*/")
+
+
+def located(error: SnapshotError) -> SnapshotError:
+    """`error` with the paths of `read`'s temporary copies shown as COMMIT:PATH.
+
+    Records are decoded when a diff first asks for them, after the copy is gone, so the
+    caller of a diff translates its errors too. The hint to restore the file with git
+    is dropped: a file in history is not restored.
+    """
+    message = _COPY.sub(r"\1:", str(error)).split("\n  hint:")[0]
+    return SnapshotError(message)

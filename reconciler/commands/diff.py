@@ -14,7 +14,7 @@ from reconciler import revisions, snapshot
 from reconciler.commands import EXIT_OK, SCHEMA_VERSION
 from reconciler.config import CONFIG_FILE
 from reconciler.diff import RecordChange, RecordDiff, describe, diff_records
-from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.errors import ConfigError, ReconcilerError, SnapshotError
 from reconciler.git import Git
 from reconciler.inert import terminal
 from reconciler.markdown import Markdown, code, escape
@@ -112,7 +112,12 @@ def compute(options: DiffOptions) -> SnapshotDiff:
     reader = partial(_read, reader=kind.reader, name=name)
     before = revisions.read(git, old, old_files, reader)
     after = revisions.read(git, new, new_files, reader)
-    return SnapshotDiff(kind.key, name, old, new, diff_records(before, after))
+    try:
+        # Records are decoded here, after their temporary copies are gone.
+        changes = diff_records(before, after)
+    except SnapshotError as exc:
+        raise revisions.located(exc) from exc
+    return SnapshotDiff(kind.key, name, old, new, changes)
 
 
 def _read(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -221,9 +222,21 @@ def test_a_snapshot_that_was_resharded_between_the_revisions(
     assert "changed" not in result.output
 
 
-def test_a_broken_line_in_history_is_reported_at_its_revision(history: History) -> None:
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda text: text + '- {"id": "9", "status": "active"\n', id="not JSON"),
+        pytest.param(
+            lambda text: text.replace('"type":"human"', '"type":"robot"'),
+            id="a record decoded only when compared",
+        ),
+    ],
+)
+def test_a_broken_line_in_history_is_reported_at_its_revision(
+    history: History, edit: Callable[[str], str]
+) -> None:
     path = history.root / "state/apps/wiki/accounts.yaml"
-    path.write_text(path.read_text() + '- {"id": "9", "status": "active"\n')
+    path.write_text(edit(path.read_text()))
     history.commit("2026-11-03T10:00:00Z")
     result = history.diff("--app", "wiki", "--from", "HEAD~1")
     assert result.exit_code == 1
