@@ -21,9 +21,7 @@ the reviews on GitHub.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -200,10 +198,10 @@ class Extractor:
     """Snapshot files as a commit holds them, written under `parent` for
     `reconciler.snapshot` to digest, as apply does with the files of its base commit.
 
-    Each extraction is a new directory, so that the snapshot module's digest cache (by
-    path, inode and mtime) never answers for another version; a file unchanged since the
-    previous extraction of the same snapshot is a hard link to it, so that a day's check
-    costs the shards it changed, not all 256."""
+    Each extraction has a directory of a new name, so that the snapshot module's digest
+    cache (by path, inode and mtime) never answers for another version; it is the
+    previous extraction of the same snapshot renamed, with only the files that changed
+    written again, so that a day's check costs the shards it changed, not all 256."""
 
     def __init__(self, parent: Path) -> None:
         self.parent = parent
@@ -213,20 +211,18 @@ class Extractor:
     def extract(self, key: str, files: Mapping[str, gitpython.Blob]) -> Path:
         self._count += 1
         root = self.parent / f"x{self._count}"
-        root.mkdir()
         before, hashes = self._last.get(key, (None, {}))
-        made: set[Path] = set()
+        if before is None:
+            root.mkdir()
+        else:
+            before.rename(root)
+        for path in hashes.keys() - files.keys():
+            (root / path).unlink(missing_ok=True)
         for path, blob in files.items():
-            target = root / path
-            if target.parent not in made:
+            if hashes.get(path) != blob.binsha:
+                target = root / path
                 target.parent.mkdir(parents=True, exist_ok=True)
-                made.add(target.parent)
-            if before is not None and hashes.get(path) == blob.binsha:
-                os.link(before / path, target)
-            else:
                 target.write_bytes(_read(blob))
-        if before is not None:
-            shutil.rmtree(before, ignore_errors=True)
         self._last[key] = (root, {path: blob.binsha for path, blob in files.items()})
         return root
 

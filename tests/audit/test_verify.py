@@ -22,6 +22,7 @@ from reconciler.history import Entry
 from reconciler.output import OutputFormat
 from reconciler.planfile import parse_plan
 from reconciler.testing.access_repo import company
+from reconciler.testing.github_fake import github_company
 
 MALLORY = {"GIT_AUTHOR_NAME": "Mallory", "GIT_AUTHOR_EMAIL": "mallory@example.com"}
 
@@ -41,7 +42,10 @@ class Cycle:
 
     def findings(self, since: str | None = None) -> list[dict]:
         """The findings as `--format json` gives them."""
-        data = to_data(verify_history(self.repo, since=since))
+        return self.findings_as(since=since)
+
+    def findings_as(self, since: str | None = None, forge: str = "local") -> list[dict]:
+        data = to_data(verify_history(self.repo, "main", forge, since))
         assert data["ok"] == (not data["findings"])
         return list(data["findings"])
 
@@ -272,3 +276,32 @@ def test_every_output_format_renders(cycle: Cycle, fmt: OutputFormat, capsys) ->
     cycle.commit_by_hand({path: cycle.read(path).replace("alice.liddell", "alice.l", 1)})
     assert verify(VerifyOptions(cycle.repo, None, fmt)) == 1
     assert path.split("/")[-1] in capsys.readouterr().out
+
+
+def test_a_github_forge_history_verifies_from_git_alone(tmp_path: Path) -> None:
+    with github_company(tmp_path) as (c, fake):
+        assert c.cli("check").exit_code == 0
+        c.leave()
+        assert c.cli("check", "--detailed-exitcode").exit_code == 4
+        pr = fake.pr_for("reconciler/wiki")
+        assert pr is not None
+        fake.review(pr.number, demo.REVIEWER, "APPROVED")
+        fake.merge(pr.number, "squash")
+        c.git.run("pull", "-q", "--ff-only", "origin", "main")
+        applied = c.cli("apply", "--confirm")
+        assert applied.exit_code == 0, applied.output
+        repo = c.repo
+    # No network from here: the fake GitHub is gone.
+    cycle = Cycle(repo, Git(repo), "", "", next(iter(Git(repo).ls_tree("HEAD", "history"))))
+    result = cycle.verify()
+    assert result.exit_code == 0, result.output
+    assert "2 plan changes, 1 journal versions" in result.output
+    journal = yaml.safe_load(cycle.read(cycle.journal))
+    del journal["approval_verified"]["pull_request"]
+    sha = cycle.commit_by_hand({cycle.journal: yaml.safe_dump(journal, sort_keys=False)})
+    by_file = {f["file"]: f for f in cycle.findings_as(forge="github")}
+    assert by_file.keys() == {cycle.journal, "plans/wiki.yaml"}
+    assert by_file[cycle.journal]["commit"] == sha
+    assert "no pull request" in by_file[cycle.journal]["problem"]
+    # And the squash merge is no longer named by any journal as a pull request's.
+    assert "no journal names this merge" in by_file["plans/wiki.yaml"]["problem"]
