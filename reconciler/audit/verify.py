@@ -400,7 +400,7 @@ class Verifier:
         approvers = tuple(parse_approvers(str(commit.message)))
         try:
             plan = self.plan_at(commit, app)
-        except (PlanError, ReconcilerError) as exc:
+        except ReconcilerError as exc:
             return Approved(commit.hexsha, app, None, approvers, f"the plan is not valid: {exc}")
         path = plan_path(app)
         problem = ""
@@ -460,7 +460,10 @@ class Verifier:
                 f"to withdraw the approval instead, `git revert -m 1 {arrival.hexsha[:10]}`",
             )
             return
-        entries = _entries(journal)
+        try:
+            entries = _entries(journal)
+        except (KeyError, TypeError, AttributeError):
+            return  # the commit that wrote the malformed journal is named already
         recorded = {e.account_id for e in entries}
         open_ = [e.account_id for e in entries if e.outcome not in FINAL]
         missing = [a.account_id for a in plan.actions if a.account_id not in recorded]
@@ -580,7 +583,9 @@ class Verifier:
             if verified.get("forge") != "github" or not verified.get("pull_request"):
                 problems.append("approval_verified records no pull request of the github forge")
         else:
-            extra = [n for n in data.get("approved_by") or () if n not in approved.approvers]
+            named = data.get("approved_by") or []
+            names = named if isinstance(named, list) else [named]
+            extra = [n for n in names if n not in approved.approvers]
             if extra:
                 problems.append(
                     f"approved_by names {', '.join(map(str, extra))}, who are not in the "
