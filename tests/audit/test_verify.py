@@ -305,3 +305,27 @@ def test_a_github_forge_history_verifies_from_git_alone(tmp_path: Path) -> None:
     assert "no pull request" in by_file[cycle.journal]["problem"]
     # And the squash merge is no longer named by any journal as a pull request's.
     assert "no journal names this merge" in by_file["plans/wiki.yaml"]["problem"]
+
+
+def test_a_plan_removed_before_its_apply_finished_is_named(cycle: Cycle) -> None:
+    plan = cycle.git.show(cycle.approval, "plans/wiki.yaml")
+    assert plan is not None
+    cycle.git.run("checkout", "-q", "-b", "reconciler/wiki")
+    cycle.commit_by_hand({"plans/wiki.yaml": plan.decode()})
+    cycle.git.run("checkout", "-q", "main")
+    message = f"approve\n\nApproved-by: {demo.REVIEWER}"
+    cycle.git.run("merge", "-q", "--no-ff", "-m", message, "reconciler/wiki")
+    merge = cycle.git.head()
+    assert merge is not None
+    # A journal of this approval with an action still pending, and the plan gone.
+    journal = yaml.safe_load(cycle.read(cycle.journal))
+    journal["approval_commit"] = journal["approval_verified"]["merge_commit"] = merge
+    journal["finished_at"] = None
+    journal["actions"][0]["outcome"] = "pending"
+    name = cycle.journal.replace(cycle.approval[:12], merge[:12])
+    cycle.git.run("rm", "-q", "plans/wiki.yaml")
+    sha = cycle.commit_by_hand({name: yaml.safe_dump(journal, sort_keys=False)}, "apply")
+    finding = only(cycle.findings())
+    assert (finding["commit"], finding["file"]) == (sha, "plans/wiki.yaml")
+    assert "before its apply finished" in finding["problem"]
+    assert journal["actions"][0]["account"]["id"] in finding["problem"]
