@@ -8,6 +8,7 @@ import fnmatch
 import functools
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from reconciler.config import Approvals, Policy
@@ -281,3 +282,22 @@ def app_shrink_block(app: str, previous: int, current: int, policy: Policy) -> s
         "nothing was imported and the open plan was left as it was. If the accounts really "
         "were removed, raise max_app_shrink in that policy for one check"
     )
+
+
+def lateness(proposed_at: datetime, now: datetime, deadline: timedelta | None) -> str | None:
+    """How far past the policy's deadline a plan proposed at `proposed_at` is, or None
+    (no deadline, or still within it)."""
+    if deadline is None:
+        return None
+    late = now - proposed_at - deadline
+    if late <= timedelta(0):
+        return None
+    return (
+        f"past the policy deadline of {_hours(deadline)} by {_hours(late)} "
+        f"(proposed {proposed_at:%Y-%m-%d %H:%M} UTC)"
+    )
+
+
+def _hours(span: timedelta) -> str:
+    hours = span.total_seconds() / 3600
+    return f"{hours:.0f}h" if hours < 72 else f"{hours / 24:.1f}d"

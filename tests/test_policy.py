@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -18,6 +19,7 @@ from reconciler.policy import (
     evaluate,
     guard_blocks,
     identity_blocks,
+    lateness,
     still_proposed,
 )
 
@@ -202,3 +204,23 @@ def test_app_shrink_block(previous, current, blocked) -> None:
     assert (reason is not None) is blocked
     if reason:
         assert "max_app_shrink" in reason and "nothing was imported" in reason
+
+
+@pytest.mark.parametrize(
+    ("hours_since", "deadline", "late"),
+    [
+        (5, None, None),  # no deadline, never late
+        (5, timedelta(hours=24), None),
+        (24, timedelta(hours=24), None),  # exactly at the deadline is still within it
+        (30, timedelta(hours=24), "past the policy deadline of 24h by 6h"),
+        (24 * 10, timedelta(days=3), "past the policy deadline of 3.0d by 7.0d"),
+    ],
+)
+def test_lateness(hours_since, deadline, late) -> None:
+    proposed = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+    found = lateness(proposed, proposed + timedelta(hours=hours_since), deadline)
+    if late is None:
+        assert found is None
+    else:
+        assert found is not None and found.startswith(late)
+        assert "proposed 2026-11-01 08:00 UTC" in found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, assert_never
 
@@ -11,11 +12,15 @@ import orjson
 
 from reconciler import snapshot
 from reconciler.apply import load_plan, merged_plans
+from reconciler.clock import utc_now
 from reconciler.commands import EXIT_OK, SCHEMA_VERSION, Repo, open_repo
 from reconciler.commands.check import LAST_CHECK
+from reconciler.errors import PlanError
 from reconciler.inert import terminal
 from reconciler.markdown import Markdown, escape
 from reconciler.output import OutputFormat, emit, emit_json
+from reconciler.plan import Plan
+from reconciler.policy import lateness
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,12 @@ def collect_status(repo: Repo) -> dict[str, Any]:
                 "rejected": None if app in proposed else forge.rejection(app),
             }
         )
+    now = utc_now()
+
+    def late(app: str, plan: Plan) -> str | None:
+        deadline = repo.settings.policy_for(app).deadline
+        return lateness(proposed_at(plan), now, deadline)
+
     open_plans = [
         {
             "app": p.app,
@@ -53,13 +64,21 @@ def collect_status(repo: Repo) -> dict[str, Any]:
             "status": p.plan.status,
             "actions": len(p.plan.active_actions),
             "blocked_reasons": list(p.plan.blocked_reasons),
+            "late": late(p.app, p.plan),
         }
         for p in proposals
     ]
     waiting = []
     for app in merged_plans(repo.git):
         plan = load_plan(repo.git, app)
-        waiting.append({"app": app, "plan": plan.id, "actions": len(plan.active_actions)})
+        waiting.append(
+            {
+                "app": app,
+                "plan": plan.id,
+                "actions": len(plan.active_actions),
+                "late": late(app, plan),
+            }
+        )
     return {
         "schema_version": SCHEMA_VERSION,
         "apps": apps,
@@ -107,10 +126,14 @@ def render_text(data: Mapping[str, Any]) -> None:
             f"  {plan['app']}: plan {plan['plan']} ({plan['status']}), "
             f"{plan['actions']} to deprovision, branch {plan['branch']}"
         )
+        if plan["late"]:
+            emit(f"    LATE: {plan['late']}")
     if data["merged_not_applied"]:
         emit("approved, waiting for `reconciler apply --confirm`:")
         for plan in data["merged_not_applied"]:
             emit(f"  {plan['app']}: plan {plan['plan']}, {plan['actions']} actions")
+            if plan["late"]:
+                emit(f"    LATE: {plan['late']}")
 
 
 def render_markdown(data: Mapping[str, Any]) -> None:
@@ -129,12 +152,27 @@ def render_markdown(data: Mapping[str, Any]) -> None:
     lines += ["", "## Open plans (waiting for review)", ""]
     lines += [
         f"- {escape(p['app'])}: plan `{p['plan']}` ({p['status']}), {p['actions']} to "
-        f"deprovision, branch `{escape(p['branch'])}`"
+        f"deprovision, branch `{escape(p['branch'])}`{_late_md(p)}"
         for p in data["open_plans"]
     ] or ["None."]
     lines += ["", "## Approved, waiting for `reconciler apply --confirm`", ""]
     lines += [
-        f"- {escape(p['app'])}: plan `{p['plan']}`, {p['actions']} actions"
+        f"- {escape(p['app'])}: plan `{p['plan']}`, {p['actions']} actions{_late_md(p)}"
         for p in data["merged_not_applied"]
     ] or ["None."]
     emit("\n".join(lines))
+
+
+def _late_md(plan: Mapping[str, Any]) -> str:
+    return f" — **late**: {escape(plan['late'])}" if plan["late"] else ""
+
+
+def proposed_at(plan: Plan) -> datetime:
+    """When the plan was proposed (its `created_at`, written by check in UTC)."""
+    try:
+        return datetime.strptime(plan.created_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise PlanError(
+            f"plan {plan.id} of {plan.app}: created_at {plan.created_at!r} is not a UTC time "
+            "as check writes it; revert the plan file"
+        ) from exc

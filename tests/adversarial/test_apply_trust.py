@@ -510,3 +510,24 @@ def test_an_account_listed_without_an_id_fails_the_pull_by_name(tmp_path: Path) 
         assert "bob.builder" in result.stdout and "None" not in result.stdout
         assert c.git.head("reconciler/wiki") is None
         assert '"id":"None"' not in (c.repo / "state/apps/wiki/accounts.yaml").read_text()
+
+
+# --- a policy deadline: status says which plans are late ---------------------------------
+
+
+def test_status_names_a_plan_past_the_policy_deadline(tmp_path: Path, monkeypatch) -> None:
+    from datetime import timedelta
+
+    from reconciler.clock import utc_now
+    from reconciler.commands import status
+
+    with company(tmp_path, policy=demo.POLICY + "deadline: 24h\n") as c:
+        propose(c)
+        assert "LATE" not in c.cli("status").output
+        monkeypatch.setattr(status, "utc_now", lambda: utc_now() + timedelta(hours=30))
+        late = c.cli("status")
+        assert "LATE: past the policy deadline of 24h by 6h" in late.output
+        approve(c)
+        data = json.loads(c.cli("status", "--format", "json").output)
+        (waiting,) = data["merged_not_applied"]
+        assert waiting["late"].startswith("past the policy deadline of 24h")
