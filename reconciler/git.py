@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import git as gitpython
+
 from reconciler.errors import GitError
 
 BOT_NAME = "reconciler"
@@ -122,6 +124,16 @@ class Git:
         path.mkdir(parents=True, exist_ok=True)
         repo = cls(path)
         repo.run("init", "-q", "-b", branch)
+        return repo
+
+    def history(self) -> gitpython.Repo:
+        """The repository for reading history with GitPython: commit objects, trailers,
+        blobs at revisions. Writing stays on the git command line above (measured
+        faster for the check's commits)."""
+        repo = gitpython.Repo(self.root)
+        # As for our own commands: an inherited GIT_DIR or GIT_INDEX_FILE must not point
+        # GitPython's git at another repository.
+        repo.git.update_environment(**{k: None for k in os.environ if k.startswith("GIT_")})
         return repo
 
     def private_dir(self) -> Path:

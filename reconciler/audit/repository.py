@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import git
@@ -30,6 +30,7 @@ from reconciler.audit.timeline import (
     PendingPlan,
 )
 from reconciler.errors import GitError, YamlError
+from reconciler.git import Git
 
 STATE = "state"
 _COMMIT_MARK = b"\x00C\x00"
@@ -125,12 +126,7 @@ class AuditRepository:
     """The access repository's history, read for an audit."""
 
     def __init__(self, root: Any) -> None:
-        try:
-            self.repo = git.Repo(root)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
-            raise GitError(
-                f"{root} is not a git repository; point --repo at the access repo"
-            ) from exc
+        self.repo = Git.open(Path(root)).history()
         self.git = self.repo.git
 
     def _run(self, *args: str) -> bytes:

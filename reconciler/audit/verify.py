@@ -264,11 +264,8 @@ class Verifier:
     """One walk of main's history; `run` returns what it found."""
 
     def __init__(self, root: Path, main: str = "main", forge: str = "local") -> None:
-        try:
-            self.repo = gitpython.Repo(root)
-        except (gitpython.InvalidGitRepositoryError, gitpython.NoSuchPathError) as exc:
-            raise GitError(f"{root} is not a git repository; point --repo at one") from exc
-        self.git = Git(root)
+        self.git = Git.open(root)
+        self.repo = self.git.history()
         self.main = main
         self.forge = forge
         self.counts = _Counts()
