@@ -267,6 +267,26 @@ def audit_app(
     run_command(lambda: app(options))
 
 
+@audit.command("evidence")
+@click.option("--since", "since_day", required=True, metavar="DATE", help="First day (UTC).")
+@click.option(
+    "--until", "until_day", required=True, metavar="DATE", help="Last day (UTC, included)."
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="A new or empty directory for the pack.",
+)
+@repo_option
+def audit_evidence(since_day: str, until_day: str, out: Path, repo: Path) -> None:
+    """The evidence pack of a period (YYYY-MM-DD to YYYY-MM-DD): every person who left,
+    how and when each of their accounts was removed, and what is still open."""
+    from reconciler.commands.audit import EvidenceOptions, evidence
+
+    run_command(lambda: evidence(EvidenceOptions(repo, since_day, until_day, out)))
+
+
 @audit.command("verify")
 @click.option(
     "--since",

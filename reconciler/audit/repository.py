@@ -352,3 +352,26 @@ class AuditRepository:
             account_ids=tuple(ids),
             status=str(data.get("status", "open")),
         )
+
+    # --- a period -----------------------------------------------------------------------
+
+    def identity_changes(self) -> list[LineChange]:
+        """Every change to every identity source's snapshot lines, oldest first."""
+        return [
+            change
+            for _, changes in self.snapshot_commits(["state/identities"])
+            for change in changes
+        ]
+
+    def main_commits(self, since: datetime, until: datetime) -> list[Commit]:
+        """The commits of the main branch (first parents of HEAD) dated within
+        [since, until], oldest first."""
+        stamp = "%Y-%m-%d %H:%M:%S +0000"
+        found = self.commits(
+            extra=[
+                "--first-parent",
+                f"--since={since.strftime(stamp)}",
+                f"--until={until.strftime(stamp)}",
+            ]
+        )
+        return [c for c, _ in reversed(found) if since <= c.at <= until]

@@ -653,3 +653,60 @@ def app_timeline(
                 )
             )
     return tuple(sorted((e for e in events if in_range(e.at, since, until)), key=event_order))
+
+
+# --- everyone who left -------------------------------------------------------------------
+
+# Keys under which an identity source may record when the person left, in its own words.
+LEFT_AT_KEYS = ("left_at", "deprovisioned_at", "terminated_at")
+
+
+@dataclass(frozen=True)
+class Leaver:
+    """One identity an identity source first showed deprovisioned, suspended or missing."""
+
+    source: str
+    identity_id: str
+    email: str
+    username: str
+    display_name: str
+    status: str  # deprovisioned | suspended | missing
+    detected_at: datetime  # the import commit's date
+    detected_commit: str
+    left_at: str = ""  # the source's own timestamp, as it recorded it ("" when none)
+
+
+def leavers(
+    changes: Iterable[LineChange], since: datetime | None, until: datetime | None
+) -> list[Leaver]:
+    """Every identity first shown as gone within [since, until], from identity line
+    changes of any number of people (one leaver per detection, so a person who left,
+    came back and left again in the period is two)."""
+    by_record: dict[tuple[str, str], list[LineChange]] = {}
+    for change in changes:
+        if change.kind == IDENTITY:
+            by_record.setdefault((change.system, change.record_id), []).append(change)
+    found = []
+    for (source, identity_id), mine in by_record.items():
+        at_commit = {c.commit.sha: c for c in mine}
+        for detection in detections(mine):
+            if not in_range(detection.at, since, until):
+                continue
+            change = at_commit[detection.commit]
+            record = change.after or change.before or {}
+            left_at = next((str(record[k]) for k in LEFT_AT_KEYS if record.get(k)), "")
+            found.append(
+                Leaver(
+                    source=source,
+                    identity_id=identity_id,
+                    email=str(record.get("email") or ""),
+                    username=str(record.get("username") or ""),
+                    display_name=str(record.get("display_name") or ""),
+                    status=detection.status,
+                    detected_at=detection.at,
+                    detected_commit=detection.commit,
+                    left_at=left_at,
+                )
+            )
+    found.sort(key=lambda x: (x.detected_at, x.source, x.email, x.identity_id))
+    return found

@@ -1,15 +1,25 @@
-"""`reconciler audit person|app`: who had what, and how they lost it, from git alone."""
+"""`reconciler audit person|app|evidence`: who had what, and how they lost it, from git
+alone."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, assert_never
 
 from reconciler.audit.app import audit_app
-from reconciler.audit.person import audit_person
+from reconciler.audit.evidence import (
+    EvidenceError,
+    Period,
+    assemble,
+    check_out_dir,
+    render,
+    write_pack,
+)
+from reconciler.audit.person import UnknownPerson, audit_person
 from reconciler.audit.repository import AuditRepository
 from reconciler.audit.timeline import (
     Event,
@@ -17,12 +27,17 @@ from reconciler.audit.timeline import (
     PersonTimeline,
     Removal,
     iso,
+    leavers,
 )
 from reconciler.clock import utc_now
 from reconciler.commands import EXIT_OK, SCHEMA_VERSION, open_repo
+from reconciler.config import Policy
+from reconciler.errors import ReconcilerError
 from reconciler.inert import terminal
 from reconciler.markdown import escape
+from reconciler.model import Account
 from reconciler.output import OutputFormat, emit, emit_json
+from reconciler.policy import protection
 
 
 @dataclass(frozen=True)
@@ -302,4 +317,89 @@ def app(options: AppOptions) -> int:
             )
         case _:
             assert_never(options.format)
+    return EXIT_OK
+
+
+# --- evidence -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvidenceOptions:
+    repo: Path
+    since: str  # YYYY-MM-DD, as given
+    until: str
+    out: Path
+
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_day(value: str, flag: str) -> date:
+    """A `YYYY-MM-DD` option value as a date."""
+    try:
+        if not _DAY.fullmatch(value):
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        raise EvidenceError(
+            f"{flag} {value!r} is not a date: give YYYY-MM-DD (a UTC day), e.g. 2026-01-31"
+        ) from None
+
+
+def parse_period(since: str, until: str) -> Period:
+    start, end = parse_day(since, "--since"), parse_day(until, "--until")
+    if end < start:
+        raise EvidenceError(f"--until {until} is before --since {since}: swap them")
+    return Period(start, end)
+
+
+def evidence(options: EvidenceOptions) -> int:
+    period = parse_period(options.since, options.until)
+    # Refuse before reading any history; write_pack checks again right before writing.
+    check_out_dir(options.out)
+    repo = open_repo(options.repo)
+    history = AuditRepository(repo.root)
+    settings = repo.settings
+    now = utc_now()
+    policies: dict[str, Policy] = {}
+    for name in sorted(settings.config.apps):
+        try:
+            policies[name] = settings.policy_for(name)
+        except ReconcilerError:
+            continue  # an app no policy governs has no leavers to answer for
+    people = []
+    protected: dict[tuple[str, str], str] = {}
+    for leaver in leavers(history.identity_changes(), period.start, period.end):
+        try:
+            timeline = audit_person(history, settings, leaver.identity_id, now=now)
+        except UnknownPerson:
+            timeline = PersonTimeline(leaver.identity_id, (), (), (), (), ())
+        people.append((leaver, timeline))
+        for account in timeline.accounts:
+            policy = policies.get(account.app)
+            if policy is None:
+                continue
+            why = protection(
+                Account.build(account.account_id, account.username, account.email), policy
+            )
+            if why:
+                protected[(account.app, account.account_id)] = why
+    commits = history.main_commits(period.start, min(period.end, now))
+    pack = assemble(
+        period,
+        [c.sha for c in commits],
+        people,
+        sources={name: p.identity_source for name, p in policies.items()},
+        deadlines={name: p.deadline for name, p in policies.items()},
+        protected=protected,
+        now=now,
+    )
+    files = render(pack)
+    write_pack(options.out, files)
+    summary = pack.summary
+    emit(
+        f"wrote {len(files)} files to {terminal(str(options.out))}: "
+        f"{summary.people} people left, {summary.accounts} accounts, {summary.removed} "
+        f"removed, {summary.still_open} still open, {summary.breaches} past the deadline"
+    )
     return EXIT_OK
