@@ -183,7 +183,7 @@ def _reason(
     as_of: datetime,
 ) -> str:
     if protected:
-        return f"protected: {protected}"
+        return protected  # as the policy says it: "protected by …", "service account"
     if decided is not None and decided.outcome == "skipped":
         return f"skipped: {decided.detail or 'by a reviewer'}"
     if decided is not None and decided.outcome:
