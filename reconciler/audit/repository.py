@@ -122,6 +122,18 @@ def parse_log(output: bytes, wanted: Iterable[str] | None = None) -> Iterator[Li
     yield from flush(current)
 
 
+# `git log` options: each commit's header, then only the lines it changed, as plain text.
+CHANGED_LINES = (
+    "--format=%x00C%x00%H%x00%ct%x00%s",
+    "-p",
+    "-U0",
+    "--no-color",
+    "--no-renames",
+    "--no-ext-diff",
+    "--",
+)
+
+
 class AuditRepository:
     """The access repository's history, read for an audit."""
 
@@ -167,13 +179,7 @@ class AuditRepository:
             rev,
             "-i",
             f"-G{pattern}",
-            "--format=%x00C%x00%H%x00%ct%x00%s",
-            "-p",
-            "-U0",
-            "--no-color",
-            "--no-renames",
-            "--no-ext-diff",
-            "--",
+            *CHANGED_LINES,
             *paths,
         )
         # git log lists newest first; the core wants them in the order they happened,
@@ -186,13 +192,7 @@ class AuditRepository:
         out = self._run(
             "log",
             "HEAD",
-            "--format=%x00C%x00%H%x00%ct%x00%s",
-            "-p",
-            "-U0",
-            "--no-color",
-            "--no-renames",
-            "--no-ext-diff",
-            "--",
+            *CHANGED_LINES,
             *paths,
         )
         commits: dict[str, tuple[Commit, list[LineChange]]] = {}
