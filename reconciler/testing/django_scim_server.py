@@ -56,7 +56,7 @@ from reconciler.testing.scim_server import (
     Middleware,
     ScimServer,
     SeedResult,
-    serve_wsgi,
+    serving,
 )
 
 # Where the SCIM endpoints live in the project's URL space.
@@ -110,20 +110,9 @@ def start_django_scim_server(
     try:
         django_app = _setup()
         _empty_database()
-        app: WSGIApplication = _with_token(django_app, token)
-        if middleware is not None:
-            app = middleware(app)
-        server, thread = serve_wsgi(app, name="django-scim2")
-        running = DjangoScimServer(
-            url=f"http://127.0.0.1:{server.server_port}{BASE_PATH}",
-            token=token,
-            _server=server,
-            _thread=thread,
-        )
-        try:
-            yield running
-        finally:
-            running.stop()
+        app = _with_token(django_app, token)
+        with serving(app, name="django-scim2", middleware=middleware) as origin:
+            yield DjangoScimServer(url=f"{origin}{BASE_PATH}", token=token)
     finally:
         _running.release()
 

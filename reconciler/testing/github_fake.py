@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from reconciler.testing.access_repo import Company, company
-from reconciler.testing.scim_server import serve_wsgi
+from reconciler.testing.scim_server import serving
 
 BODY_LIMIT = 65_536
 DOCS = "https://docs.github.com/rest"
@@ -739,13 +739,8 @@ class FakeGitHub:
 @contextmanager
 def serve_github(fake: FakeGitHub) -> Iterator[str]:
     """Serve `fake` on 127.0.0.1; yields its API base URL."""
-    server, thread = serve_wsgi(fake, name="github-fake")
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(fake, name="github-fake") as origin:
+        yield origin
 
 
 GITHUB_TOKEN_ENV = "RECONCILER_GITHUB_TOKEN"

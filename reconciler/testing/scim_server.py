@@ -25,7 +25,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from socketserver import ThreadingMixIn
 from typing import Any, ClassVar, Protocol
 from urllib.parse import quote
@@ -97,15 +97,6 @@ class ScimServer:
 
     url: str
     token: str | None
-    _server: WSGIServer = field(repr=False)
-    _thread: threading.Thread = field(repr=False)
-
-    def stop(self) -> None:
-        """Stop serving and wait for in-flight requests; safe to call twice."""
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join()
-        self._server.server_close()
 
     def seed(
         self, users: Sequence[Mapping[str, Any]], groups: Sequence[Mapping[str, Any]] = ()
@@ -136,27 +127,22 @@ def start_scim_server(
     `scim2-server --bearer-token`. `middleware` wraps the WSGI application (tests use it
     to inject faults).
     """
-    app: WSGIApplication = _build_app(token)
-    if middleware is not None:
-        app = middleware(app)
-    server, thread = serve_wsgi(app, name="scim2-server")
-    running = ScimServer(
-        url=f"http://127.0.0.1:{server.server_port}/v2",
-        token=token,
-        _server=server,
-        _thread=thread,
-    )
-    try:
-        yield running
-    finally:
-        running.stop()
+    with serving(_build_app(token), name="scim2-server", middleware=middleware) as origin:
+        yield ScimServer(url=f"{origin}/v2", token=token)
 
 
-def serve_wsgi(app: WSGIApplication, *, name: str) -> tuple[WSGIServer, threading.Thread]:
-    """Serve `app` on 127.0.0.1 on a random port from a thread, until `server.shutdown()`.
+@contextmanager
+def serving(
+    app: WSGIApplication, *, name: str, middleware: Middleware | None = None
+) -> Iterator[str]:
+    """Serve `app` (wrapped in `middleware`, if any) on 127.0.0.1 on a random port from a
+    thread until the block ends; yields `http://127.0.0.1:PORT`. On exit, stops serving
+    and waits for in-flight requests.
 
     Each request gets its own thread, so a slow request never blocks the others.
     """
+    if middleware is not None:
+        app = middleware(app)
     server = make_server(
         "127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_RequestHandler
     )
@@ -168,7 +154,12 @@ def serve_wsgi(app: WSGIApplication, *, name: str) -> tuple[WSGIServer, threadin
         daemon=True,
     )
     thread.start()
-    return server, thread
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
 
 
 def _build_app(token: str | None) -> WSGIApplication:
