@@ -28,6 +28,11 @@ REASONS = {
 MODE_RANK = {"manual": 0, "disable": 1, "delete": 2}
 
 
+def widens(mode: str, than: str) -> bool:
+    """Whether `mode` removes more than `than` (an unknown mode is the widest of all)."""
+    return MODE_RANK.get(mode, 99) > MODE_RANK.get(than, -1)
+
+
 @dataclass(frozen=True)
 class Action:
     """Deprovision one account."""
@@ -188,7 +193,7 @@ def check_subset(reviewed: Plan, generated: Plan) -> None:
                 "reviewers may remove actions or mark them `skip: true`, never add them. "
                 "Revert the plan file to what the check wrote."
             )
-        if MODE_RANK.get(action.mode, 99) > MODE_RANK[original.mode]:
+        if widens(action.mode, original.mode):
             raise PlanError(
                 f"plans/{reviewed.app}.yaml: {label} was widened from {original.mode!r} to "
                 f"{action.mode!r}; reviewers may only narrow a plan"

@@ -35,7 +35,7 @@ from reconciler.errors import ApprovalError, GitError, PlanError, ReconcilerErro
 from reconciler.forge.local import parse_approvers, require_plan_only
 from reconciler.git import Commit, Git
 from reconciler.history import FINAL, Entry
-from reconciler.plan import MODE_RANK, Plan
+from reconciler.plan import Plan, widens
 from reconciler.planfile import PLAN_DIR, parse_plan, plan_path
 
 HISTORY_DIR = "history"
@@ -250,7 +250,7 @@ def journal_beyond_plan(entries: Sequence[Entry], plan: Plan) -> list[str]:
         if action is None:
             problems.append(f"{label} is not in plan {plan.id}")
             continue
-        if MODE_RANK.get(entry.mode, 99) > MODE_RANK.get(action.mode, -1):
+        if widens(entry.mode, action.mode):
             problems.append(
                 f"{label} is recorded with mode {entry.mode}, wider than {action.mode} "
                 f"in plan {plan.id}"
