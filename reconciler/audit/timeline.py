@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from reconciler.clock import timestamp
+
 ACCOUNT = "account"
 IDENTITY = "identity"
 LEFT = frozenset({"deprovisioned", "suspended", "missing"})
@@ -228,7 +230,7 @@ class PersonTimeline:
 
 
 def iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None if moment is None else timestamp(moment)
 
 
 def hours(span: timedelta | None) -> float | None:
