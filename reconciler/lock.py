@@ -11,10 +11,10 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 
 import filelock
 
+from reconciler.clock import timestamp, utc_now
 from reconciler.errors import ReconcilerError
 from reconciler.git import Git
 
@@ -51,7 +51,7 @@ def exclusive(git: Git, command: str) -> Iterator[None]:
             "time in an access repository. Wait for it to finish and run again"
         ) from None
     try:
-        since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        since = timestamp(utc_now())
         holder.write_text(
             f"{command} (pid {os.getpid()} on {socket.gethostname()}, since {since})",
             encoding="utf-8",

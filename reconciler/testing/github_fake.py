@@ -24,11 +24,11 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from reconciler.clock import timestamp, utc_now
 from reconciler.testing.access_repo import Company, company
 from reconciler.testing.scim_server import serving
 
@@ -55,7 +55,7 @@ REASONS = {
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timestamp(utc_now())
 
 
 @dataclass
