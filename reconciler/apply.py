@@ -12,8 +12,6 @@ committed once, authored by whoever ran the apply.
 from __future__ import annotations
 
 import hashlib
-import io
-import tarfile
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -95,13 +93,6 @@ def approved(forge: Forge, app: str, policy: Policy) -> Approval:
     return approval
 
 
-def extract_state(git: Git, rev: str, paths: Sequence[str], into: Path) -> None:
-    """Copy `paths` as they were at `rev` into `into`, to read old snapshots."""
-    archive = git.run_bytes("archive", "--format=tar", rev, "--", *paths)
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-
-
 @dataclass(frozen=True)
 class Basis:
     """What the plan was computed from, read again from its base commit."""
@@ -136,7 +127,7 @@ def rebuild(
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         paths = [f"state/apps/{plan.app}", *snapshot.identity_paths(source)]
-        extract_state(git, plan.base_commit, paths, root)
+        git.extract(plan.base_commit, paths, root)
         digests = {
             f"apps/{plan.app}": snapshot.accounts_digest(root, plan.app),
             f"identities/{source}": snapshot.identities_digest(root, source),

@@ -6,8 +6,10 @@ commits on a plan branch can be told apart from the tool's.
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
+import tarfile
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -187,6 +189,13 @@ class Git:
         """Paths that differ between two commits."""
         out = self.run("diff", "--name-only", "-z", "--no-renames", old, new)
         return [p for p in out.split("\0") if p]
+
+    def extract(self, rev: str, paths: Sequence[str], into: Path) -> None:
+        """Write `paths` (files or directories) as they are at `rev` under `into`, laid
+        out as in the repository: one `git archive`, however many files."""
+        archive = self.run_bytes("archive", "--format=tar", rev, "--", *paths)
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(into, filter="data")
 
     def show(self, rev: str, path: str) -> bytes | None:
         proc = self._exec(["show", f"{rev}:{path}"])

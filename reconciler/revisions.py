@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -22,9 +21,6 @@ from reconciler.errors import GitError, SnapshotError
 from reconciler.git import Git
 
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-# Blobs read at once from git: a sharded snapshot is 256 files.
-READERS = 8
-
 T = TypeVar("T")
 
 
@@ -130,22 +126,16 @@ def names(git: Git, rev: Revision, kind: str) -> list[str]:
 
 
 def read(git: Git, rev: Revision, blobs: Mapping[str, str], reader: Callable[[Path], T]) -> T:
-    """Run a snapshot reader over `blobs` (path → blob id) as they are at `rev`.
+    """Run a snapshot reader over the files `blobs` names (path → blob id) as they are
+    at `rev`.
 
-    The files are copied from git's objects into a temporary directory laid out like
-    the access repo; a problem in one is reported as `REV:PATH:LINE`.
+    The files are extracted from `rev` (one `git archive`) into a temporary directory
+    laid out like the access repo; a problem in one is reported as `REV:PATH:LINE`.
     """
     with tempfile.TemporaryDirectory(prefix=f"reconciler-diff-{rev.short}-") as tmp:
         root = Path(tmp)
-
-        def copy(item: tuple[str, str]) -> None:
-            path, blob = item
-            target = root / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(git.run_bytes("cat-file", "blob", blob))
-
-        with ThreadPoolExecutor(max_workers=READERS) as pool:
-            list(pool.map(copy, blobs.items()))
+        if blobs:
+            git.extract(rev.commit, sorted(blobs), root)
         try:
             return reader(root)
         except SnapshotError as exc:
