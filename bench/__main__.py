@@ -3,6 +3,7 @@
     python -m bench run [--sizes 1000,10000,100000] [--out bench/out]
                         [--newcomer-max-n 100000] [--git-days 30] [--scim-n 10000] [--quick]
     python -m bench report bench/out/results.json   # render a saved run again
+    python -m bench year [--apps 50 --app-size 2000 --big 100000 --days 365]
 
 Results go to OUT/results.json and OUT/results.md; the markdown is also printed.
 Progress goes to stderr.
@@ -27,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from bench import generate, gitgrowth, newcomer, report, runner, scimpull
+from bench import generate, gitgrowth, newcomer, report, runner, scimpull, year, yearaudit
 
 DEFAULT_SIZES = (1000, 10_000, 100_000)
 QUICK_SIZES = (1000,)
@@ -186,6 +187,27 @@ def _measure_size(n: int, day1: generate.Day, options: BenchOptions, work: Path)
     return data
 
 
+def run_year(args: argparse.Namespace) -> int:
+    """Generate (or reuse) the year in OUT/year, time the audit commands over it, write
+    OUT/year.json and OUT/year.md, print the markdown."""
+    shape = year.Shape(
+        apps=args.apps, app_size=args.app_size, big_size=args.big, days=args.days, seed=args.seed
+    )
+    try:
+        made = yearaudit.generated(shape, args.out / "year", _progress)
+        results = yearaudit.measure(made, args.out / "year-logs", args.runs, _progress)
+    except runner.BenchError as exc:
+        _progress(f"benchmark failed: {exc}")
+        return 1
+    results["meta"] = {"machine": _machine(), "reconciler": _code_version()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "year.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    markdown = yearaudit.render(results)
+    (args.out / "year.md").write_text(markdown, encoding="utf-8")
+    sys.stdout.write(markdown)
+    return 0
+
+
 def _sizes(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(part.replace("_", "")) for part in text.split(",") if part.strip())
@@ -223,6 +245,20 @@ def _parser() -> argparse.ArgumentParser:
     run_parser.add_argument(
         "--keep-work", action="store_true", help="keep access repos and logs in OUT/work"
     )
+    year_parser = commands.add_parser(
+        "year", help="the audit commands over a generated year of history"
+    )
+    year_parser.add_argument(
+        "--out", type=Path, default=Path("bench/out"), help="where results go (bench/out)"
+    )
+    year_parser.add_argument("--apps", type=int, default=50, help="small apps (50)")
+    year_parser.add_argument("--app-size", type=int, default=2000, help="their accounts (2000)")
+    year_parser.add_argument(
+        "--big", type=int, default=100_000, help="accounts of the big app and identities (100000)"
+    )
+    year_parser.add_argument("--days", type=int, default=365, help="days of history (365)")
+    year_parser.add_argument("--runs", type=int, default=3, help="runs of the quick commands (3)")
+    year_parser.add_argument("--seed", type=int, default=1, help="data generator seed (1)")
     report_parser = commands.add_parser("report", help="render a saved results.json again")
     report_parser.add_argument("results", type=Path)
     return parser
@@ -248,6 +284,8 @@ def _options(args: argparse.Namespace) -> BenchOptions:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "year":
+        return run_year(args)
     if args.command == "report":
         results = orjson.loads(args.results.read_bytes())
         sys.stdout.write(report.render(results))
