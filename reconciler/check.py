@@ -7,12 +7,14 @@ Identity sources are pulled once per run and shared by the apps that use them.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 from reconciler import report, snapshot, yamlio
+from reconciler.audit.repository import CHANGED_LINES, ere_escape, parse_log
+from reconciler.audit.timeline import gone_since
 from reconciler.clock import timestamp, utc_now
 from reconciler.config import Settings, SystemConfig
 from reconciler.connectors.base import Connector, Mode
@@ -343,6 +345,11 @@ class Checker:
             if plan.status == "blocked" and plan.id in policy.guards.allow_blocked_plans:
                 plan = replace(plan, status="open")
         evaluation = assessment.evaluation
+        gone: Mapping[str, datetime] = {}
+        if plan is not None and policy.deadline is not None:
+            ids = {a.identity_id for a in plan.active_actions if a.identity_id}
+            with self.phases("policy"):
+                gone = self.gone_since(identity_pull.source, ids)
         return AppCheck(
             app=app,
             identity_source=identity_pull.source,
@@ -353,7 +360,25 @@ class Checker:
             protected=evaluation.protected,
             blocked_reasons=tuple(untrusted) or assessment.blocked_reasons,
             account_count=len(current),
+            deadline=policy.deadline,
+            checked_at=self.now,
+            gone_since=gone,
         )
+
+    def gone_since(self, source: str, identity_ids: Collection[str]) -> dict[str, datetime]:
+        """Since when each of `identity_ids` has been gone from `source`: the import
+        commit that first showed it deprovisioned, suspended or missing, read from the
+        identity snapshot's history with the audit's own rule (what `audit` calls its
+        detection). One pickaxe pass over that file, for these identities only."""
+        if not identity_ids:
+            return {}
+        pattern = "|".join(ere_escape(i) for i in sorted(identity_ids))
+        out = self.git.run_bytes(
+            "log", "HEAD", f"-G{pattern}", *CHANGED_LINES, snapshot.identity_paths(source)[0]
+        )
+        changes = list(parse_log(out, [i.lower() for i in identity_ids]))[::-1]
+        found = gone_since(c for c in changes if c.record_id in identity_ids)
+        return {identity_id: detection.at for identity_id, detection in found.items()}
 
     def pull_app(self, app: str) -> tuple[list[Account], list[Role], frozenset[Mode], str]:
         """The app's accounts, roles and modes, or why the pull cannot be trusted."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from reconciler.diff import AccountDiff
 from reconciler.model import Account
@@ -39,6 +41,12 @@ class AppCheck:
     account_count: int = 0
     monthly_seat_cost: float | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # The policy's deadline, when the check ran, and since when each identity behind the
+    # plan's actions has been gone (the import commit that first showed it, by identity
+    # id): what the report needs to say which removals are already late.
+    deadline: timedelta | None = None
+    checked_at: datetime | None = None
+    gone_since: Mapping[str, datetime] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:

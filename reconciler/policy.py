@@ -284,20 +284,29 @@ def app_shrink_block(app: str, previous: int, current: int, policy: Policy) -> s
     )
 
 
+def overdue(since: datetime, now: datetime, deadline: timedelta | None) -> timedelta | None:
+    """How far past the policy's deadline something that started at `since` is at `now`,
+    or None (no deadline, or still within it). The one rule for "late": `status` applies
+    it to a plan's proposal time, a plan's report to each person's detection time."""
+    if deadline is None:
+        return None
+    late = now - since - deadline
+    return late if late > timedelta(0) else None
+
+
 def lateness(proposed_at: datetime, now: datetime, deadline: timedelta | None) -> str | None:
     """How far past the policy's deadline a plan proposed at `proposed_at` is, or None
     (no deadline, or still within it)."""
-    if deadline is None:
-        return None
-    late = now - proposed_at - deadline
-    if late <= timedelta(0):
+    late = overdue(proposed_at, now, deadline)
+    if deadline is None or late is None:
         return None
     return (
-        f"past the policy deadline of {_hours(deadline)} by {_hours(late)} "
+        f"past the policy deadline of {span_text(deadline)} by {span_text(late)} "
         f"(proposed {proposed_at:%Y-%m-%d %H:%M} UTC)"
     )
 
 
-def _hours(span: timedelta) -> str:
+def span_text(span: timedelta) -> str:
+    """A duration as deadlines are written: hours, and days from three days on."""
     hours = span.total_seconds() / 3600
     return f"{hours:.0f}h" if hours < 72 else f"{hours / 24:.1f}d"

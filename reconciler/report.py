@@ -14,6 +14,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -30,6 +31,7 @@ from reconciler.markdown import Markdown, code, escape
 from reconciler.model import Account
 from reconciler.outcome import AppCheck
 from reconciler.plan import REASONS, Action
+from reconciler.policy import overdue, span_text
 
 REPORT_TEMPLATE = "report.md.j2"
 # Rows per detailed table; the rest is counted and pointed at, so a report for an app with
@@ -87,6 +89,39 @@ def blocking_reasons(check: AppCheck) -> tuple[str, ...]:
     if check.plan is not None:
         reasons += check.plan.blocked_reasons
     return tuple(dict.fromkeys(reasons))
+
+
+@dataclass(frozen=True)
+class LateRemoval:
+    """A proposed removal whose person has been gone longer than the policy's deadline
+    already when the plan is written."""
+
+    action: Action
+    gone_since: datetime  # the import commit that first showed the person gone
+    past_by: timedelta  # how far past the deadline, when the check ran
+
+    @property
+    def detected(self) -> str:
+        return f"{self.gone_since:%Y-%m-%d %H:%M} UTC"
+
+    @property
+    def past(self) -> str:
+        return span_text(self.past_by)
+
+
+def late_removals(check: AppCheck) -> tuple[LateRemoval, ...]:
+    """The plan's removals already past the policy's deadline, oldest detection first,
+    by the same rule `status` uses for a late plan (`policy.overdue`)."""
+    if check.plan is None or check.checked_at is None or check.deadline is None:
+        return ()
+    late = []
+    for action in check.plan.active_actions:
+        since = check.gone_since.get(action.identity_id)
+        past = overdue(since, check.checked_at, check.deadline) if since else None
+        if since is not None and past is not None:
+            late.append(LateRemoval(action, since, past))
+    late.sort(key=lambda x: (x.gone_since, x.action.account_id))
+    return tuple(late)
 
 
 def summary_row(check: AppCheck) -> dict[str, int]:
@@ -253,6 +288,7 @@ def render_report(
     active = [a for a in actions if not a.skip]
     role_changes = check.diff.role_changes
     counts = _summary(check, len(role_changes))
+    late = late_removals(check)
     env = _environment(str(templates_dir) if templates_dir is not None else None)
     try:
         template = env.get_template(REPORT_TEMPLATE)
@@ -282,6 +318,9 @@ def render_report(
                 else None
             ),
             notes=check.notes,
+            late=late,
+            late_by_account={x.action.account_id: x for x in late},
+            deadline=span_text(check.deadline) if check.deadline is not None else "",
         )
     except jinja2.TemplateError as exc:
         # A broken override is the access repo's to fix; say which file.
@@ -426,9 +465,11 @@ __all__ = [
     "DEFAULT_MAX_ROWS",
     "GITHUB_BODY_LIMIT",
     "SUMMARY_LABELS",
+    "LateRemoval",
     "Section",
     "blocking_reasons",
     "import_commit_message",
+    "late_removals",
     "render_pr_body",
     "render_report",
     "summary_line",

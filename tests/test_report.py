@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from reconciler import demo
+from reconciler.clock import utc_now
 from reconciler.diff import AccountChange, AccountDiff
 from reconciler.errors import ConfigError
 from reconciler.model import Account
@@ -16,11 +21,13 @@ from reconciler.plan import Action, Plan, new_plan
 from reconciler.report import (
     SUMMARY_LABELS,
     import_commit_message,
+    late_removals,
     render_pr_body,
     render_report,
     summary_line,
     summary_row,
 )
+from reconciler.testing.access_repo import company
 
 # One value that tries every trick: HTML, a table cell, a mention, an issue link, a code
 # span, a javascript: link, an image, an RTL override, a new table row, a heading and a
@@ -442,3 +449,114 @@ def test_commit_message_shows_hostile_values_on_one_line() -> None:
     message = import_commit_message("wiki", AccountDiff(added=(account(1, name),)))
     listed = [line for line in message.splitlines() if line.startswith("- ")]
     assert listed == ["- alice\\u202eevil\\nsecond line\\u001b[31m"]
+
+
+# --- removals already past the policy's deadline ----------------------------------------
+
+CHECKED = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
+
+
+def late_check(gone_hours: dict[str, float], deadline: timedelta | None = timedelta(hours=24)):
+    actions = [action(int(i.removeprefix("i"))) for i in sorted(gone_hours)]
+    return make_check(
+        plan=plan_of(actions),
+        deadline=deadline,
+        checked_at=CHECKED,
+        gone_since={i: CHECKED - timedelta(hours=h) for i, h in gone_hours.items()},
+    )
+
+
+def status_cell(report: str, account_id: str) -> str:
+    row = next(r for r in report.splitlines() if r.startswith(f"| <code>{account_id}</code>"))
+    return row.rstrip(" |").rsplit(" | ", 1)[1]
+
+
+def test_removals_already_past_the_deadline_are_counted_and_marked() -> None:
+    check = late_check({"i1": 30, "i2": 50, "i3": 2})
+    assert [x.action.account_id for x in late_removals(check)] == ["2", "1"]
+    report = render_report(check)
+    assert (
+        "**2 removals are already past the 24h deadline** (oldest: user2, detected "
+        "2026-11-01 10:00 UTC, 26h past it)"
+    ) in report
+    # The line sits near the top, before the summary table.
+    assert report.index("already past") < report.index("| Summary |")
+    assert status_cell(report, "1") == (
+        "proposed; **late**: detected 2026-11-02 06:00 UTC, 6h past the deadline"
+    )
+    assert status_cell(report, "3") == "proposed"
+
+
+@pytest.mark.parametrize(
+    ("gone", "deadline"),
+    [({"i1": 23.9, "i2": 1}, timedelta(hours=24)), ({"i1": 500}, None), ({}, timedelta(hours=1))],
+)
+def test_no_late_line_within_the_deadline_or_without_one(gone, deadline) -> None:
+    check = late_check(gone, deadline)
+    if not gone:  # an action whose detection is unknown is never called late
+        check = late_check({"i1": 0}, deadline)
+        check = make_check(plan=check.plan, deadline=deadline, checked_at=CHECKED)
+    report = render_report(check)
+    assert "already past" not in report and "**late**" not in report
+
+
+def test_a_skipped_late_removal_is_not_counted() -> None:
+    check = late_check({"i1": 30, "i2": 40})
+    skipped = replace_actions(check, skip="2")
+    report = render_report(skipped)
+    assert "**1 removal is already past the 24h deadline** (oldest: user1" in report
+
+
+def replace_actions(check: AppCheck, skip: str) -> AppCheck:
+    assert check.plan is not None
+    actions = tuple(
+        replace(a, skip=True, skip_reason="kept") if a.account_id == skip else a
+        for a in check.plan.actions
+    )
+    return replace(check, plan=replace(check.plan, actions=actions))
+
+
+def backdate(repo: Path, hours: float) -> None:
+    """Make every commit so far as old as if it had been made `hours` ago."""
+    when = (utc_now() - timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%S+0000")
+    dates = f"export GIT_AUTHOR_DATE='{when}' GIT_COMMITTER_DATE='{when}'"
+    subprocess.run(
+        ["git", "filter-branch", "-f", "--env-filter", dates, "--", "--branches"],
+        cwd=repo,
+        env={**os.environ, "FILTER_BRANCH_SQUELCH_WARNING": "1"},
+        capture_output=True,
+        check=True,
+    )
+
+
+def test_a_plan_written_after_the_deadline_says_which_removals_are_late(tmp_path: Path) -> None:
+    """bob leaves and his plan waits; two days later judy leaves too, the plan changes and
+    its report is written again: bob's removal is already late, judy's is not. The plan
+    file carries nothing of it, so apply accepts the plan as before."""
+    with company(tmp_path, policy=demo.POLICY + "deadline: 24h\n") as c:
+        checked = c.cli("check")
+        assert checked.exit_code == 0, checked.output
+        c.idp.set_active(c.idp_ids.users["bob.builder"], False)
+        assert c.cli("check").exit_code == 0
+        first = (c.git.show("reconciler/wiki", "plans/wiki.md") or b"").decode()
+        assert "already past" not in first and "**late**" not in first
+        plan_before = c.plan_on_branch()
+        # That was two days ago.
+        backdate(c.repo, 48)
+
+        c.idp.set_active(c.idp_ids.users["judy.hale"], False)
+        assert c.cli("check").exit_code == 0
+        report = (c.git.show("reconciler/wiki", "plans/wiki.md") or b"").decode()
+        assert "**1 removal is already past the 24h deadline** (oldest: bob.builder" in report
+        assert ", 24h past it)" in report
+        rows = {r.split(" | ")[1]: r for r in report.splitlines() if r.startswith("| <code>")}
+        assert "**late**: detected" in rows["bob.builder"]
+        assert "**late**" not in rows["judy.hale"]
+        plan = c.plan_on_branch()
+        assert plan["plan"] != plan_before["plan"]
+        assert "late" not in str(plan) and len(plan["actions"]) == 2
+
+        # Nothing of it is in the plan file: approve and apply go as before.
+        assert c.cli("approve", "--app", "wiki", "--as", demo.REVIEWER).exit_code == 0
+        applied = c.cli("apply", "--confirm")
+        assert applied.exit_code == 0, applied.output

@@ -338,6 +338,26 @@ def detections(changes: Iterable[LineChange]) -> list[Detection]:
     return found
 
 
+def gone_since(changes: Iterable[LineChange]) -> dict[str, Detection]:
+    """For each identity still gone after its last change, the detection that began
+    its current absence (a person who came back and left again counts from the second
+    time), by identity id. `changes` are one identity source's lines in the order they
+    happened (as the repository reads them: commits of one second keep their order)."""
+    by_record: dict[str, list[LineChange]] = {}
+    for change in changes:
+        if change.kind == IDENTITY:
+            by_record.setdefault(change.record_id, []).append(change)
+    found = {}
+    for record_id, mine in by_record.items():
+        latest = mine[-1]
+        if latest.after is not None and latest.after.get("status") not in LEFT:
+            continue
+        seen = detections(mine)
+        if seen:
+            found[record_id] = seen[-1]
+    return found
+
+
 def _detection_for(
     found: Sequence[Detection], source: str | None, before: datetime | None
 ) -> Detection | None:

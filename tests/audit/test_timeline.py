@@ -16,6 +16,7 @@ from reconciler.audit.timeline import (
     PendingPlan,
     describe,
     detections,
+    gone_since,
     person_timeline,
 )
 
@@ -309,3 +310,34 @@ def test_app_timeline_counts_each_import_and_orders_the_cycle():
     assert "(2 new)" in events[0].text and "(1 changed)" in events[3].text
     assert "approved by rev" in events[2].text
     assert app_timeline("wiki", snapshots, [], [], [], since=at(1)) == events[3:4]
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        ([(0, None, "active"), (5, "active", "deprovisioned")], 5),
+        ([(0, None, "active"), (5, "active", "suspended"), (9, "suspended", "active")], None),
+        (
+            [
+                (0, None, "active"),
+                (5, "active", "deprovisioned"),
+                (9, "deprovisioned", "active"),
+                (20, "active", "deprovisioned"),
+            ],
+            20,
+        ),
+        ([(0, None, "active"), (5, "active", "deprovisioned"), (8, "deprovisioned", None)], 5),
+        ([(0, None, "active"), (7, "active", None)], 7),
+        ([(0, None, "active")], None),
+    ],
+)
+def test_gone_since_is_the_start_of_the_current_absence(steps, expected):
+    changes = [
+        ident_change(h, identity(before) if before else None, identity(after) if after else None)
+        for h, before, after in steps
+    ]
+    found = gone_since(changes)
+    if expected is None:
+        assert found == {}
+    else:
+        assert found["i1"].at == at(expected)
