@@ -42,8 +42,9 @@ from reconciler import report, snapshot, yamlio
 from reconciler.apply import apply_message
 from reconciler.check import PLAN_HEADER, identity_summary
 from reconciler.clock import timestamp
-from reconciler.correlate import normalise
-from reconciler.diff import diff_accounts
+from reconciler.config import Policy
+from reconciler.correlate import correlate, normalise
+from reconciler.diff import AccountDiff, diff_accounts
 from reconciler.forge.base import Approval
 from reconciler.forge.local import approval_trailers, branch_for
 from reconciler.history import Entry, Journal
@@ -51,7 +52,14 @@ from reconciler.model import Account, Identity, Role
 from reconciler.outcome import AppCheck
 from reconciler.plan import Plan, new_plan
 from reconciler.planfile import plan_path, report_path
-from reconciler.policy import PullState, assess
+from reconciler.policy import (
+    Assessment,
+    Evaluation,
+    PullState,
+    effective_mode,
+    evaluate,
+    guard_blocks,
+)
 from reconciler.settings import load_settings
 from reconciler.snapshot import Records, decode_account, decode_identity
 
@@ -391,6 +399,10 @@ class AppState:
     lines: dict[str, bytes] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)  # path in the repo → bytes
     roles: bytes | None = None
+    # Normalised email and username → the accounts holding it.
+    keys: dict[str, set[str]] = field(default_factory=dict)
+    # Account id → (kind, item) of `evaluate`'s verdict on it; kept from day to day.
+    verdicts: dict[str, tuple[str, Any]] = field(default_factory=dict)
 
     @property
     def directory(self) -> str:
@@ -404,15 +416,30 @@ class AppState:
         changed: set[str] = set()
         for account_id in self.accounts.keys() - accounts.keys():
             changed.add(account_id)
-            del self.accounts[account_id]
+            self._unkey(self.accounts.pop(account_id))
             del self.lines[account_id]
         for account_id, account in accounts.items():
             known = self.accounts.get(account_id)
             if known is not account and known != account:
                 changed.add(account_id)
+                if known is not None:
+                    self._unkey(known)
                 self.accounts[account_id] = account
                 self.lines[account_id] = snapshot.encode(account)
+                for key in _keys_of(account):
+                    self.keys.setdefault(key, set()).add(account_id)
         return self._render(changed), changed
+
+    def _unkey(self, account: Account) -> None:
+        for key in _keys_of(account):
+            self.keys.get(key, set()).discard(account.id)
+
+    def holding(self, keys: Iterable[str]) -> set[str]:
+        """The accounts whose email or username is one of `keys` (normalised)."""
+        found: set[str] = set()
+        for key in keys:
+            found.update(self.keys.get(key, ()))
+        return found
 
     def _render(self, changed: set[str]) -> dict[str, bytes | None]:
         files: dict[str, bytes | None] = {}
@@ -462,26 +489,79 @@ class IdentityState:
     def records(self) -> Records[Identity]:
         return Records(self.lines, decode_identity, self.identities)
 
-    def put(self, identity: Identity) -> None:
+    def put(self, identity: Identity) -> set[str]:
+        """Take a new or changed identity; the keys of its old and new versions."""
         old = self.identities.get(identity.id)
-        for value in (old.email, old.username) if old else ():
-            self.keys.get(normalise(value, {}), set()).discard(identity.id)
+        touched = _keys_of(identity)
+        if old is not None:
+            for key in _keys_of(old):
+                self.keys.get(key, set()).discard(identity.id)
+                touched.add(key)
         self.identities[identity.id] = identity
         self.lines[identity.id] = snapshot.encode(identity)
-        for value in (identity.email, identity.username):
-            self.keys.setdefault(normalise(value, {}), set()).add(identity.id)
+        for key in _keys_of(identity):
+            self.keys.setdefault(key, set()).add(identity.id)
+        return touched
 
-    def for_accounts(self, accounts: Iterable[Account]) -> Records[Identity]:
+    def for_accounts(self, accounts: Iterable[Account]) -> dict[str, Identity]:
         """The identities any of `accounts` can match by email or username: all that
-        correlation can link them to, so a small app is not correlated with the whole
-        identity source every day (the policy has no domain aliases)."""
+        correlation can link them to (the policy has no domain aliases)."""
         ids: set[str] = set()
         for account in accounts:
-            for value in (account.email, account.username):
-                ids.update(self.keys.get(normalise(value, {}), ()))
-        return Records(
-            {i: self.lines[i] for i in ids}, decode_identity, {i: self.identities[i] for i in ids}
+            for key in _keys_of(account):
+                ids.update(self.keys.get(key, ()))
+        return {i: self.identities[i] for i in ids}
+
+
+def _keys_of(record: Account | Identity) -> set[str]:
+    return {normalise(record.email, {}), normalise(record.username, {})} - {""}
+
+
+def judge(
+    state: AppState, ids: set[str], identities: IdentityState, policy: Policy, mode: str
+) -> None:
+    """`evaluate` the accounts `ids` again (their record, or an identity they can match,
+    changed) and keep each verdict; an account gone from the app has none."""
+    for account_id in ids:
+        state.verdicts.pop(account_id, None)
+    accounts = {i: state.accounts[i] for i in ids if i in state.accounts}
+    candidates = identities.for_accounts(accounts.values())
+    links = correlate(accounts.values(), candidates.values(), policy.match, policy.domain_aliases)
+    evaluation = evaluate(accounts, candidates, links, policy, mode)
+    for action in evaluation.actions:
+        state.verdicts[action.account_id] = ("action", action)
+    for kept in evaluation.protected:
+        state.verdicts[kept.account.id] = ("protected", kept)
+    for account in evaluation.unmatched:
+        state.verdicts[account.id] = ("unmatched", account)
+    for found in evaluation.ambiguous:
+        state.verdicts[found.account.id] = ("ambiguous", found)
+
+
+def assessment_of(
+    app: str, state: AppState, pull: PullState, policy: Policy, mode: str | None
+) -> Assessment:
+    """`policy.assess` from the kept verdicts: the same evaluation, in account id order,
+    and the same blocked reasons."""
+    lists: dict[str, list[Any]] = {"action": [], "protected": [], "unmatched": [], "ambiguous": []}
+    for account_id in sorted(state.verdicts):
+        kind, item = state.verdicts[account_id]
+        lists[kind].append(item)
+    evaluation = Evaluation(
+        tuple(lists["action"]),
+        tuple(lists["protected"]),
+        tuple(lists["unmatched"]),
+        tuple(lists["ambiguous"]),
+    )
+    blocked: list[str] = []
+    if mode is None and evaluation.actions:
+        blocked.append(
+            f"{app} supports none of the policy's mode {policy.mode!r}; "
+            "change `deprovision.mode` in the policy"
         )
+    active = sum(1 for a in state.accounts.values() if a.status == "active")
+    blocked += guard_blocks(pull, policy, len(evaluation.actions), active)
+    return Assessment(evaluation, tuple(blocked))
 
 
 class Models:
@@ -512,6 +592,19 @@ def _roles(accounts: Mapping[str, Account]) -> bytes:
 
 
 @dataclass(frozen=True)
+class Pending:
+    """What one app's check found, before its plan is written."""
+
+    app: str
+    assessment: Assessment
+    diff: AccountDiff
+    base: int  # the mark of main's head when the check assessed the app
+    at: datetime  # when the check wrote the plan
+    digests: Mapping[str, str]
+    account_count: int
+
+
+@dataclass(frozen=True)
 class DayPlan:
     app: str
     plan: Plan
@@ -536,7 +629,9 @@ class YearWriter:
         self.pull = PullState(SOURCE)
         self.accounts = {name: Models(Account.from_record) for name in shape.app_names}
         self.identities = Models(Identity.from_record)
-        self.modes = frozenset({"disable", "delete"}) if shape.approve else frozenset({"manual"})
+        modes = frozenset({"disable", "delete"}) if shape.approve else frozenset({"manual"})
+        self.mode = effective_mode(self.policy.mode, modes)
+        self.touched: set[str] = set()  # keys of the identities today's import changed
         self.fast = FastImport(repo)
         self.head: int | None = None  # main's mark
         self.shas: dict[int, str] = {}
@@ -572,12 +667,15 @@ class YearWriter:
         now = next(clock)
         pulled_at = timestamp(now)
         self.import_identities(company, pulled_at, clock)
-        plans = []
+        pending = []
         for app in self.shape.app_names:
-            plan = self.check_app(app, company, pulled_at, clock)
-            if plan is not None:
-                plans.append(plan)
-                self.proposed.append((index, app, plan.plan.id))
+            found = self.check_app(app, company, pulled_at, clock)
+            if found is not None:
+                pending.append(found)
+        plans = []
+        for each in pending:
+            plans.append(self.propose(each, pulled_at))
+            self.proposed.append((index, each.app, plans[-1].plan.id))
         return plans
 
     def import_identities(
@@ -587,9 +685,11 @@ class YearWriter:
         old = Records(dict(state.lines), decode_identity, dict(state.identities))
         current: dict[str, Identity] = self.identities.of(company.identities)
         changed = False
+        self.touched = set()
         for identity_id, identity in current.items():
-            if state.identities.get(identity_id) != identity:
-                state.put(identity)
+            known = state.identities.get(identity_id)
+            if known is not identity and known != identity:
+                self.touched |= state.put(identity)
                 changed = True
         # Identities never vanish from the generated source; a tombstone would be
         # `merge_tombstones`' job.
@@ -618,7 +718,7 @@ class YearWriter:
 
     def check_app(
         self, app: str, company: Company, pulled_at: str, clock: Iterator[datetime]
-    ) -> DayPlan | None:
+    ) -> Pending | None:
         state = self.apps[app]
         before_lines = dict(state.lines)
         before_accounts = dict(state.accounts)
@@ -646,36 +746,42 @@ class YearWriter:
             self.main_commit(report.import_commit_message(app, diff), next(clock), files)
         else:
             diff = diff_accounts({}, {})
-        records = state.records()
-        big = len(records) * 4 > len(self.idp.identities)
-        identities = self.idp.records() if big else self.idp.for_accounts(records.values())
-        assessment = assess(app, records, identities, self.pull, self.policy, self.modes)
+        judge(state, changed | state.holding(self.touched), self.idp, self.policy, self.mode or "")
+        assessment = assessment_of(app, state, self.pull, self.policy, self.mode)
         if not (assessment.actions or assessment.blocked_reasons):
             return None
         assert self.head is not None
+        digests = {
+            f"apps/{app}": state.digest(),
+            f"identities/{SOURCE}": files_digest([(f"{SOURCE}.yaml", self.idp.content)]),
+        }
+        # The plan is written once the day's imports are (its base commit's id needs
+        # them written), at the time the check would have written it.
+        return Pending(app, assessment, diff, self.head, next(clock), digests, len(state.lines))
+
+    def propose(self, pending: Pending, pulled_at: str) -> DayPlan:
+        """The plan and its report on `reconciler/<app>`, based on its base commit."""
+        app, assessment = pending.app, pending.assessment
         plan = new_plan(
             app,
             assessment.actions,
             assessment.blocked_reasons,
             created_at=pulled_at,
-            base_commit=self.sha(self.head),
-            snapshot_digests={
-                f"apps/{app}": state.digest(),
-                f"identities/{SOURCE}": files_digest([(f"{SOURCE}.yaml", self.idp.content)]),
-            },
+            base_commit=self.sha(pending.base),
+            snapshot_digests=pending.digests,
             policy_digest=self.policy_digest,
         )
         evaluation = assessment.evaluation
         result = AppCheck(
             app=app,
             identity_source=SOURCE,
-            diff=diff,
+            diff=pending.diff,
             plan=plan,
             unmatched=evaluation.unmatched,
             ambiguous=evaluation.ambiguous,
             protected=evaluation.protected,
             blocked_reasons=assessment.blocked_reasons,
-            account_count=len(state.lines),
+            account_count=pending.account_count,
         )
         plan_yaml = PLAN_HEADER + yamlio.dump(plan.to_data())
         report_md = report.render_report(result)
@@ -686,9 +792,9 @@ class YearWriter:
         mark = self.fast.commit(
             f"refs/heads/{branch_for(app)}",
             f"{message}\n\nPlan-Id: {plan.id}",
-            next(clock),
+            pending.at,
             dict(plan_files),
-            parent=self.head,
+            parent=pending.base,
         )
         self.plans += 1
         return DayPlan(app, plan, mark, plan_files)
@@ -765,7 +871,8 @@ class YearWriter:
             }
         state = self.apps[app]
         accounts = self.accounts[app].of(company.apps[app])
-        snapshot_files, _ = state.update(accounts)
+        snapshot_files, changed = state.update(accounts)
+        judge(state, changed, self.idp, self.policy, self.mode or "")
         if snapshot_files:
             files.update(snapshot_files)
             meta = snapshot.Meta(app, "accounts", stamp, len(state.lines), state.digest())
