@@ -10,6 +10,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple, get_args
 
 IdentityStatus = Literal["active", "suspended", "deprovisioned", "missing"]
@@ -25,6 +26,9 @@ ACCOUNT_FIELDS = (
     "id", "username", "email", "display_name", "status", "type", "roles", "entitlements",
 )  # fmt: skip
 IDENTITY_FIELDS = ("id", "email", "username", "display_name", "status", "groups")
+# Written after IDENTITY_FIELDS, and only when the source gave it: a snapshot of a source
+# that records no such time has the same lines as before.
+STATUS_CHANGED_AT = "status_changed_at"
 
 
 def clean_text(value: object) -> str:
@@ -46,6 +50,21 @@ def clean_text(value: object) -> str:
     if "\x00" in text:
         text = text.replace("\x00", "")
     return text if unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)
+
+
+def clean_time(value: object) -> str:
+    """An ISO 8601 time from a system (`2026-11-20T09:30:00.123+01:00`, `…Z`, a date) as
+    the access repo writes times, in UTC to the second (`2026-11-20T08:30:00Z`); '' when
+    absent or unreadable (a source's own time is a courtesy, never a reason to fail)."""
+    if value is None or value == "":
+        return ""
+    text = str(value).strip()
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return ""
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def sorted_names(values: Iterable[object] | None) -> tuple[str, ...]:
@@ -72,6 +91,10 @@ class Identity(NamedTuple):
     `missing` is a tombstone: the identity was in a previous pull and is gone from the
     IdP now. Keeping it lets accounts linked to it be proposed for removal (reason
     `idp_missing`) instead of silently becoming unmatched.
+
+    `status_changed_at` is the source's own time of its last status change (UTC, `…Z`),
+    when the source records one ('' otherwise): for a leaver, when the source says they
+    left. The audit shows it as "left at"; detection stays the check that first saw it.
     """
 
     id: str
@@ -80,6 +103,7 @@ class Identity(NamedTuple):
     display_name: str = ""
     status: IdentityStatus = "active"
     groups: tuple[str, ...] = ()
+    status_changed_at: str = ""
 
     @classmethod
     def build(
@@ -90,6 +114,7 @@ class Identity(NamedTuple):
         display_name: object = "",
         status: str = "active",
         groups: Iterable[object] | None = (),
+        status_changed_at: object = "",
     ) -> Identity:
         if status not in IDENTITY_STATUSES:
             raise ValueError(f"identity status {status!r} is not one of {IDENTITY_STATUSES}")
@@ -100,10 +125,11 @@ class Identity(NamedTuple):
             clean_text(display_name),
             status,  # type: ignore[arg-type]
             sorted_names(groups),
+            clean_time(status_changed_at),
         )
 
     def to_record(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "id": self.id,
             "email": self.email,
             "username": self.username,
@@ -111,10 +137,26 @@ class Identity(NamedTuple):
             "status": self.status,
             "groups": list(self.groups),
         }
+        if self.status_changed_at:
+            record[STATUS_CHANGED_AT] = self.status_changed_at
+        return record
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Identity:
-        return cls.build(**{k: record[k] for k in IDENTITY_FIELDS if k in record})
+        fields = {k: record[k] for k in (*IDENTITY_FIELDS, STATUS_CHANGED_AT) if k in record}
+        return cls.build(**fields)
+
+    def settled(self, previous: Mapping[str, Any] | None) -> Identity:
+        """This identity as the snapshot keeps it, given its `previous` record there: the
+        source's status time is taken only when the status changed (or the identity is
+        new), else the previous record's is kept, so a source that moves its modification
+        time on every edit (SCIM `meta.lastModified`) does not rewrite a line whose status
+        stayed the same."""
+        if previous is None or previous.get("status") != self.status:
+            return self
+        kept = previous.get(STATUS_CHANGED_AT)
+        kept = kept if isinstance(kept, str) else ""
+        return self if kept == self.status_changed_at else self._replace(status_changed_at=kept)
 
 
 class Account(NamedTuple):

@@ -6,12 +6,14 @@ A pull is all or nothing: a failure anywhere means nothing read is trusted.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
+
+import orjson
 
 from reconciler import snapshot
 from reconciler.connectors.base import Connector
 from reconciler.errors import ConnectorError, ReconcilerError
-from reconciler.model import Identity
+from reconciler.model import STATUS_CHANGED_AT, Identity
 from reconciler.progress import Progress, Task
 from reconciler.snapshot import Records
 
@@ -25,6 +27,7 @@ T = TypeVar("T")
 K = TypeVar("K", bound=Keyed)
 
 PROGRESS_STEP = 1000
+_TIME_KEY = f'"{STATUS_CHANGED_AT}"'.encode()
 
 
 def collect(
@@ -77,9 +80,29 @@ def merge_tombstones(
     previous: Mapping[str, Identity] | None, pulled: Sequence[Identity]
 ) -> Records[Identity]:
     """The new identity snapshot: what was pulled, plus previous identities now gone,
-    kept with status `missing` so their accounts stay linked."""
+    kept with status `missing` so their accounts stay linked. A source's status time is
+    kept from the previous snapshot while the status stays the same (`Identity.settled`)."""
     merged = {i.id: i for i in pulled}
+    if isinstance(previous, snapshot.Records):
+        for identity in pulled:
+            line = previous.lines.get(identity.id)
+            # Most lines hold no status time on either side: leave those alone, unparsed.
+            if line is not None and (identity.status_changed_at or _TIME_KEY in line):
+                merged[identity.id] = identity.settled(_previous_record(previous, identity.id))
     for identity_id in (previous or {}).keys() - merged.keys():
         assert previous is not None
-        merged[identity_id] = previous[identity_id]._replace(status="missing")
+        # Gone from the source: it gives no time for that; the check that saw it is all.
+        merged[identity_id] = previous[identity_id]._replace(status="missing", status_changed_at="")
     return snapshot.identity_records(merged.values())
+
+
+def _previous_record(previous: Records[Identity], identity_id: str) -> dict[str, Any] | None:
+    """An identity's record as the snapshot line holds it (with fields the decoded
+    Identity may not carry), or None when it was not in the snapshot."""
+    if identity_id not in previous:
+        return None
+    try:
+        record = orjson.loads(previous.line(identity_id)[2:])
+    except orjson.JSONDecodeError:
+        return previous[identity_id].to_record()
+    return record if isinstance(record, dict) else None

@@ -17,6 +17,9 @@ from reconciler.clock import timestamp
 ACCOUNT = "account"
 IDENTITY = "identity"
 LEFT = frozenset({"deprovisioned", "suspended", "missing"})
+# Where an identity's snapshot line holds the source's own time of its status change
+# (`Identity.status_changed_at`); "left at" in the audit, never its detection.
+LEFT_AT_KEYS = ("status_changed_at",)
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,7 @@ class Removal:
     detected_status: str
     detected_commit: str
     how: str  # plan | app (removed in the app itself, seen by an import)
+    left_at: str = ""  # the source's own time of the change (time to removal is from detection)
     plan: str = ""
     plan_created_at: datetime | None = None
     approved_by: tuple[str, ...] = ()
@@ -147,6 +151,7 @@ class Removal:
             "app": self.app,
             "account_id": self.account_id,
             "username": self.username,
+            "left_at": self.left_at or None,
             "detected_at": iso(self.detected_at),
             "detected_status": self.detected_status,
             "detected_commit": self.detected_commit,
@@ -296,6 +301,9 @@ def describe(change: LineChange) -> tuple[str, str]:
     parts = []
     if before.get("status") != after.get("status"):
         parts.append(f"status {before.get('status')} → {after.get('status')}")
+        left_at = left_at_of(after) if change.kind == IDENTITY else ""
+        if left_at:
+            parts.append(f"changed at {left_at} by the source's own time")
     for key in ("roles", "entitlements", "groups"):
         old, new = set(_names(before.get(key))), set(_names(after.get(key)))
         if old != new:
@@ -319,9 +327,10 @@ def describe(change: LineChange) -> tuple[str, str]:
 @dataclass(frozen=True)
 class Detection:
     source: str
-    at: datetime
+    at: datetime  # the import commit that first showed the person gone
     status: str
     commit: str
+    left_at: str = ""  # the source's own time of the change, when its records carry it
 
 
 def detections(changes: Iterable[LineChange]) -> list[Detection]:
@@ -334,8 +343,16 @@ def detections(changes: Iterable[LineChange]) -> list[Detection]:
         old = (change.before or {}).get("status")
         new = "missing" if change.after is None else change.after.get("status")
         if new in LEFT and old not in LEFT:
-            found.append(Detection(change.system, change.commit.at, str(new), change.commit.sha))
+            left_at = left_at_of(change.after) if change.after is not None else ""
+            found.append(
+                Detection(change.system, change.commit.at, str(new), change.commit.sha, left_at)
+            )
     return found
+
+
+def left_at_of(record: Mapping[str, Any]) -> str:
+    """When the identity source says the person's status changed, if its record holds it."""
+    return next((str(record[k]) for k in LEFT_AT_KEYS if record.get(k)), "")
 
 
 def gone_since(changes: Iterable[LineChange]) -> dict[str, Detection]:
@@ -480,6 +497,7 @@ def person_timeline(
                     detected_at=detection.at if detection else None,
                     detected_status=detection.status if detection else "",
                     detected_commit=detection.commit if detection else "",
+                    left_at=detection.left_at if detection else "",
                     how="plan",
                     plan=journal.plan,
                     plan_created_at=journal.plan_created_at,
@@ -512,6 +530,7 @@ def person_timeline(
                     detected_at=detection.at if detection else None,
                     detected_status=detection.status if detection else "",
                     detected_commit=detection.commit if detection else "",
+                    left_at=detection.left_at if detection else "",
                     how="app",
                     removed_at=change.commit.at,
                     outcome="removed" if change.after is None else "disabled",
@@ -679,9 +698,6 @@ def app_timeline(
 
 # --- everyone who left -------------------------------------------------------------------
 
-# Keys under which an identity source may record when the person left, in its own words.
-LEFT_AT_KEYS = ("left_at", "deprovisioned_at", "terminated_at")
-
 
 @dataclass(frozen=True)
 class Leaver:
@@ -716,7 +732,7 @@ def leavers(
                 continue
             change = at_commit[detection.commit]
             record = change.after or change.before or {}
-            left_at = next((str(record[k]) for k in LEFT_AT_KEYS if record.get(k)), "")
+            left_at = detection.left_at
             found.append(
                 Leaver(
                     source=source,

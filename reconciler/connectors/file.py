@@ -33,7 +33,7 @@ import orjson
 from reconciler import yamlio
 from reconciler.connectors.base import ConnectorContext, ConnectorType, Mode
 from reconciler.errors import ConfigError, ConnectorError, PullError, ReconcilerError
-from reconciler.model import Account, Identity, Role, clean_text, sorted_names
+from reconciler.model import Account, Identity, Role, clean_text, clean_time, sorted_names
 
 Format = Literal["csv", "yaml", "json"]
 FORMATS: tuple[Format, ...] = ("csv", "yaml", "json")
@@ -278,7 +278,8 @@ def _identity(record: _Record, separator: str) -> Identity:
         and "active" not in record.fields
         and _is_names(groups)
     ):
-        return Identity.build(id_.strip(), email, username, name, status, groups)
+        changed = _status_time(record)
+        return Identity.build(id_.strip(), email, username, name, status, groups, changed)
     # A false `active` flag says the person cannot sign in, not that they were removed.
     status = _status(record, ("active", "suspended", "deprovisioned"), inactive="suspended")
     return Identity.build(
@@ -288,7 +289,26 @@ def _identity(record: _Record, separator: str) -> Identity:
         display_name=_text(record, "display_name"),
         status=status,
         groups=_names(record, "groups", separator),
+        status_changed_at=_status_time(record),
     )
+
+
+# Columns that may hold the source's own time of the status change (the first one given).
+STATUS_TIME_COLUMNS = ("status_changed_at", "left_at")
+
+
+def _status_time(record: _Record) -> str:
+    """The optional `status_changed_at` (or `left_at`) column as a UTC time; '' if empty."""
+    for name in STATUS_TIME_COLUMNS:
+        raw = _text(record, name).strip()
+        if raw:
+            moment = clean_time(raw)
+            if not moment:
+                raise _Invalid(
+                    f"{name} {raw!r} is not a time: give ISO 8601, e.g. 2026-11-20T09:30:00Z"
+                )
+            return moment
+    return ""
 
 
 def _role(record: _Record, separator: str) -> Role:

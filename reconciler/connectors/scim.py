@@ -49,7 +49,7 @@ from reconciler.connectors.http import (
     server_text,
 )
 from reconciler.errors import ConfigError, ConnectorError, PartialPullError, PullError
-from reconciler.model import Account, Identity, Role, clean_text
+from reconciler.model import Account, Identity, Role, clean_text, clean_time
 
 log = logging.getLogger(__name__)
 
@@ -498,17 +498,28 @@ def identity_from_user(
 ) -> Identity:
     """A SCIM User as an Identity; `active: false` becomes `inactive_status`.
 
-    ValueError if the user has no usable id, as for `account_from_user`.
+    ValueError if the user has no usable id, as for `account_from_user`. An inactive
+    user's `meta.lastModified` becomes its `status_changed_at`.
     """
     _require_id(user)
+    active = user_is_active(user)
     return Identity.build(
         id=user["id"],
         email=primary_email(user),
         username=user.get("userName") or "",
         display_name=display_name(user),
-        status="active" if user_is_active(user) else inactive_status,
+        status="active" if active else inactive_status,
         groups=user_group_names(user, memberships, group_names or {}),
+        status_changed_at="" if active else status_time(user),
     )
+
+
+def status_time(user: Mapping[str, Any]) -> str:
+    """When an inactive user last changed, by the server's `meta.lastModified` (RFC 7643
+    §3.1): the best time SCIM gives of their deactivation. The check keeps it only when
+    the status changed (`Identity.settled`), so later edits do not move it."""
+    meta = user.get("meta")
+    return clean_time(meta.get("lastModified")) if isinstance(meta, Mapping) else ""
 
 
 def _require_id(resource: Mapping[str, Any]) -> None:

@@ -87,6 +87,23 @@ def test_done_removal_names_plan_approvers_and_hours(pack):
     assert rows["peggy.carter@example.com"]["detected_status"] == "missing"
 
 
+def test_left_at_is_the_sources_time_and_hours_count_from_detection(pack):
+    rows = {r["person"]: r for r in pack.rows("terminations.csv")}
+    bob = rows["bob.builder@example.com"]
+    # The SCIM IdP's meta.lastModified of the deactivation, in the access repo's format;
+    # the check saw it afterwards.
+    assert len(bob["left_at"]) == 20 and bob["left_at"].endswith("Z")
+    assert bob["left_at"] <= bob["detected_at"]
+    applied = datetime.fromisoformat(bob["applied_at"].replace("Z", "+00:00"))
+    detected = datetime.fromisoformat(bob["detected_at"].replace("Z", "+00:00"))
+    assert float(bob["hours_to_removal"]) == round((applied - detected).total_seconds() / 3600, 2)
+    # Gone from the source: it gives no time of that.
+    assert rows["peggy.carter@example.com"]["left_at"] == ""
+    data = json.loads((pack.out / "evidence.json").read_text(encoding="utf-8"))
+    (row,) = [t for t in data["terminations"] if t["person"] == "bob.builder@example.com"]
+    assert row["left_at"] == bob["left_at"] and row["detected_at"] == bob["detected_at"]
+
+
 def test_unapplied_leaver_is_an_open_exception(pack):
     alice = next(r for r in pack.rows("terminations.csv") if r["person"].startswith("alice"))
     assert alice["outcome"] == "open" and alice["applied_at"] == ""

@@ -334,3 +334,37 @@ def test_contract(tmp_path: Path) -> None:
             identity_groups={"alice": ("eng",)},
         ),
     )
+
+
+def test_identities_carry_the_sources_own_status_time(tmp_path: Path) -> None:
+    write(tmp_path / "wiki.csv", ACCOUNTS_CSV)
+    write(
+        tmp_path / "hr.csv",
+        "id,email,status,left_at\n"
+        "i1,alice@acme.com,active,\n"
+        "i2,bob@acme.com,deprovisioned,2026-11-20T09:30:00+01:00\n"
+        "i3,carol@acme.com,suspended,2026-11-21\n",
+    )
+    connector = build(tmp_path, path="wiki.csv", identities_path="hr.csv")
+    times = {i.id: i.status_changed_at for i in connector.pull_identities()}
+    # Written as the access repo writes times: UTC, to the second.
+    assert times == {"i1": "", "i2": "2026-11-20T08:30:00Z", "i3": "2026-11-21T00:00:00Z"}
+    # The snapshot line holds it after the usual fields; a line without one is as before.
+    assert list(Identity.build("i1").to_record()) == [
+        "id",
+        "email",
+        "username",
+        "display_name",
+        "status",
+        "groups",
+    ]
+    bob = connector.lookup_identity("i2")
+    assert bob is not None and bob.to_record()["status_changed_at"] == "2026-11-20T08:30:00Z"
+
+
+def test_an_unreadable_status_time_names_the_line(tmp_path: Path) -> None:
+    write(tmp_path / "wiki.csv", ACCOUNTS_CSV)
+    write(tmp_path / "hr.csv", "id,status,status_changed_at\ni1,active,\ni2,suspended,last week\n")
+    connector = build(tmp_path, path="wiki.csv", identities_path="hr.csv")
+    with pytest.raises(PullError, match=r"line 3: status_changed_at 'last week' is not a time"):
+        list(connector.pull_identities())

@@ -8,6 +8,7 @@ that depend on what only one of them does say which.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -960,3 +961,32 @@ def test_seeding_reports_failed_operations(start_server: StartServer) -> None:
         server.seed(USERS[:1])
         with pytest.raises(ReconcilerError, match="409"):
             server.seed(USERS[:2])
+
+
+def test_an_inactive_users_last_modified_is_its_status_time() -> None:
+    user = {
+        "id": "u1",
+        "userName": "bob",
+        "active": False,
+        "meta": {"lastModified": "2026-11-20T09:30:00.250+01:00"},
+    }
+    assert identity_from_user(user).status_changed_at == "2026-11-20T08:30:00Z"
+    # An active user's lastModified moves with every edit: it says nothing of a status.
+    assert identity_from_user({**user, "active": True}).status_changed_at == ""
+    assert identity_from_user({"id": "u2", "active": False}).status_changed_at == ""
+    assert identity_from_user({**user, "meta": {"lastModified": "soon"}}).status_changed_at == ""
+
+
+def test_a_deactivated_user_from_a_real_server_has_a_status_time(
+    scim2_directory: tuple[ScimServer, SeedResult],
+) -> None:
+    server, seeded = scim2_directory
+    before = {i.username: i for i in connector(server).pull_identities()}
+    assert before["alice"].status == "active" and before["alice"].status_changed_at == ""
+    server.set_active(seeded.users["alice"], False)
+    try:
+        alice = {i.username: i for i in connector(server).pull_identities()}["alice"]
+        assert alice.status == "deprovisioned"
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", alice.status_changed_at)
+    finally:
+        server.set_active(seeded.users["alice"], True)
