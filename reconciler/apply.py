@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from reconciler import inert, snapshot
+from reconciler import changeindex, inert, snapshot
 from reconciler.actor import Person
 from reconciler.clock import timestamp, utc_now
 from reconciler.config import Policy, Settings
 from reconciler.connectors.base import Connector, Mode
 from reconciler.correlate import correlate, normalise
+from reconciler.diff import diff_accounts
 from reconciler.errors import ApprovalError, PlanError, ReconcilerError
 from reconciler.forge.base import Approval, Forge
 from reconciler.git import Git
@@ -399,15 +400,21 @@ class Applier:
     def finish(self, ctx: _Context, journal: Journal) -> AppApply:
         app = ctx.plan.app
         notes = []
+        index = ""  # of the accounts whose line the refreshed snapshot changes
         if any(e.outcome == "done" for e in journal.entries.values()):
             accounts, error = collect(app, ctx.app_conn.pull_accounts)
             if error:
                 notes.append(f"snapshot not refreshed: {error}; the next check will refresh it")
             else:
-                snapshot.save_app(self.settings.root, app, accounts, None, self.stamp())
+                previous: Mapping[str, Account] = (
+                    snapshot.read_accounts(self.settings.root, app) or {}
+                )
+                current = snapshot.account_records(accounts)
+                index = changeindex.of_account_diff(diff_accounts(previous, current))
+                snapshot.save_app(self.settings.root, app, current, None, self.stamp())
         entries, commit = settle(
             self.settings.root, self.git, app, ctx.approval, journal, self.stamp(),
-            self.actor, snapshot.app_paths(app),
+            self.actor, snapshot.app_paths(app), index=index,
         )  # fmt: skip
         if commit:
             outcome = apply_message(app, entries, ctx.approval, True).splitlines()[0]
@@ -448,10 +455,12 @@ def settle(
     at: str,
     actor: Person,
     extra_paths: Sequence[str] = (),
+    index: str = "",
 ) -> tuple[tuple[Entry, ...], str | None]:
     """Commit the journal (and `extra_paths`), authored by `actor`; once every action is
-    done or skipped, the plan is finished and leaves main. Returns the entries and the
-    commit."""
+    done or skipped, the plan is finished and leaves main. `index`, the index of the
+    snapshot records the commit changes (`reconciler.changeindex`), ends the message.
+    Returns the entries and the commit."""
     entries = tuple(journal.entries.values())
     complete = all(e.outcome in FINAL for e in entries)
     if complete:
@@ -459,6 +468,8 @@ def settle(
         for path in (plan_path(app), report_path(app)):
             (root / path).unlink(missing_ok=True)
     message = apply_message(app, entries, approval, complete)
+    if index:
+        message = changeindex.with_index(message, index)
     paths = [f"history/{app}", *extra_paths, plan_path(app), report_path(app)]
     return entries, git.commit_paths(paths, message, actor.author_env())
 

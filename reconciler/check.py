@@ -11,8 +11,11 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from reconciler import report, snapshot, yamlio
+import orjson
+
+from reconciler import changeindex, report, snapshot, yamlio
 from reconciler.audit.repository import CHANGED_LINES, ere_escape, parse_log
 from reconciler.audit.timeline import gone_since
 from reconciler.clock import timestamp, utc_now
@@ -98,6 +101,37 @@ def identity_summary(source: str, old: Records[Identity], new: Records[Identity]
         counts["dropped"] = removed
     parts = ", ".join(f"{n} {k}" for k, n in counts.items()) or "no changes"
     return f"import identities {source}: {parts}"
+
+
+def identity_import_message(source: str, old: Records[Identity], new: Records[Identity]) -> str:
+    """The identity import's commit message: `identity_summary`, then the index of every
+    identity whose line changed (`reconciler.changeindex`)."""
+    return changeindex.with_index(identity_summary(source, old, new), identity_index(old, new))
+
+
+def identity_index(old: Records[Identity], new: Records[Identity]) -> str:
+    """The index paragraph of every identity whose line changed, both versions."""
+    versions: list[dict[str, Any] | None] = []
+    for identity_id in old.keys() | new.keys():
+        before, after = old.lines.get(identity_id), new.lines.get(identity_id)
+        if before == after:
+            continue
+        # Decoded as `audit` reads lines: a line rewritten with the same record is no
+        # change of that record.
+        was = _as_read(old, identity_id) if before is not None else None
+        now = _as_read(new, identity_id) if after is not None else None
+        if was != now:
+            versions += [was, now]
+    return changeindex.of_records(versions)
+
+
+def _as_read(records: Records[Identity], identity_id: str) -> dict[str, Any]:
+    """The record as `audit` reads its line (the JSON after `- `)."""
+    try:
+        value = orjson.loads(records.lines[identity_id][2:])
+    except orjson.JSONDecodeError:
+        value = None
+    return value if isinstance(value, dict) else records[identity_id].to_record()
 
 
 def forge_failure(exc: ReconcilerError) -> str:
@@ -270,7 +304,9 @@ class Checker:
             return IdentityPull(source, previous or {}, state)
         with phase("diff"):
             merged = merge_tombstones(previous, identities)
-            summary = identity_summary(source, previous or snapshot.identity_records(()), merged)
+            before = previous or snapshot.identity_records(())
+            summary = identity_summary(source, before, merged)
+            message = changeindex.with_index(summary, identity_index(before, merged))
         with phase("write"):
             changed = snapshot.write_identities(self.root, source, merged)
             meta_file = snapshot.identities_meta_file(self.root, source)
@@ -290,7 +326,7 @@ class Checker:
         commit = None
         if changed or previous is None:
             with phase("commit"):
-                commit = self.git.commit_paths(snapshot.identity_paths(source), summary)
+                commit = self.git.commit_paths(snapshot.identity_paths(source), message)
             if commit:
                 self.commits.append(commit)
                 self.imports.append(summary)
@@ -332,7 +368,8 @@ class Checker:
                 commit = self.git.commit_paths(snapshot.app_paths(app), message)
             if commit:
                 self.commits.append(commit)
-                self.imports.append(message)
+                # People read these in the import pull request: no index there.
+                self.imports.append(changeindex.without_index(message))
                 self.imported.add(app)
 
         untrusted = identity_blocks(identity_pull.state, policy)

@@ -238,13 +238,16 @@ class Git:
         ours = self.run("diff", "--cached", "--name-only", "-z", "--", *paths).split("\0")
         if not any(ours):
             return None
+        # The message goes on stdin: an import's index of changed records can be
+        # megabytes, and Linux refuses a single argument over 128 KiB.
+        text = message.encode("utf-8")
         if set(staged) == set(ours):
             # Only our paths are staged: commit the index as it is. A pathspec would make
             # git build a second index and hash every file again (60 MB at 100k accounts).
-            self.run("commit", "-q", "--no-verify", "-m", message, env=author)
+            self.run("commit", "-q", "--no-verify", "-F", "-", input=text, env=author)
         else:
             # Someone staged other files: leave them staged, commit only ours.
-            self.run("commit", "-q", "--no-verify", "-m", message, "--", *paths, env=author)
+            self.run("commit", "-q", "--no-verify", "-F", "-", "--", *paths, input=text, env=author)
         return self.head()
 
     def commit_files_to_branch(

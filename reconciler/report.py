@@ -24,6 +24,7 @@ import orjson
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
+from reconciler.changeindex import of_account_diff, with_index
 from reconciler.diff import AccountChange, AccountDiff, describe
 from reconciler.errors import ConfigError
 from reconciler.inert import commit, terminal
@@ -432,7 +433,8 @@ def import_commit_message(app: str, diff: AccountDiff) -> str:
     the body lists up to 50 accounts per category, a changed one with what changed
     (`bob: roles +admin -viewer; email old → new`; DeepDiff runs on those 50 only).
     Every value is reduced to one line of visible text, so an account name cannot forge
-    an `Approved-by:` trailer.
+    an `Approved-by:` trailer. The message ends with the index of every changed record
+    (`reconciler.changeindex`).
     """
     role_changes: list[AccountChange] = []
     other_changes: list[AccountChange] = []
@@ -456,9 +458,10 @@ def import_commit_message(app: str, diff: AccountDiff) -> str:
         *_commit_section("Role changes", role_changes, _commit_line_for_change),
         *_commit_section("Updated", other_changes, _commit_line_for_change),
     ]
-    # The last paragraph is ours, so git never takes a listed name for a trailer block.
     body.append("Imported by reconciler check.")
-    return "\n".join([subject, "", *body]) + "\n"
+    # The last paragraph is ours, so git never takes a listed name for a trailer block:
+    # the complete index of changed records, which `audit person` searches (no cap).
+    return with_index("\n".join([subject, "", *body]), of_account_diff(diff))
 
 
 __all__ = [

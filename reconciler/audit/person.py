@@ -11,6 +11,7 @@ import orjson
 
 from reconciler.audit.repository import AuditRepository
 from reconciler.audit.timeline import ACCOUNT, IDENTITY, LineChange, PersonTimeline, person_timeline
+from reconciler.changeindex import search_text
 from reconciler.config import Policy, Settings
 from reconciler.correlate import normalise
 from reconciler.errors import ReconcilerError
@@ -61,14 +62,50 @@ def _policy(settings: Settings, app: str) -> Policy | None:
         return None
 
 
-def _keys(identities: Iterable[Mapping[str, Any]], query: str) -> list[str]:
-    keys = {query.strip()}
+# Account fields the index of changed records names (`reconciler.changeindex`): an app
+# matched on these alone is searched through the index; any other field, by pickaxe.
+INDEXED_FIELDS = frozenset({"id", "email", "username"})
+
+
+def _alias_variants(value: str, aliases: Mapping[str, str]) -> set[str]:
+    """`value` (normalised) at each domain that `aliases` maps onto its domain."""
+    local, at, domain = value.rpartition("@")
+    if not at:
+        return set()
+    return {f"{local}@{alias}" for alias, target in aliases.items() if target == domain}
+
+
+def _keys(
+    identities: Iterable[Mapping[str, Any]], query: str, policies: Sequence[Policy] = ()
+) -> list[str]:
+    """What a line (or an index entry) of the person holds: the query and their
+    identities' id, email, username and every field a match rule compares, as they are
+    and normalised under each policy's domain aliases, with the aliased domains."""
+    fields = {"id", "email", "username"}
+    fields.update(rule.identity_field for policy in policies for rule in policy.match)
+    alias_sets: list[Mapping[str, str]] = [{}, *(p.domain_aliases for p in policies)]
+    values = [query]
     for identity in identities:
-        for field in ("id", "email", "username"):
-            value = str(identity.get(field) or "").strip()
-            if value:
-                keys.add(value)
+        values += [str(identity.get(field) or "") for field in sorted(fields)]
+    keys = set()
+    for value in values:
+        keys.add(value.strip())
+        for aliases in alias_sets:
+            normalised = normalise(value, aliases)
+            keys.add(normalised)
+            keys.update(_alias_variants(normalised, aliases))
+    keys.discard("")
     return sorted(keys)
+
+
+def _index_keys(keys: Iterable[str]) -> list[str]:
+    return sorted({search_text(key) for key in keys})
+
+
+def _narrowable(policy: Policy | None) -> bool:
+    """Whether the app's accounts can be found through the index of changed records:
+    its match rules compare only fields the index names."""
+    return policy is None or all(rule.account_field in INDEXED_FIELDS for rule in policy.match)
 
 
 def audit_person(
@@ -96,33 +133,42 @@ def audit_person(
         if isinstance(record, dict) and identity_matches(record, query, all_aliases):
             source = path.rsplit("/", 1)[-1].removesuffix(".yaml")
             identities[(source, str(record["id"]))] = record
+    policies = [p for app in apps if (p := _policy(settings, app))]
     if not identities:
-        for change in repo.line_changes([query.strip()], [IDENTITIES]):
+        # Gone from every source's snapshot: their lines in history, through the index.
+        query_keys = _keys((), query, policies)
+        found = repo.indexed_line_changes(query_keys, _index_keys(query_keys), [IDENTITIES])
+        for change in found:
             record = change.after or change.before or {}
             if identity_matches(record, query, all_aliases):
                 identities[(change.system, change.record_id)] = dict(record)
 
-    # 2. Every snapshot line that can be theirs, in one pickaxe pass.
-    keys = _keys(identities.values(), query)
+    # 2. Every snapshot line that can be theirs: the commits whose index of changed
+    # records names them (or that carry no index), diffed in one pass.
+    keys = _keys(identities.values(), query, policies)
     present = set(repo.files("state/apps"))
-    paths = [IDENTITIES]
+    narrowed = [IDENTITIES]
+    fallback = []
     sharded = set()
     for app in apps:
         single = f"state/apps/{app}/accounts.yaml"
-        if single in present or not any(
+        if _narrowable(_policy(settings, app)):
+            # Both forms: the index names the commit, whichever file it changed.
+            narrowed += [single, f"state/apps/{app}/accounts"]
+        elif single in present or not any(
             p.startswith(f"state/apps/{app}/accounts/") for p in present
         ):
-            paths.append(single)
+            fallback.append(single)
         else:
             sharded.add(app)
     if sharded:
-        # A big app's accounts are sharded by id: follow only the shards holding the
-        # person at HEAD rather than diffing all 256 shards every day.
+        # A big app matched on another field is searched by pickaxe: follow only the
+        # shards holding the person at HEAD rather than diffing all 256 shards every day.
         for name in repo.grep(
             keys, *(f"state/apps/{a}/accounts" for a in sharded), names_only=True
         ):
-            paths.append(name.split(":", 1)[1])
-    changes = repo.line_changes(keys, paths)
+            fallback.append(name.split(":", 1)[1])
+    changes = repo.indexed_line_changes(keys, _index_keys(keys), narrowed, fallback)
 
     # 3. Keep the person's lines only, linked the way correlation links them.
     ids = {identity_id for _, identity_id in identities}

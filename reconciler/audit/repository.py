@@ -10,6 +10,7 @@ with `git grep -l` at HEAD before any is parsed.
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from reconciler.audit.timeline import (
     LineChange,
     PendingPlan,
 )
+from reconciler.changeindex import HEADER_PATTERN
 from reconciler.errors import GitError, YamlError
 from reconciler.git import Git
 
@@ -63,6 +65,10 @@ def snapshot_of(path: str) -> tuple[str, str] | None:
     if in_app and (parts[3] == "accounts.yaml" or (len(parts) == 5 and parts[3] == "accounts")):
         return parts[2], ACCOUNT
     return None
+
+
+def _under(name: str, paths: Sequence[str]) -> bool:
+    return any(name == path or name.startswith(f"{path}/") for path in paths)
 
 
 def _record(line: bytes) -> dict[str, Any] | None:
@@ -141,11 +147,22 @@ class AuditRepository:
         self.repo = Git.open(Path(root)).history()
         self.git = self.repo.git
 
-    def _run(self, *args: str) -> bytes:
+    def _run(self, *args: str, stdin: bytes | None = None) -> bytes:
         try:
-            out = self.git.execute(
-                ["git", *args], stdout_as_string=False, strip_newline_in_stdout=False
-            )
+            if stdin is None:
+                out = self.git.execute(
+                    ["git", *args], stdout_as_string=False, strip_newline_in_stdout=False
+                )
+            else:
+                with tempfile.TemporaryFile() as feed:
+                    feed.write(stdin)
+                    feed.seek(0)
+                    out = self.git.execute(
+                        ["git", *args],
+                        istream=feed,
+                        stdout_as_string=False,
+                        strip_newline_in_stdout=False,
+                    )
         except git.GitCommandError as exc:
             if exc.status == 1 and args and args[0] == "grep":
                 return b""  # grep found nothing
@@ -185,6 +202,71 @@ class AuditRepository:
         # git log lists newest first; the core wants them in the order they happened,
         # which a sort on commit times alone cannot give for commits of the same second.
         return list(parse_log(out, [k.lower() for k in keys]))[::-1]
+
+    def indexed_line_changes(
+        self,
+        keys: Sequence[str],
+        index_keys: Sequence[str],
+        narrowed: Sequence[str],
+        fallback: Sequence[str] = (),
+        rev: str = "HEAD",
+    ) -> list[LineChange]:
+        """What `line_changes(keys, narrowed + fallback)` finds, diffing only the commits
+        that can hold such lines.
+
+        In `narrowed` paths those are the commits whose message names one of
+        `index_keys` (index tokens, `changeindex.search_text`) and the commits that carry
+        no index of changed records at all (hand edits, earlier releases); in `fallback`
+        paths (apps matched on a field the index does not hold) every commit. Only
+        messages are read to choose (`git log --grep`); then one `git log -G` reads the
+        chosen commits' changed lines, in the order a walk of `rev` gives them.
+        """
+        paths = [*narrowed, *fallback]
+        if not keys or not paths:
+            return []
+        walk = self._run("log", rev, "--format=%x00%H", "--name-only", "--no-renames", "--", *paths)
+        order: list[str] = []
+        in_narrowed: list[str] = []
+        chosen: set[str] = set()
+        for entry in walk.split(b"\x00")[1:]:
+            sha, _, names = entry.decode("utf-8", "replace").partition("\n")
+            order.append(sha)
+            touched = [name for name in names.split("\n") if name]
+            if any(_under(name, narrowed) for name in touched):
+                in_narrowed.append(sha)
+            if any(_under(name, fallback) for name in touched):
+                chosen.add(sha)
+        if in_narrowed:
+            named = [f"--grep={key}" for key in sorted(set(index_keys)) if key]
+            if named:
+                chosen.update(self._messages(in_narrowed, "-F", "-i", *named))
+            chosen.update(self._messages(in_narrowed, "--invert-grep", f"--grep={HEADER_PATTERN}"))
+        if not chosen:
+            return []
+        pattern = "|".join(ere_escape(k) for k in sorted(set(keys)))
+        out = self._run(
+            "log",
+            "--no-walk=unsorted",
+            "--stdin",
+            "-i",
+            f"-G{pattern}",
+            *CHANGED_LINES,
+            *paths,
+            stdin="".join(f"{sha}\n" for sha in order if sha in chosen).encode(),
+        )
+        return list(parse_log(out, [k.lower() for k in keys]))[::-1]
+
+    def _messages(self, shas: Sequence[str], *select: str) -> set[str]:
+        """Those of `shas` whose message `select` (`git log` grep options) keeps."""
+        out = self._run(
+            "log",
+            "--no-walk=unsorted",
+            "--stdin",
+            "--format=%H",
+            *select,
+            stdin="".join(f"{sha}\n" for sha in shas).encode(),
+        )
+        return set(out.decode().split())
 
     def snapshot_commits(self, paths: Sequence[str]) -> list[tuple[Commit, list[LineChange]]]:
         """Every commit that changed `paths`, with every line it changed (an app's

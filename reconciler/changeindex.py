@@ -1,0 +1,225 @@
+"""The index of changed records that ends every snapshot commit the tool makes.
+
+A commit that changes snapshot lines (an import, an identity import, an apply) ends its
+message with one paragraph naming every record whose line it changed, before and after:
+
+    Changed records:
+    583231 alice@acme.com alice
+    583232 bob@acme.com bob.builder
+
+One line per distinct version: the record's id, then its email and username normalised
+as correlation normalises them (case, surrounding space, Unicode NFKC; no domain
+aliases). `reconciler audit person` reads messages, not diffs, to find the few commits
+that can hold a person's lines (`git log --grep`), then diffs only those; a year of
+history is searched in about a second instead of having git diff every version of
+every snapshot (docs/audit.md).
+
+Every value is one token of `A-Z a-z 0-9 . _ @ + -` and `%XX` (each other UTF-8 byte,
+upper-case hex); an empty value is `-`. So a name from an app can hold no space, colon,
+newline or `#`: it cannot end the index early, start a paragraph of its own, or pass for
+an `Approved-by:` trailer, and the paragraph parses one way only. The encoding is the
+same character by character, so a search key encoded with `search_text` is a substring
+of every token that holds the key.
+
+Pure: no files, no git.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from reconciler.correlate import normalise
+from reconciler.diff import AccountDiff
+from reconciler.inert import commit
+
+HEADER = "Changed records:"
+EMPTY = "-"
+# The header as a `git log --grep` pattern (basic regex): a line of its own.
+HEADER_PATTERN = f"^{HEADER}$"
+
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._@+-")
+_TOKEN = r"(?:[A-Za-z0-9._@+\-]|%[0-9A-F]{2})+"
+_ENTRY = re.compile(rf"({_TOKEN}) ({_TOKEN}) ({_TOKEN})")
+
+
+class Versioned(Protocol):
+    """A line change: a record's version before and after a commit (None: absent)."""
+
+    @property
+    def before(self) -> Mapping[str, Any] | None: ...
+
+    @property
+    def after(self) -> Mapping[str, Any] | None: ...
+
+
+@dataclass(frozen=True, order=True)
+class IndexEntry:
+    """One version of one changed record, as the index names it."""
+
+    id: str
+    email: str  # normalised, no domain aliases
+    username: str  # normalised, no domain aliases
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any]) -> IndexEntry:
+        return cls(
+            str(record.get("id", "")),
+            normalise(str(record.get("email") or ""), {}),
+            normalise(str(record.get("username") or ""), {}),
+        )
+
+    def line(self) -> str:
+        return f"{token(self.id)} {token(self.email)} {token(self.username)}"
+
+
+def search_text(value: str) -> str:
+    """`value` encoded character by character as index tokens are: a key to look for
+    in messages (`git log -F -i --grep`)."""
+    out = []
+    for char in value:
+        if char in _SAFE:
+            out.append(char)
+        else:
+            out.extend(f"%{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
+    return "".join(out)
+
+
+def token(value: str) -> str:
+    """`value` as one index token: `-` when empty, `%2D` for a lone hyphen."""
+    if not value:
+        return EMPTY
+    return "%2D" if value == EMPTY else search_text(value)
+
+
+class MalformedIndex(ValueError):
+    """A message's last paragraph starts with the index header but does not parse."""
+
+
+def _untoken(text: str) -> str:
+    if text == EMPTY:
+        return ""
+    raw = bytearray()
+    index = 0
+    while index < len(text):
+        if text[index] == "%":
+            raw.append(int(text[index + 1 : index + 3], 16))
+            index += 3
+        else:
+            raw.extend(text[index].encode())
+            index += 1
+    try:
+        return raw.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError as exc:
+        raise MalformedIndex(f"{text!r} is not UTF-8 once decoded") from exc
+
+
+def paragraph(entries: Iterable[IndexEntry]) -> str:
+    """The index paragraph: the header, then one line per entry, sorted."""
+    return "\n".join([HEADER, *(e.line() for e in sorted(set(entries)))])
+
+
+def of_records(records: Iterable[Mapping[str, Any] | None]) -> str:
+    """The index paragraph of the changed records' versions (None entries skipped)."""
+    return paragraph(IndexEntry.of(r) for r in records if r is not None)
+
+
+def of_account_diff(diff: AccountDiff) -> str:
+    """The index of an account diff: new accounts, removed ones, and both versions of
+    each changed one."""
+    versions: list[Mapping[str, Any]] = [a.to_record() for a in (*diff.added, *diff.removed)]
+    for change in diff.changed:
+        versions += [change.old.to_record(), change.new.to_record()]
+    return of_records(versions)
+
+
+def with_index(message: str, index: str) -> str:
+    """`message` with the index paragraph as its last part."""
+    return f"{message.rstrip()}\n\n{index}\n"
+
+
+def without_index(message: str) -> str:
+    """`message` without its index paragraph, for where people read it (a pull request
+    body lists the import messages)."""
+    head, found, _ = _split(message)
+    return head + "\n" if found else message
+
+
+def _split(message: str) -> tuple[str, bool, list[str]]:
+    lines = message.rstrip("\n").split("\n")
+    for start in range(len(lines) - 1, -1, -1):
+        if lines[start] == HEADER and (start == 0 or lines[start - 1] == ""):
+            return "\n".join(lines[:start]).rstrip("\n"), True, lines[start + 1 :]
+        if lines[start] == "":
+            break
+    return message, False, []
+
+
+def parse(message: str) -> frozenset[IndexEntry] | None:
+    """The index at the end of `message`; None if its last paragraph is no index.
+
+    Raises MalformedIndex when the last paragraph starts with the header but a line
+    after it is not `<id> <email> <username>` in index tokens.
+    """
+    _, found, lines = _split(message)
+    if not found:
+        return None
+    entries = []
+    for number, line in enumerate(lines, 1):
+        match = _ENTRY.fullmatch(line)
+        if match is None:
+            raise MalformedIndex(f"line {number} of the index is not `<id> <email> <username>`")
+        entries.append(IndexEntry(*(_untoken(part) for part in match.groups())))
+    return frozenset(entries)
+
+
+def index_matches(message: str, line_changes: Sequence[Versioned]) -> list[str]:
+    """What is wrong with `message`'s index against the lines its commit changed
+    (`line_changes`: every changed snapshot line of that one commit); empty if it
+    names exactly the changed records' versions.
+
+    A version the index leaves out would hide that record's change from `audit person`;
+    an entry no changed line holds means the index describes another diff.
+    """
+    try:
+        index = parse(message)
+    except MalformedIndex as exc:
+        return [f"the index of changed records is malformed: {exc}"]
+    if index is None:
+        return ["the message ends with no index of changed records"]
+    expected = {
+        IndexEntry.of(version)
+        for change in line_changes
+        for version in (change.before, change.after)
+        if version is not None
+    }
+    problems = [
+        f"record {commit(e.id, max_length=100)} ({commit(e.email or e.username, max_length=100)}) "
+        "changed but is missing from the index"
+        for e in sorted(expected - index)
+    ]
+    problems += [
+        f"the index names record {commit(e.id, max_length=100)} "
+        f"({commit(e.email or e.username, max_length=100)}) but no changed line holds it"
+        for e in sorted(index - expected)
+    ]
+    return problems
+
+
+__all__ = [
+    "HEADER",
+    "HEADER_PATTERN",
+    "IndexEntry",
+    "MalformedIndex",
+    "index_matches",
+    "of_account_diff",
+    "of_records",
+    "paragraph",
+    "parse",
+    "search_text",
+    "token",
+    "with_index",
+    "without_index",
+]
