@@ -224,7 +224,9 @@ class AuditRepository:
         paths = [*narrowed, *fallback]
         if not keys or not paths:
             return []
-        walk = self._run("log", rev, "--format=%x00%H", "--name-only", "--no-renames", "--", *paths)
+        # The files each commit touched are needed only to tell fallback paths apart.
+        listing = ["--name-only", "--no-renames"] if fallback else []
+        walk = self._run("log", rev, "--format=%x00%H", *listing, "--", *paths)
         order: list[str] = []
         in_narrowed: list[str] = []
         chosen: set[str] = set()
@@ -232,7 +234,7 @@ class AuditRepository:
             sha, _, names = entry.decode("utf-8", "replace").partition("\n")
             order.append(sha)
             touched = [name for name in names.split("\n") if name]
-            if any(_under(name, narrowed) for name in touched):
+            if not fallback or any(_under(name, narrowed) for name in touched):
                 in_narrowed.append(sha)
             if any(_under(name, fallback) for name in touched):
                 chosen.add(sha)
