@@ -4,12 +4,17 @@ A commit that changes snapshot lines (an import, an identity import, an apply) e
 message with one paragraph naming every record whose line it changed, before and after:
 
     Changed records:
-    583231 alice@acme.com alice
-    583232 bob@acme.com bob.builder
+    - 583231 alice@acme.com alice active
+    + 583231 alice@acme.com alice disabled
+    + 583232 bob@acme.com bob.builder active
 
-One line per distinct version: the record's id, then its email and username normalised
-as correlation normalises them (case, surrounding space, Unicode NFKC; no domain
-aliases). `reconciler audit person` reads messages, not diffs, to find the few commits
+One line per distinct version: `-` for the version before the commit, `+` for the one
+after (a new record has only `+`, a removed one only `-`), then the record's id, its
+email and username normalised as correlation normalises them (case, surrounding space,
+Unicode NFKC; no domain aliases) and its status. So the index alone says what kind of
+change each record had and every status transition: `audit app` counts imports and
+`audit evidence` finds who left and when each account went from messages, without
+diffing the snapshots. `reconciler audit person` reads messages, not diffs, to find the few commits
 that can hold a person's lines (`git log --grep`), then diffs only those; a year of
 history is searched in about a second instead of having git diff every version of
 every snapshot (docs/audit.md).
@@ -42,7 +47,8 @@ HEADER_PATTERN = f"^{HEADER}$"
 
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._@+-")
 _TOKEN = r"(?:[A-Za-z0-9._@+\-]|%[0-9A-F]{2})+"
-_ENTRY = re.compile(rf"({_TOKEN}) ({_TOKEN}) ({_TOKEN})")
+_ENTRY = re.compile(rf"([-+]) ({_TOKEN}) ({_TOKEN}) ({_TOKEN}) ({_TOKEN})")
+BEFORE, AFTER = "-", "+"
 
 
 class Versioned(Protocol):
@@ -59,20 +65,34 @@ class Versioned(Protocol):
 class IndexEntry:
     """One version of one changed record, as the index names it."""
 
+    side: str  # BEFORE or AFTER the commit
     id: str
     email: str  # normalised, no domain aliases
     username: str  # normalised, no domain aliases
+    status: str
 
     @classmethod
-    def of(cls, record: Mapping[str, Any]) -> IndexEntry:
+    def of(cls, record: Mapping[str, Any], side: str) -> IndexEntry:
         return cls(
+            side,
             str(record.get("id", "")),
             normalise(str(record.get("email") or ""), {}),
             normalise(str(record.get("username") or ""), {}),
+            str(record.get("status") or ""),
         )
 
     def line(self) -> str:
-        return f"{token(self.id)} {token(self.email)} {token(self.username)}"
+        fields = (self.id, self.email, self.username, self.status)
+        return " ".join([self.side, *(token(f) for f in fields)])
+
+    def record(self) -> dict[str, str]:
+        """The version as a partial record: what the index knows of it."""
+        return {
+            "id": self.id,
+            "email": self.email,
+            "username": self.username,
+            "status": self.status,
+        }
 
 
 def search_text(value: str) -> str:
@@ -121,18 +141,32 @@ def paragraph(entries: Iterable[IndexEntry]) -> str:
     return "\n".join([HEADER, *(e.line() for e in sorted(set(entries)))])
 
 
-def of_records(records: Iterable[Mapping[str, Any] | None]) -> str:
-    """The index paragraph of the changed records' versions (None entries skipped)."""
-    return paragraph(IndexEntry.of(r) for r in records if r is not None)
+Pair = tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]
+
+
+def entries_of(pairs: Iterable[Pair]) -> set[IndexEntry]:
+    """The entries of changed records' (before, after) versions; None is no version."""
+    found = set()
+    for before, after in pairs:
+        if before is not None:
+            found.add(IndexEntry.of(before, BEFORE))
+        if after is not None:
+            found.add(IndexEntry.of(after, AFTER))
+    return found
+
+
+def of_changes(pairs: Iterable[Pair]) -> str:
+    """The index paragraph of changed records' (before, after) versions."""
+    return paragraph(entries_of(pairs))
 
 
 def of_account_diff(diff: AccountDiff) -> str:
     """The index of an account diff: new accounts, removed ones, and both versions of
     each changed one."""
-    versions: list[Mapping[str, Any]] = [a.to_record() for a in (*diff.added, *diff.removed)]
-    for change in diff.changed:
-        versions += [change.old.to_record(), change.new.to_record()]
-    return of_records(versions)
+    pairs: list[Pair] = [(None, a.to_record()) for a in diff.added]
+    pairs += [(a.to_record(), None) for a in diff.removed]
+    pairs += [(c.old.to_record(), c.new.to_record()) for c in diff.changed]
+    return of_changes(pairs)
 
 
 def with_index(message: str, index: str) -> str:
@@ -161,7 +195,7 @@ def parse(message: str) -> frozenset[IndexEntry] | None:
     """The index at the end of `message`; None if its last paragraph is no index.
 
     Raises MalformedIndex when the last paragraph starts with the header but a line
-    after it is not `<id> <email> <username>` in index tokens.
+    after it is not `<-|+> <id> <email> <username> <status>` in index tokens.
     """
     _, found, lines = _split(message)
     if not found:
@@ -170,8 +204,11 @@ def parse(message: str) -> frozenset[IndexEntry] | None:
     for number, line in enumerate(lines, 1):
         match = _ENTRY.fullmatch(line)
         if match is None:
-            raise MalformedIndex(f"line {number} of the index is not `<id> <email> <username>`")
-        entries.append(IndexEntry(*(_untoken(part) for part in match.groups())))
+            raise MalformedIndex(
+                f"line {number} of the index is not `<-|+> <id> <email> <username> <status>`"
+            )
+        side, *fields = match.groups()
+        entries.append(IndexEntry(side, *(_untoken(part) for part in fields)))
     return frozenset(entries)
 
 
@@ -189,12 +226,7 @@ def index_matches(message: str, line_changes: Sequence[Versioned]) -> list[str]:
         return [f"the index of changed records is malformed: {exc}"]
     if index is None:
         return ["the message ends with no index of changed records"]
-    expected = {
-        IndexEntry.of(version)
-        for change in line_changes
-        for version in (change.before, change.after)
-        if version is not None
-    }
+    expected = entries_of((change.before, change.after) for change in line_changes)
     problems = [
         f"record {commit(e.id, max_length=100)} ({commit(e.email or e.username, max_length=100)}) "
         "changed but is missing from the index"
@@ -213,9 +245,10 @@ __all__ = [
     "HEADER_PATTERN",
     "IndexEntry",
     "MalformedIndex",
+    "entries_of",
     "index_matches",
     "of_account_diff",
-    "of_records",
+    "of_changes",
     "paragraph",
     "parse",
     "search_text",

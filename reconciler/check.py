@@ -111,7 +111,7 @@ def identity_import_message(source: str, old: Records[Identity], new: Records[Id
 
 def identity_index(old: Records[Identity], new: Records[Identity]) -> str:
     """The index paragraph of every identity whose line changed, both versions."""
-    versions: list[dict[str, Any] | None] = []
+    pairs: list[changeindex.Pair] = []
     for identity_id in old.keys() | new.keys():
         before, after = old.lines.get(identity_id), new.lines.get(identity_id)
         if before == after:
@@ -121,8 +121,8 @@ def identity_index(old: Records[Identity], new: Records[Identity]) -> str:
         was = _as_read(old, identity_id) if before is not None else None
         now = _as_read(new, identity_id) if after is not None else None
         if was != now:
-            versions += [was, now]
-    return changeindex.of_records(versions)
+            pairs.append((was, now))
+    return changeindex.of_changes(pairs)
 
 
 def _as_read(records: Records[Identity], identity_id: str) -> dict[str, Any]:

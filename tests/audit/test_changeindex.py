@@ -32,8 +32,9 @@ CRAFTED = [
 ]
 
 
-def entry(account: Account) -> IndexEntry:
-    return IndexEntry(account.id, normalise(account.email, {}), normalise(account.username, {}))
+def entry(account: Account, side: str = "+") -> IndexEntry:
+    email, username = normalise(account.email, {}), normalise(account.username, {})
+    return IndexEntry(side, account.id, email, username, account.status)
 
 
 def git_trailers(message: str) -> str:
@@ -57,8 +58,13 @@ def test_account_import_index_round_trips_every_version_with_no_cap() -> None:
     message = import_commit_message("wiki", AccountDiff(added, removed, (AccountChange(old, new),)))
 
     index = parse(message)
-    assert index == {entry(a) for a in (*added, *removed, old, new)}
-    assert IndexEntry("a007", "user7@example.com", "user7") in index
+    assert index == {
+        *(entry(a) for a in added),
+        *(entry(a, "-") for a in removed),
+        entry(old, "-"),
+        entry(new),
+    }
+    assert IndexEntry("+", "a007", "user7@example.com", "user7", "active") in index
     # The index is the message's last paragraph, after the readable body.
     assert message.rstrip("\n").split("\n\n")[-1].startswith(changeindex.HEADER)
 
@@ -75,9 +81,10 @@ def test_identity_import_index_names_changed_lines_only() -> None:
     message = identity_import_message("corp", old, new)
     assert message.splitlines()[0] == "import identities corp: 1 deprovisioned, 1 new, 1 dropped"
     assert parse(message) == {
-        IndexEntry("i2", "leaver@example.com", "leaver"),
-        IndexEntry("i3", "gone@example.com", "gone"),
-        IndexEntry("i4", "new.hire@example.com", "new.hire"),
+        IndexEntry("-", "i2", "leaver@example.com", "leaver", "active"),
+        IndexEntry("+", "i2", "leaver@example.com", "leaver", "deprovisioned"),
+        IndexEntry("-", "i3", "gone@example.com", "gone", "active"),
+        IndexEntry("+", "i4", "new.hire@example.com", "new.hire", "active"),
     }
 
 
@@ -124,18 +131,21 @@ def test_tokens_are_one_word_and_decode_back() -> None:
     for value in ["", "-", "a b", "a:b", "50%", "é", "\x00", "#x", "x" * 3]:
         token = changeindex.token(value)
         assert token and " " not in token and ":" not in token and "\n" not in token
-        (parsed,) = parse(f"s\n\n{changeindex.HEADER}\n{token} {token} {token}\n") or ()
-        assert parsed == IndexEntry(value, value, value)
+        line = f"+ {token} {token} {token} {token}"
+        (parsed,) = parse(f"s\n\n{changeindex.HEADER}\n{line}\n") or ()
+        assert parsed == IndexEntry("+", value, value, value, value)
 
 
 def test_a_message_without_an_index_parses_as_none() -> None:
     assert parse("fix a typo in alice's line") is None
-    assert parse(f"s\n\n{changeindex.HEADER}\n1 a b\n\nSigned-off-by: x") is None
+    assert parse(f"s\n\n{changeindex.HEADER}\n+ 1 a b active\n\nSigned-off-by: x") is None
     assert parse(f"s\n\n- {changeindex.HEADER}") is None
     assert changeindex.without_index("import wiki: 1 new\n\nNew (1):\n- a\n") == (
         "import wiki: 1 new\n\nNew (1):\n- a\n"
     )
-    message = changeindex.with_index("import wiki: 1 new", changeindex.of_records([{"id": "1"}]))
+    message = changeindex.with_index(
+        "import wiki: 1 new", changeindex.of_changes([(None, {"id": "1"})])
+    )
     assert changeindex.without_index(message) == "import wiki: 1 new\n"
 
 
@@ -151,15 +161,19 @@ def test_index_matches_its_diff() -> None:
     new = {**old, "status": "disabled"}
     hired = {"id": "2", "username": "carol", "email": "carol@x.example"}
     changes = [change("1", old, new), change("2", None, hired)]
-    message = changeindex.with_index("import wiki", changeindex.of_records([old, new, hired]))
+    message = changeindex.with_index(
+        "import wiki", changeindex.of_changes([(old, new), (None, hired)])
+    )
     assert index_matches(message, changes) == []
 
-    partial = changeindex.with_index("import wiki", changeindex.of_records([old]))
+    partial = changeindex.with_index("import wiki", changeindex.of_changes([(old, new)]))
     (missing,) = index_matches(partial, changes)
     assert "record 2 (carol@x.example) changed but is missing from the index" in missing
 
     other = {"id": "3", "username": "dave", "email": "dave@x.example"}
-    padded = changeindex.with_index("import wiki", changeindex.of_records([old, hired, other]))
+    padded = changeindex.with_index(
+        "import wiki", changeindex.of_changes([(old, new), (None, hired), (None, other)])
+    )
     (extra,) = index_matches(padded, changes)
     assert "names record 3 (dave@x.example) but no changed line holds it" in extra
 
