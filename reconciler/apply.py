@@ -134,6 +134,16 @@ def rebuild(
             f"identities/{source}": snapshot.identities_digest(root, source),
         }
         if digests != dict(plan.snapshot_digests):
+            if any(
+                isinstance(d, str) and snapshot.is_legacy_digest(d)
+                for d in plan.snapshot_digests.values()
+            ):
+                raise PlanError(
+                    f"{where}: its snapshot digests are in the format of an earlier release "
+                    "of reconciler, so they cannot show that the snapshots at commit "
+                    f"{plan.base_commit[:10]} are the ones the plan was made from. Run "
+                    "`reconciler check` to propose the plan again, and have it reviewed"
+                )
             raise PlanError(
                 f"{where}: its snapshot digests do not match commit "
                 f"{plan.base_commit[:10]}; the plan was edited. Revert it"

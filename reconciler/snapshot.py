@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -351,14 +351,29 @@ def shard_of(account_id: str) -> str:
     return hashlib.sha1(account_id.encode("utf-8")).hexdigest()[:2]
 
 
-def _account_files(directory: Path) -> list[Path]:
-    single = directory / "accounts.yaml"
-    shards = sorted((directory / "accounts").glob("*.yaml"))
-    if single.exists() and shards:
+def account_files(names: Collection[str], directory: str | Path) -> list[str]:
+    """Which of the files in an app's snapshot directory (`names`, relative to it,
+    '/'-separated) hold its accounts, in the order they are read and digested:
+    `accounts.yaml`, or the shards `accounts/*.yaml` by name. Both at once is a
+    SnapshotError naming `directory`."""
+    shards = sorted(
+        name
+        for name in names
+        if name.startswith("accounts/") and name.endswith(".yaml") and name.count("/") == 1
+    )
+    single = "accounts.yaml" in names
+    if single and shards:
         raise SnapshotError(
             f"{directory}: both accounts.yaml and accounts/ exist; remove the stale one"
         )
-    return shards or ([single] if single.exists() else [])
+    return shards or (["accounts.yaml"] if single else [])
+
+
+def _account_files(directory: Path) -> list[Path]:
+    names = [f"accounts/{p.name}" for p in (directory / "accounts").glob("*.yaml")]
+    if (directory / "accounts.yaml").exists():
+        names.append("accounts.yaml")
+    return [directory / name for name in account_files(names, directory)]
 
 
 def read_accounts(root: Path, app: str) -> Records[Account] | None:
@@ -412,24 +427,74 @@ def write_accounts(root: Path, app: str, accounts: Records[Account] | Iterable[A
     return changed
 
 
-_DIGESTS: dict[tuple[tuple[str, int, int, int], ...], str] = {}
+# --- digests ----------------------------------------------------------------------------
+#
+# A snapshot's digest names each of its files with the id git gives the file's content,
+# so that it can be checked from git's trees alone, without reading a single data file:
+# `audit verify` holds every snapshot commit of a year to it by reading trees. The blob
+# id is what git itself guarantees about a file's content, and what `git ls-tree` shows.
+
+DIGEST_PREFIX = "git-sha1:"
+_LEGACY_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
-def _digest(files: Sequence[Path]) -> str:
-    """SHA-256 of the files' bytes in order; remembered per file version, since a check
-    asks for it twice (meta.yaml, then the plan) and the files are large."""
-    stats = [(p, p.stat()) for p in files]
-    key = tuple((str(p), s.st_ino, s.st_mtime_ns, s.st_size) for p, s in stats)
-    if key not in _DIGESTS:
-        digest = hashlib.sha256()
-        for path in files:
-            digest.update(path.read_bytes())
-        _DIGESTS[key] = digest.hexdigest()
-    return _DIGESTS[key]
+def blob_id(data: bytes) -> str:
+    """The id git gives a file holding `data` (a SHA-1 repository, git's default)."""
+    digest = hashlib.sha1(b"blob %d\0" % len(data))
+    digest.update(data)
+    return digest.hexdigest()
+
+
+def blobs_digest(blobs: Iterable[tuple[str, str]]) -> str:
+    """The digest of a snapshot whose files, in their order, are (name, git blob id):
+    `git-sha1:` and the SHA-256 of one line `<name> <blob id>\n` per file. Names are
+    relative to the snapshot's directory (`accounts.yaml`, `accounts/0f.yaml`,
+    `<source>.yaml`)."""
+    digest = hashlib.sha256()
+    for name, blob in blobs:
+        digest.update(f"{name} {blob}\n".encode())
+    return DIGEST_PREFIX + digest.hexdigest()
+
+
+def files_digest(files: Iterable[tuple[str, bytes]]) -> str:
+    """The digest of a snapshot whose files, in their order, are (name, content)."""
+    return blobs_digest((name, blob_id(data)) for name, data in files)
+
+
+def is_legacy_digest(value: str) -> bool:
+    """Whether `value` is a digest as releases before `git-sha1:` wrote it: the SHA-256
+    of the files' bytes in order, as 64 hex digits."""
+    return _LEGACY_DIGEST.fullmatch(value) is not None
+
+
+def legacy_digest(contents: Iterable[bytes]) -> str:
+    """A digest in the format of earlier releases, for snapshots they recorded."""
+    digest = hashlib.sha256()
+    for data in contents:
+        digest.update(data)
+    return digest.hexdigest()
+
+
+_BLOB_IDS: dict[tuple[str, int, int, int], str] = {}
+
+
+def _file_blob_id(path: Path) -> str:
+    # Remembered per file version (path, inode, mtime, size): a check asks for a digest
+    # twice (meta.yaml, then the plan), and a day's check rewrites a few of 256 shards.
+    stat = path.stat()
+    key = (str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    if key not in _BLOB_IDS:
+        _BLOB_IDS[key] = blob_id(path.read_bytes())
+    return _BLOB_IDS[key]
+
+
+def _digest(directory: Path, files: Sequence[Path]) -> str:
+    return blobs_digest((p.relative_to(directory).as_posix(), _file_blob_id(p)) for p in files)
 
 
 def accounts_digest(root: Path, app: str) -> str:
-    return _digest(_account_files(app_dir(root, app)))
+    directory = app_dir(root, app)
+    return _digest(directory, _account_files(directory))
 
 
 def write_roles(root: Path, app: str, roles: Iterable[Role]) -> bool:
@@ -461,7 +526,7 @@ def write_identities(
 
 def identities_digest(root: Path, source: str) -> str:
     path = identities_file(root, source)
-    return _digest([path] if path.exists() else [])
+    return _digest(path.parent, [path] if path.exists() else [])
 
 
 # --- meta -------------------------------------------------------------------------------
@@ -475,7 +540,7 @@ class Meta:
     kind: str  # accounts | identities
     pulled_at: str
     count: int
-    digest: str
+    digest: str  # `blobs_digest` of the data files (earlier releases: `legacy_digest`)
     # Identities only: live identities in the snapshot before this pull (the shrink
     # guard compares the two, at check and again at apply).
     previous_count: int | None = None

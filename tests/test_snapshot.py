@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import hashlib
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -72,6 +74,85 @@ def test_big_apps_are_sharded_and_read_back(tmp_path, monkeypatch):
     snapshot.write_accounts(tmp_path, "wiki", data[:10])
     assert not shard_dir.exists()
     assert len(snapshot.read_accounts(tmp_path, "wiki") or {}) == 10
+
+
+def git(repo: Path, *args: str, stdin: bytes = b"") -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, input=stdin, capture_output=True, check=True
+    ).stdout.decode()
+
+
+def committed_blobs(repo: Path, directory: str) -> list[tuple[str, str]]:
+    """(path relative to `directory`, blob id) of every file git holds under it at HEAD."""
+    rows = [line.split() for line in git(repo, "ls-tree", "-r", "HEAD", directory).splitlines()]
+    return [(path.removeprefix(f"{directory}/"), sha) for _mode, _type, sha, path in rows]
+
+
+@pytest.mark.parametrize("data", [b"", b"accounts: []\n", HOSTILE.encode() * 1000])
+def test_blob_id_is_the_id_git_gives_the_file(tmp_path, data):
+    assert snapshot.blob_id(data) == git(tmp_path, "hash-object", "--stdin", stdin=data).strip()
+
+
+def test_digests_are_over_the_blob_ids_git_holds(tmp_path, monkeypatch):
+    monkeypatch.setattr(snapshot, "SHARD_ABOVE", 50)
+    snapshot.write_accounts(tmp_path, "big", accounts(120))
+    snapshot.write_accounts(tmp_path, "wiki", accounts(3))
+    snapshot.write_roles(tmp_path, "wiki", [])
+    snapshot.write_identities(tmp_path, "corp", [Identity.build("1", "a@example.com")])
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "state")
+    git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "state")
+
+    shards = committed_blobs(tmp_path, "state/apps/big")
+    assert [name for name, _ in shards] == [f"accounts/{i:02x}.yaml" for i in range(256)]
+    assert snapshot.accounts_digest(tmp_path, "big") == snapshot.blobs_digest(shards)
+    wiki = [(n, b) for n, b in committed_blobs(tmp_path, "state/apps/wiki") if n != "roles.yaml"]
+    assert [name for name, _ in wiki] == ["accounts.yaml"]
+    assert snapshot.accounts_digest(tmp_path, "wiki") == snapshot.blobs_digest(wiki)
+    corp = committed_blobs(tmp_path, "state/identities")
+    assert snapshot.identities_digest(tmp_path, "corp") == snapshot.blobs_digest(corp)
+
+    # The definition, spelled out: SHA-256 over "<name> <blob id>\n" per file, prefixed.
+    lines = "".join(f"{name} {sha}\n" for name, sha in shards).encode()
+    digest = snapshot.accounts_digest(tmp_path, "big")
+    assert digest == "git-sha1:" + hashlib.sha256(lines).hexdigest()
+    # The same from the files' bytes, as a generator that holds them in memory would.
+    files = [(name, (tmp_path / "state/apps/big" / name).read_bytes()) for name, _ in shards]
+    assert snapshot.files_digest(files) == digest
+    # A file's name is part of the digest, not only its content.
+    assert snapshot.files_digest([("accounts/00.yaml", b"x")]) != snapshot.files_digest(
+        [("accounts/01.yaml", b"x")]
+    )
+
+
+def test_the_digest_follows_every_change_of_the_files(tmp_path):
+    snapshot.write_accounts(tmp_path, "wiki", accounts(5))
+    five = snapshot.accounts_digest(tmp_path, "wiki")
+    assert snapshot.accounts_digest(tmp_path, "wiki") == five
+    snapshot.write_accounts(tmp_path, "wiki", accounts(6))
+    assert snapshot.accounts_digest(tmp_path, "wiki") != five
+    snapshot.write_accounts(tmp_path, "wiki", accounts(5))
+    assert snapshot.accounts_digest(tmp_path, "wiki") == five
+
+
+def test_both_digest_formats_are_told_apart():
+    legacy = snapshot.legacy_digest([b"accounts: []\n"])
+    assert legacy == hashlib.sha256(b"accounts: []\n").hexdigest()
+    assert snapshot.is_legacy_digest(legacy)
+    current = snapshot.files_digest([("accounts.yaml", b"accounts: []\n")])
+    assert current.startswith("git-sha1:") and not snapshot.is_legacy_digest(current)
+    assert not snapshot.is_legacy_digest("sha256:" + legacy)
+
+
+def test_an_app_with_both_forms_of_snapshot_is_refused():
+    names = ["accounts.yaml", "accounts/00.yaml"]
+    with pytest.raises(SnapshotError, match=re.escape("both accounts.yaml and accounts/ exist")):
+        snapshot.account_files(names, "state/apps/wiki")
+    assert snapshot.account_files(["accounts/01.yaml", "accounts/00.yaml", "roles.yaml"], "d") == [
+        "accounts/00.yaml",
+        "accounts/01.yaml",
+    ]
+    assert snapshot.account_files(["meta.yaml"], "d") == []
 
 
 def write_snapshot(tmp_path: Path, text: str, name: str = "accounts.yaml") -> Path:

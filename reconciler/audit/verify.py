@@ -9,12 +9,15 @@ apply and check rely on (DESIGN §9, docs/safety.md):
 - every journal in `history/` belongs to such an approval, names its plan, and records
   no account the plan did not hold and no mode wider than the plan's;
 - every snapshot in `state/` is what the tool wrote: the digest in its meta file matches
-  the data files at that commit, recomputed with `reconciler.snapshot`.
+  the data files at that commit, recomputed with `reconciler.snapshot` from the blob
+  ids in the commit's tree, so no data file is read.
 
 Only commits that touch `plans/`, `history/` or `state/` are read, trees are compared
 by hash so that unchanged directories are skipped, and a digest is recomputed only for
-a snapshot that changed. GitPython reads commits, trees and blobs through one
-long-lived `git cat-file` process. No network: for the github forge, what git holds is
+a snapshot that changed. GitPython reads commits, trees and the small files (plans,
+journals, meta files) through one long-lived `git cat-file` process. A digest recorded
+by an earlier release (`snapshot.legacy_digest`, over the files' bytes) is still
+checked, by reading those files. No network: for the github forge, what git holds is
 verified (the merge changed only the plan; a journal names it as its approval), not
 the reviews on GitHub.
 """
@@ -22,7 +25,6 @@ the reviews on GitHub.
 from __future__ import annotations
 
 import re
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -194,39 +196,6 @@ def author_of(commit: gitpython.Commit) -> str:
     return f"{commit.author.name} <{commit.author.email}>"
 
 
-class Extractor:
-    """Snapshot files as a commit holds them, written under `parent` for
-    `reconciler.snapshot` to digest, as apply does with the files of its base commit.
-
-    Each extraction has a directory of a new name, so that the snapshot module's digest
-    cache (by path, inode and mtime) never answers for another version; it is the
-    previous extraction of the same snapshot renamed, with only the files that changed
-    written again, so that a day's check costs the shards it changed, not all 256."""
-
-    def __init__(self, parent: Path) -> None:
-        self.parent = parent
-        self._count = 0
-        self._last: dict[str, tuple[Path, dict[str, bytes]]] = {}
-
-    def extract(self, key: str, files: Mapping[str, gitpython.Blob]) -> Path:
-        self._count += 1
-        root = self.parent / f"x{self._count}"
-        before, hashes = self._last.get(key, (None, {}))
-        if before is None:
-            root.mkdir()
-        else:
-            before.rename(root)
-        for path in hashes.keys() - files.keys():
-            (root / path).unlink(missing_ok=True)
-        for path, blob in files.items():
-            if hashes.get(path) != blob.binsha:
-                target = root / path
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(_read(blob))
-        self._last[key] = (root, {path: blob.binsha for path, blob in files.items()})
-        return root
-
-
 # --- the rules -----------------------------------------------------------------------
 
 
@@ -272,7 +241,6 @@ class Verifier:
         self._approvals: dict[tuple[str, str], Approved] = {}
         self._chain: dict[str, int] | None = None
         self._plans: dict[str, Plan | None] = {}
-        self.extractor: Extractor  # set by run, for the length of the walk
 
     # --- the walk ----------------------------------------------------------------------
 
@@ -294,14 +262,12 @@ class Verifier:
             rev = f"{sha}..{self.main}"
         commits = list(self.repo.iter_commits(rev, first_parent=True, paths=list(WATCHED)))
         commits.reverse()
-        with tempfile.TemporaryDirectory(prefix="reconciler-verify-") as tmp:
-            self.extractor = Extractor(Path(tmp))
-            for commit in commits:
-                self.counts.commits += 1
-                changes = changes_of(commit)
-                self.check_plans(commit, changes)
-                self.check_journals(commit, changes)
-                self.check_snapshots(commit, changes)
+        for commit in commits:
+            self.counts.commits += 1
+            changes = changes_of(commit)
+            self.check_plans(commit, changes)
+            self.check_journals(commit, changes)
+            self.check_snapshots(commit, changes)
         if self.forge == "github":
             self.check_github_approvals(commits)
         counts = self.counts
@@ -674,19 +640,15 @@ class Verifier:
         meta_changed = any(c.path == meta_path for c in changes)
         roles_changed = any(c.path.endswith("/roles.yaml") for c in changes)
         shown = data_changes[0] if data_changes else meta_path
-        files = {
-            path: blob
-            for path, blob in _files(tree, directory)
-            if not path.endswith(("/meta.yaml", "/roles.yaml"))
-        }
-        root = self.extractor.extract(directory, files)
+        files = {path.removeprefix(f"{directory}/"): blob for path, blob in _files(tree, directory)}
         try:
-            actual = snapshot.accounts_digest(root, app)
+            names = snapshot.account_files(files.keys(), directory)
         except ReconcilerError as exc:
             self.find(commit, shown, f"the snapshot is not one reconciler writes: {exc}", RESTORE)
             return
         self.counts.snapshots += 1
         recorded = self._recorded_digest(commit, meta_path)
+        actual = _digest(recorded, [(name, files[name]) for name in names])
         if recorded != actual:
             problem = _digest_problem(shown, meta_path, recorded, actual, meta_changed)
             self.find(commit, shown, problem, _hand_edit_fix(commit))
@@ -709,10 +671,9 @@ class Verifier:
             return  # the source was removed
         meta_changed = any(c.path == meta_path for c in changes)
         shown = data_path if any(c.path == data_path for c in changes) else meta_path
-        root = self.extractor.extract(data_path, {data_path: blob} if blob is not None else {})
-        actual = snapshot.identities_digest(root, source)
         self.counts.snapshots += 1
         recorded = self._recorded_digest(commit, meta_path)
+        actual = _digest(recorded, [(f"{source}.yaml", blob)] if blob is not None else [])
         if recorded != actual:
             problem = _digest_problem(shown, meta_path, recorded, actual, meta_changed)
             self.find(commit, shown, problem, _hand_edit_fix(commit))
@@ -729,8 +690,27 @@ class Verifier:
         return digest if isinstance(digest, str) else None
 
 
+def _digest(recorded: str | None, files: Sequence[tuple[str, gitpython.Blob]]) -> str:
+    """The snapshot digest of `files` (name in the snapshot, blob), in the format of the
+    `recorded` one: from the blob ids in the tree, without reading the files, unless an
+    earlier release recorded it over the files' bytes."""
+    if recorded is not None and snapshot.is_legacy_digest(recorded):
+        return snapshot.legacy_digest(_read(blob) for _, blob in files)
+    if any(len(blob.hexsha) != 40 for _, blob in files):
+        # A repository of another object format names blobs by another hash: the
+        # digest is over git's SHA-1 ids, so compute them from the bytes.
+        return snapshot.files_digest((name, _read(blob)) for name, blob in files)
+    return snapshot.blobs_digest((name, blob.hexsha) for name, blob in files)
+
+
 def _entries(journal: Mapping[str, Any]) -> list[Entry]:
     return [Entry.from_data(e) for e in journal.get("actions") or ()]
+
+
+def _short(digest: str) -> str:
+    """A digest as shown in a finding: its format's prefix, if any, and 12 hex digits."""
+    prefix, _, value = digest.rpartition(":")
+    return f"{prefix}:{value[:12]}" if prefix else value[:12]
 
 
 def _digest_problem(
@@ -743,13 +723,13 @@ def _digest_problem(
         )
     if shown == meta_path:
         return (
-            f"{meta_path} was edited: its digest {recorded[:12]} does not match the data "
-            f"({actual[:12]})"
+            f"{meta_path} was edited: its digest {_short(recorded)} does not match the data "
+            f"({_short(actual)})"
         )
     how = "" if meta_changed else f" without {meta_path}"
     return (
         f"the data changed{how} and no longer matches the digest recorded there "
-        f"({recorded[:12]} recorded, {actual[:12]} now): the snapshot was edited by hand"
+        f"({_short(recorded)} recorded, {_short(actual)} now): the snapshot was edited by hand"
     )
 
 

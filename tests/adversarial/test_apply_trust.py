@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from reconciler import demo
+from reconciler import demo, snapshot
 from reconciler.testing.access_repo import Company, company
 from reconciler.testing.faults import Faults
 
@@ -355,6 +355,23 @@ def test_a_plan_with_an_edited_policy_digest_is_refused(tmp_path: Path) -> None:
         edit_branch(c, {"plans/wiki.yaml": yaml.safe_dump(plan, sort_keys=False)})
         approve(c)
         assert_apply_refused(c, "policy_digest")
+
+
+def test_a_plan_with_digests_of_an_earlier_release_is_refused(tmp_path: Path) -> None:
+    with company(tmp_path) as c:
+        plan = propose(c)
+        # What an earlier release recorded: the SHA-256 of the files' bytes at the base.
+        base = plan["base_commit"]
+        accounts = c.git.show(base, "state/apps/wiki/accounts.yaml")
+        identities = c.git.show(base, "state/identities/corp.yaml")
+        assert accounts is not None and identities is not None
+        plan["snapshots"] = {
+            "apps/wiki": snapshot.legacy_digest([accounts]),
+            "identities/corp": snapshot.legacy_digest([identities]),
+        }
+        edit_branch(c, {"plans/wiki.yaml": yaml.safe_dump(plan, sort_keys=False)})
+        approve(c)
+        assert_apply_refused(c, "plans/wiki.yaml", "earlier release", "`reconciler check`")
 
 
 # --- fault 16: who did it --------------------------------------------------------------

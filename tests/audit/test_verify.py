@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -13,7 +13,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from reconciler import demo
+from reconciler import demo, snapshot
 from reconciler.audit.verify import journal_beyond_plan, verify_history
 from reconciler.cli import main
 from reconciler.commands.audit_verify import VerifyOptions, to_data, verify
@@ -329,3 +329,69 @@ def test_a_plan_removed_before_its_apply_finished_is_named(cycle: Cycle) -> None
     assert (finding["commit"], finding["file"]) == (sha, "plans/wiki.yaml")
     assert "before its apply finished" in finding["problem"]
     assert journal["actions"][0]["account"]["id"] in finding["problem"]
+
+
+def test_snapshot_digests_are_over_the_blob_ids_in_the_tree(cycle: Cycle) -> None:
+    for directory, meta in (
+        ("state/apps/wiki", "state/apps/wiki/meta.yaml"),
+        ("state/identities", "state/identities/corp.meta.yaml"),
+    ):
+        recorded = yaml.safe_load(cycle.read(meta))["digest"]
+        listing = cycle.git.run("ls-tree", "-r", "HEAD", f"{directory}/").splitlines()
+        blobs = [line.split()[2:4] for line in listing]
+        data = [
+            (path.removeprefix(f"{directory}/"), sha)
+            for sha, path in blobs
+            if path.endswith(("/accounts.yaml", "/corp.yaml"))
+        ]
+        assert len(data) == 1
+        assert recorded == snapshot.blobs_digest(data)
+        assert recorded.startswith("git-sha1:")
+
+
+def _legacy_digest(directory: Path, files: Sequence[Path]) -> str:
+    """The digest as releases before `git-sha1:` digests computed it."""
+    return snapshot.legacy_digest(path.read_bytes() for path in files)
+
+
+@pytest.fixture(scope="module")
+def legacy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A whole cycle written with the digests of an earlier release (meta files and
+    plan), then one identity import by this release."""
+    tmp = tmp_path_factory.mktemp("legacy")
+    with company(tmp) as c:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(snapshot, "_digest", _legacy_digest)
+            assert c.cli("check").exit_code == 0
+            c.leave()
+            assert c.cli("check", "--detailed-exitcode").exit_code == 4
+            assert c.cli("approve", "--app", "wiki", "--as", demo.REVIEWER).exit_code == 0
+            applied = c.cli("apply", "--confirm")
+            assert applied.exit_code == 0, applied.output
+        meta = yaml.safe_load((c.repo / "state/apps/wiki/meta.yaml").read_text())
+        assert snapshot.is_legacy_digest(meta["digest"])
+        c.idp.set_active(c.idp_ids.users["alice.liddell"], False)
+        assert c.cli("check").exit_code in (0, 4)
+        yield c.repo
+
+
+def test_a_history_with_digests_of_an_earlier_release_verifies_clean(
+    legacy: Path, tmp_path: Path
+) -> None:
+    repo = tmp_path / "access"
+    shutil.copytree(legacy, repo)
+    cycle = Cycle(repo, Git(repo), "", "", "")
+    identities = yaml.safe_load(cycle.read("state/identities/corp.meta.yaml"))
+    accounts = yaml.safe_load(cycle.read("state/apps/wiki/meta.yaml"))
+    assert identities["digest"].startswith("git-sha1:")  # this release's import
+    assert snapshot.is_legacy_digest(accounts["digest"])
+    result = cycle.verify()
+    assert result.exit_code == 0, result.output
+    assert "no findings" in result.output
+
+    # A hand edit of a snapshot whose meta holds an earlier release's digest is named.
+    path = "state/apps/wiki/accounts.yaml"
+    sha = cycle.commit_by_hand({path: cycle.read(path).replace("alice.liddell", "alice.l", 1)})
+    finding = only(cycle.findings())
+    assert (finding["commit"], finding["file"]) == (sha, path)
+    assert "edited by hand" in finding["problem"]
