@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from reconciler import changeindex, report, snapshot, yamlio
-from reconciler.audit.repository import CHANGED_LINES, ere_escape, parse_log
+from reconciler.audit.repository import indexed_changes
 from reconciler.audit.timeline import gone_since
 from reconciler.clock import timestamp, utc_now
 from reconciler.config import Settings, SystemConfig
@@ -406,14 +406,17 @@ class Checker:
         """Since when each of `identity_ids` has been gone from `source`: the import
         commit that first showed it deprovisioned, suspended or missing, read from the
         identity snapshot's history with the audit's own rule (what `audit` calls its
-        detection). One pickaxe pass over that file, for these identities only."""
+        detection). Read from the messages that name these identities (the index of
+        changed records), so a long history costs what those commits say."""
         if not identity_ids:
             return {}
-        pattern = "|".join(ere_escape(i) for i in sorted(identity_ids))
-        out = self.git.run_bytes(
-            "log", "HEAD", f"-G{pattern}", *CHANGED_LINES, snapshot.identity_paths(source)[0]
-        )
-        changes = list(parse_log(out, [i.lower() for i in identity_ids]))[::-1]
+
+        def run(*args: str, stdin: bytes | None = None) -> bytes:
+            return self.git.run_bytes(*args, input=stdin)
+
+        keys = [changeindex.search_text(i) for i in identity_ids]
+        path = snapshot.identity_paths(source)[0]
+        changes = indexed_changes(run, [path], keys)
         found = gone_since(c for c in changes if c.record_id in identity_ids)
         return {identity_id: detection.at for identity_id, detection in found.items()}
 

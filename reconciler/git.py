@@ -90,8 +90,8 @@ class Git:
         out = self._checked(args, proc) if check else proc.stdout
         return out.decode("utf-8", "replace")
 
-    def run_bytes(self, *args: str) -> bytes:
-        return self._checked(args, self._exec(args))
+    def run_bytes(self, *args: str, input: bytes | None = None) -> bytes:
+        return self._checked(args, self._exec(args, input=input))
 
     # --- repository state -------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -21,6 +21,8 @@ import git
 import orjson
 
 from reconciler import yamlio
+from reconciler.audit import indexed
+from reconciler.audit.indexed import LOG_FORMAT
 from reconciler.audit.timeline import (
     ACCOUNT,
     IDENTITY,
@@ -140,6 +142,41 @@ CHANGED_LINES = (
 )
 
 
+def indexed_changes(
+    run: Callable[..., bytes], paths: Sequence[str], keys: Sequence[str] = (), rev: str = "HEAD"
+) -> list[LineChange]:
+    """Every change to the snapshot lines in `paths`, oldest first, read from the
+    index of changed records (`audit.indexed`: partial records, id, email, username
+    and status); commits the index cannot speak for are diffed (full records).
+
+    With `keys` (index tokens, `changeindex.search_text`), only the commits whose
+    message names one of them, and every commit with no index. `run(*args,
+    stdin=bytes)` runs git and returns its output.
+    """
+    if keys:
+        named = [f"--grep={key}" for key in sorted(set(keys))]
+        out = run("log", rev, *LOG_FORMAT, "-F", "-i", *named, "--", *paths)
+        bare = run(
+            "log", rev, "--format=%H", "--invert-grep", f"--grep={HEADER_PATTERN}",
+            "--", *paths,
+        )  # fmt: skip
+    else:
+        out, bare = run("log", rev, *LOG_FORMAT, "--", *paths), b""
+    found = indexed.parse(out, snapshot_of)
+    to_diff = [*found.unindexed, *(s for s in bare.decode().split() if s)]
+    if not to_diff:
+        return list(found.changes)
+    diffed = run(
+        "log", "--no-walk=unsorted", "--stdin", *CHANGED_LINES, *paths,
+        stdin="".join(f"{sha}\n" for sha in dict.fromkeys(to_diff)).encode(),
+    )  # fmt: skip
+    changes = [*found.changes, *parse_log(diffed)]
+    # One order for both: the walk's (commits of one second keep their order).
+    walk = run("log", rev, "--format=%H", "--", *paths).decode().split()
+    position = {sha: index for index, sha in enumerate(reversed(walk))}
+    return sorted(changes, key=lambda c: position.get(c.commit.sha, -1))
+
+
 class AuditRepository:
     """The access repository's history, read for an audit."""
 
@@ -257,6 +294,12 @@ class AuditRepository:
             stdin="".join(f"{sha}\n" for sha in order if sha in chosen).encode(),
         )
         return list(parse_log(out, [k.lower() for k in keys]))[::-1]
+
+    def indexed_changes(
+        self, paths: Sequence[str], keys: Sequence[str] = (), rev: str = "HEAD"
+    ) -> list[LineChange]:
+        """`indexed_changes` over this repository."""
+        return indexed_changes(self._run, paths, keys, rev)
 
     def _messages(self, shas: Sequence[str], *select: str) -> set[str]:
         """Those of `shas` whose message `select` (`git log` grep options) keeps."""

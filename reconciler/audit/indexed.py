@@ -1,0 +1,99 @@
+"""Snapshot changes read from commit messages: the index of changed records.
+
+Every snapshot commit the tool makes ends with the index of the records it changed,
+each version's id, email, username and status (`reconciler.changeindex`). That is
+enough to count an import's new, removed and changed accounts and to follow every
+status transition, so `audit app`, `audit evidence` and a check's detection times read
+messages instead of having git diff every version of every snapshot.
+
+A commit the index cannot speak for (no index, a malformed one, or files of more than
+one snapshot) is returned by sha, for the caller to diff: a hand edit is never skipped.
+
+Pure: parses the output of `git log` with `LOG_FORMAT`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from reconciler import changeindex
+from reconciler.audit.timeline import Commit, LineChange
+from reconciler.changeindex import AFTER, BEFORE, IndexEntry, MalformedIndex
+
+# `git log` options: per commit, a record separator, its sha, time, subject and message,
+# then the files it touched.
+LOG_FORMAT = ("--format=%x1e%H%x00%ct%x00%s%x00%B%x00", "--name-only", "--no-renames")
+
+
+@dataclass(frozen=True)
+class Indexed:
+    """What the messages said: line changes in the order they happened (partial
+    records: id, email, username, status), and the commits to diff instead."""
+
+    changes: tuple[LineChange, ...]
+    unindexed: tuple[str, ...]  # shas, newest first as git walked them
+    order: tuple[str, ...]  # every sha read, newest first
+
+
+def changes_of(
+    commit: Commit, system: str, kind: str, entries: Iterable[IndexEntry]
+) -> list[LineChange]:
+    """The line changes an index names: one per record, its before and after versions."""
+    sides: dict[str, dict[str, IndexEntry]] = {}
+    for entry in entries:
+        sides.setdefault(entry.id, {})[entry.side] = entry
+    found = []
+    for record_id in sorted(sides):
+        versions = sides[record_id]
+        before, after = versions.get(BEFORE), versions.get(AFTER)
+        found.append(
+            LineChange(
+                commit,
+                system,
+                kind,
+                record_id,
+                before.record() if before else None,
+                after.record() if after else None,
+            )
+        )
+    return found
+
+
+def parse(output: bytes, locate: Callable[[str], tuple[str, str] | None]) -> Indexed:
+    """`git log LOG_FORMAT` output as line changes. `locate` gives a path's snapshot
+    (system, kind), None for any other file."""
+    where: dict[str, tuple[str, str] | None] = {}
+    groups: list[list[LineChange]] = []
+    unindexed: list[str] = []
+    order: list[str] = []
+    for chunk in output.split(b"\x1e")[1:]:
+        sha_raw, stamp, subject, body, names = chunk.split(b"\x00", 4)
+        sha = sha_raw.decode()
+        order.append(sha)
+        systems: set[tuple[str, str]] = set()
+        for name in names.decode("utf-8", "replace").split("\n"):
+            if name:
+                if name not in where:
+                    where[name] = locate(name)
+                located = where[name]
+                if located is not None:
+                    systems.add(located)
+        if not systems:
+            continue  # only meta or role files: no snapshot lines
+        try:
+            entries = changeindex.parse(body.decode("utf-8", "replace"))
+        except MalformedIndex:
+            entries = None
+        if entries is None or len(systems) != 1:
+            unindexed.append(sha)
+            continue
+        ((system, kind),) = systems
+        commit = Commit(
+            sha, datetime.fromtimestamp(int(stamp), UTC), subject.decode("utf-8", "replace")
+        )
+        groups.append(changes_of(commit, system, kind, entries))
+    # git walks newest first; the changes are wanted in the order they happened.
+    changes = tuple(change for group in reversed(groups) for change in group)
+    return Indexed(changes, tuple(unindexed), tuple(order))
