@@ -8,7 +8,7 @@ source, the same rates for every small app), and writes each day's commits strai
 
 1. the identity import, then each app's import, in the order `reconciler check` makes
    them, with the files and messages the check writes (the product's own encoders,
-   `diff_accounts`, `import_commit_message`, `identity_summary`, `assess`, `new_plan`,
+   `diff_accounts`, `import_commit_message`, `identity_import_message`, `assess`, `new_plan`,
    `render_report`);
 2. each app's plan on `reconciler/<app>`, based on main's head at that point, as the
    local forge proposes it;
@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench import generate
-from reconciler import report, snapshot, yamlio
+from reconciler import changeindex, report, snapshot, yamlio
 from reconciler.apply import apply_message
-from reconciler.check import PLAN_HEADER, identity_summary
+from reconciler.check import PLAN_HEADER, identity_import_message
 from reconciler.clock import timestamp
 from reconciler.config import Policy
 from reconciler.correlate import correlate, normalise
@@ -382,14 +382,6 @@ def meta_bytes(meta: snapshot.Meta) -> bytes:
     return (META_HEADER + yamlio.dump(meta.to_data())).encode("utf-8")
 
 
-def files_digest(files: Sequence[tuple[str, bytes]]) -> str:
-    """The digest `snapshot` records for these files (in order)."""
-    digest = hashlib.sha256()
-    for _name, content in files:
-        digest.update(content)
-    return digest.hexdigest()
-
-
 @dataclass
 class AppState:
     """One app's snapshot as committed on main: accounts by id, and its files."""
@@ -411,24 +403,37 @@ class AppState:
     def records(self) -> Records[Account]:
         return Records(self.lines, decode_account, self.accounts)
 
-    def update(self, accounts: Mapping[str, Account]) -> tuple[dict[str, bytes | None], set[str]]:
-        """Take the pulled accounts; the account files that changed, and the ids."""
-        changed: set[str] = set()
+    def update(
+        self, accounts: Mapping[str, Account]
+    ) -> tuple[dict[str, bytes | None], set[str], AccountDiff]:
+        """Take the pulled accounts; the account files that changed, the ids whose
+        line changed, and the diff of those (as `diff_accounts` gives it)."""
+        old_lines: dict[str, bytes] = {}
+        old: dict[str, Account] = {}
+        added: set[str] = set()
         for account_id in self.accounts.keys() - accounts.keys():
-            changed.add(account_id)
-            self._unkey(self.accounts.pop(account_id))
-            del self.lines[account_id]
+            old[account_id] = self.accounts.pop(account_id)
+            old_lines[account_id] = self.lines.pop(account_id)
+            self._unkey(old[account_id])
         for account_id, account in accounts.items():
             known = self.accounts.get(account_id)
             if known is not account and known != account:
-                changed.add(account_id)
-                if known is not None:
+                if known is None:
+                    added.add(account_id)
+                else:
+                    old[account_id], old_lines[account_id] = known, self.lines[account_id]
                     self._unkey(known)
                 self.accounts[account_id] = account
                 self.lines[account_id] = snapshot.encode(account)
                 for key in _keys_of(account):
                     self.keys.setdefault(key, set()).add(account_id)
-        return self._render(changed), changed
+        changed = old.keys() | added
+        new = {k: self.accounts[k] for k in changed if k in self.accounts}
+        diff = diff_accounts(
+            Records(old_lines, decode_account, old),
+            Records({k: self.lines[k] for k in new}, decode_account, new),
+        )
+        return self._render(changed), changed, diff
 
     def _unkey(self, account: Account) -> None:
         for key in _keys_of(account):
@@ -475,7 +480,7 @@ class AppState:
     def digest(self) -> str:
         paths = sorted(p for p in self.files if p.startswith(f"{self.directory}/accounts"))
         prefix = f"{self.directory}/"
-        return files_digest([(p.removeprefix(prefix), self.files[p]) for p in paths])
+        return snapshot.files_digest([(p.removeprefix(prefix), self.files[p]) for p in paths])
 
 
 @dataclass
@@ -696,7 +701,7 @@ class YearWriter:
         previous_count = len(old) if old.lines else None
         if not changed:
             return
-        summary = identity_summary(SOURCE, old, state.records())
+        summary = identity_import_message(SOURCE, old, state.records())
         state.content = snapshot.render(
             "identities", IDENTITY_HEADER, [state.lines[i] for i in sorted(state.lines)]
         )
@@ -705,7 +710,7 @@ class YearWriter:
             kind="identities",
             pulled_at=pulled_at,
             count=len(current),
-            digest=files_digest([(f"{SOURCE}.yaml", state.content)]),
+            digest=snapshot.files_digest([(f"{SOURCE}.yaml", state.content)]),
             previous_count=previous_count,
         )
         base = f"{snapshot.STATE_DIR}/identities/{SOURCE}"
@@ -720,32 +725,17 @@ class YearWriter:
         self, app: str, company: Company, pulled_at: str, clock: Iterator[datetime]
     ) -> Pending | None:
         state = self.apps[app]
-        before_lines = dict(state.lines)
-        before_accounts = dict(state.accounts)
         first = not state.files
         accounts = self.accounts[app].of(company.apps[app])
-        files, changed = state.update(accounts)
+        files, changed, diff = state.update(accounts)
         roles = _roles(state.accounts)
         if roles != state.roles:
             state.roles = roles
             files[f"{state.directory}/roles.yaml"] = roles
         if files or first:
-            old = Records(
-                {k: before_lines[k] for k in changed if k in before_lines},
-                decode_account,
-                {k: before_accounts[k] for k in changed if k in before_accounts},
-            )
-            new = Records(
-                {k: state.lines[k] for k in changed if k in state.lines},
-                decode_account,
-                {k: state.accounts[k] for k in changed if k in state.accounts},
-            )
-            diff = diff_accounts(old, new)
             meta = snapshot.Meta(app, "accounts", pulled_at, len(state.lines), state.digest())
             files[f"{state.directory}/meta.yaml"] = meta_bytes(meta)
             self.main_commit(report.import_commit_message(app, diff), next(clock), files)
-        else:
-            diff = diff_accounts({}, {})
         judge(state, changed | state.holding(self.touched), self.idp, self.policy, self.mode or "")
         assessment = assessment_of(app, state, self.pull, self.policy, self.mode)
         if not (assessment.actions or assessment.blocked_reasons):
@@ -753,7 +743,7 @@ class YearWriter:
         assert self.head is not None
         digests = {
             f"apps/{app}": state.digest(),
-            f"identities/{SOURCE}": files_digest([(f"{SOURCE}.yaml", self.idp.content)]),
+            f"identities/{SOURCE}": snapshot.files_digest([(f"{SOURCE}.yaml", self.idp.content)]),
         }
         # The plan is written once the day's imports are (its base commit's id needs
         # them written), at the time the check would have written it.
@@ -871,15 +861,15 @@ class YearWriter:
             }
         state = self.apps[app]
         accounts = self.accounts[app].of(company.apps[app])
-        snapshot_files, changed = state.update(accounts)
+        snapshot_files, changed, diff = state.update(accounts)
         judge(state, changed, self.idp, self.policy, self.mode or "")
         if snapshot_files:
             files.update(snapshot_files)
             meta = snapshot.Meta(app, "accounts", stamp, len(state.lines), state.digest())
             files[f"{state.directory}/meta.yaml"] = meta_bytes(meta)
-        self.main_commit(
-            apply_message(app, entries, approval, True), applied_at, files, author=OPERATOR
-        )
+        message = apply_message(app, entries, approval, True)
+        message = changeindex.with_index(message, changeindex.of_account_diff(diff))
+        self.main_commit(message, applied_at, files, author=OPERATOR)
         self.applied += 1
         self.leavers += [a.email for a in plan.active_actions]
 

@@ -62,13 +62,13 @@ def plans_on_branches(repo: Path) -> dict[str, dict[str, Any]]:
 
 
 def first_parent_days(repo: Path) -> dict[str, list[tuple[str, str]]]:
-    """Main's commits by day (UTC date of the commit): (sha, subject), oldest first."""
+    """Main's commits by day (UTC date of the commit): (sha, message), oldest first."""
     days: dict[str, list[tuple[str, str]]] = {}
     out = git(repo, "log", "--first-parent", "--reverse", "--date=format-local:%Y-%m-%d",
-              "--format=%H%x00%cd%x00%s", "main")  # fmt: skip
-    for line in out.splitlines():
-        sha, day, subject = line.split("\0")
-        days.setdefault(day, []).append((sha, subject))
+              "--format=%H%x00%cd%x00%B%x1e", "main")  # fmt: skip
+    for entry in out.split("\x1e")[:-1]:
+        sha, day, message = entry.lstrip("\n").split("\0")
+        days.setdefault(day, []).append((sha, message))
     return days
 
 
@@ -94,8 +94,10 @@ def test_generated_days_equal_real_checks(tmp_path: Path) -> None:
         before = git(real, "rev-parse", "main").strip()
         done = reconciler(real, "check", "--format", "json")
         assert done.returncode == 0, done.stderr
-        subjects = git(real, "log", "--reverse", "--format=%s", f"{before}..main").splitlines()
-        assert subjects == [subject for _, subject in commits], f"day {index}"
+        out = git(real, "log", "--reverse", "--format=%B%x1e", f"{before}..main")
+        messages = [m.lstrip("\n") for m in out.split("\x1e")[:-1]]
+        # The whole messages: subject, body and the index of changed records.
+        assert messages == [message for _, message in commits], f"day {index}"
         assert state_at(real, "main") == state_at(generated.repo, commits[-1][0]), f"day {index}"
         real_plans = plans_on_branches(real)
         wanted = {app: plan for day, app, plan in generated.proposed if day == index}
