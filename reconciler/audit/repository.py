@@ -177,6 +177,47 @@ def indexed_changes(
     return sorted(changes, key=lambda c: position.get(c.commit.sha, -1))
 
 
+_PLAN_ID = re.compile(r"^Plan-Id:\s*([0-9a-f]{8,64})\s*$", re.MULTILINE)
+
+
+def _journal(
+    path: str, data: dict[str, Any], added: Commit | None, proposed: Commit | None
+) -> Journal:
+    """A journal file's facts: `added` the commit that added it, `proposed` the commit
+    that proposed its plan (when the plan was written)."""
+    app = str(data.get("app") or PurePosixPath(path).parent.name)
+    actions = []
+    for entry in data.get("actions") or ():
+        if not isinstance(entry, dict):
+            continue
+        account = entry.get("account") or {}
+        actions.append(
+            JournalAction(
+                account_id=str(account.get("id", "")),
+                username=str(account.get("username", "")),
+                email=str(account.get("email", "")),
+                mode=str(entry.get("mode", "")),
+                reason=str(entry.get("reason", "")),
+                outcome=str(entry.get("outcome", "")),
+                detail=str(entry.get("detail") or ""),
+                at=parse_time(entry.get("at")),
+            )
+        )
+    verified = data.get("approval_verified")
+    return Journal(
+        app=app,
+        plan=str(data.get("plan", "")),
+        path=path,
+        approved_by=tuple(str(a) for a in data.get("approved_by") or ()),
+        approval=str(data.get("approval") or ""),
+        approved_at=parse_time(data.get("approved_at")),
+        approval_verified=verified if isinstance(verified, dict) else {},
+        plan_created_at=proposed.at if proposed else None,
+        actions=tuple(actions),
+        commit=added,
+    )
+
+
 class AuditRepository:
     """The access repository's history, read for an audit."""
 
@@ -378,59 +419,80 @@ class AuditRepository:
 
     def journals(self, app: str | None = None, keys: Sequence[str] | None = None) -> list[Journal]:
         """The apply journals at HEAD (of `app`, or all), only those mentioning one of
-        `keys` when given."""
+        `keys` when given. A fixed number of git processes however many there are: one
+        reads every file, one finds the commit that added each, one the plans' commits."""
         where = f"history/{app}" if app else "history"
         if keys is not None:
             paths = self.grep(keys, where, names_only=True)
             paths = [p.split(":", 1)[1] for p in paths]
         else:
             paths = self.files(where)
+        paths = sorted(p for p in paths if p.endswith(".yaml"))
+        if not paths:
+            return []
+        contents = self.blobs("HEAD", paths)
+        added = self.added(where)
+        proposed = self.plan_commits()
         journals = []
-        for path in sorted(p for p in paths if p.endswith(".yaml")):
-            data = self._yaml("HEAD", path)
-            if data is None:
-                continue
-            journals.append(self._journal(path, data))
+        for path in paths:
+            raw = contents.get(path)
+            try:
+                data = yamlio.load_bytes(raw, f"{path} at HEAD") if raw is not None else None
+            except YamlError:
+                data = None
+            if isinstance(data, dict):
+                plan = proposed.get(str(data.get("plan", "")))
+                journals.append(_journal(path, data, added.get(path), plan))
         return journals
 
-    def _journal(self, path: str, data: dict[str, Any]) -> Journal:
-        app = str(data.get("app") or PurePosixPath(path).parent.name)
-        approval_commit = str(data.get("approval_commit") or "")
-        plan_created = None
-        if approval_commit:
-            plan = self._yaml(approval_commit, f"plans/{app}.yaml")
-            plan_created = parse_time((plan or {}).get("created_at"))
-        added = self.commits(path, extra=["--diff-filter=A"])
-        actions = []
-        for entry in data.get("actions") or ():
-            if not isinstance(entry, dict):
-                continue
-            account = entry.get("account") or {}
-            actions.append(
-                JournalAction(
-                    account_id=str(account.get("id", "")),
-                    username=str(account.get("username", "")),
-                    email=str(account.get("email", "")),
-                    mode=str(entry.get("mode", "")),
-                    reason=str(entry.get("reason", "")),
-                    outcome=str(entry.get("outcome", "")),
-                    detail=str(entry.get("detail") or ""),
-                    at=parse_time(entry.get("at")),
-                )
-            )
-        verified = data.get("approval_verified")
-        return Journal(
-            app=app,
-            plan=str(data.get("plan", "")),
-            path=path,
-            approved_by=tuple(str(a) for a in data.get("approved_by") or ()),
-            approval=str(data.get("approval") or ""),
-            approved_at=parse_time(data.get("approved_at")),
-            approval_verified=verified if isinstance(verified, dict) else {},
-            plan_created_at=plan_created,
-            actions=tuple(actions),
-            commit=added[-1][0] if added else None,
+    def blobs(self, rev: str, paths: Sequence[str]) -> dict[str, bytes]:
+        """The files `paths` at `rev`, read by one `git cat-file --batch`."""
+        out = self._run(
+            "cat-file", "--batch", stdin="".join(f"{rev}:{p}\n" for p in paths).encode()
         )
+        found: dict[str, bytes] = {}
+        at = 0
+        for path in paths:
+            end = out.index(b"\n", at)
+            header = out[at:end].split(b" ")
+            at = end + 1
+            if len(header) != 3 or header[1] != b"blob":
+                continue  # "<rev>:<path> missing"
+            size = int(header[2])
+            found[path] = out[at : at + size]
+            at += size + 1
+        return found
+
+    def added(self, where: str) -> dict[str, Commit]:
+        """The commit that added each file under `where` (the last, if added again)."""
+        out = self._run(
+            "log", "HEAD", "--diff-filter=A", "--name-only", "--no-renames",
+            "--format=%x1e%H%x00%ct%x00%s", "--", where,
+        )  # fmt: skip
+        found: dict[str, Commit] = {}
+        for chunk in out.decode("utf-8", "replace").split("\x1e")[1:]:
+            head, _, names = chunk.partition("\n")
+            sha, stamp, subject = head.split("\x00", 2)
+            commit = Commit(sha, datetime.fromtimestamp(int(stamp), UTC), subject)
+            for name in names.split("\n"):
+                if name:
+                    found.setdefault(name, commit)  # newest first: the last addition
+        return found
+
+    def plan_commits(self) -> dict[str, Commit]:
+        """The first commit that proposed each plan id (its `Plan-Id:` trailer)."""
+        out = self._run(
+            "log", "HEAD", "--no-merges", "--format=%x1e%H%x00%ct%x00%s%x00%B",
+            "--grep=^Plan-Id:", "--", "plans",
+        )  # fmt: skip
+        found: dict[str, Commit] = {}
+        for chunk in out.decode("utf-8", "replace").split("\x1e")[1:]:
+            sha, stamp, subject, body = chunk.split("\x00", 3)
+            plan = _PLAN_ID.search(body)
+            if plan:
+                commit = Commit(sha, datetime.fromtimestamp(int(stamp), UTC), subject)
+                found[plan.group(1)] = commit  # newest first: the first proposal wins
+        return found
 
     def pending_plans(self, app: str | None = None) -> list[PendingPlan]:
         """Plans approved on main and not applied yet, and plans on `reconciler/<app>`
