@@ -61,9 +61,14 @@ def changes_of(
     return found
 
 
-def parse(output: bytes, locate: Callable[[str], tuple[str, str] | None]) -> Indexed:
+def parse(
+    output: bytes,
+    locate: Callable[[str], tuple[str, str] | None],
+    keep: Callable[[IndexEntry], bool] | None = None,
+) -> Indexed:
     """`git log LOG_FORMAT` output as line changes. `locate` gives a path's snapshot
-    (system, kind), None for any other file."""
+    (system, kind), None for any other file. With `keep`, only the records one of whose
+    versions it keeps (both versions of those)."""
     where: dict[str, tuple[str, str] | None] = {}
     groups: list[list[LineChange]] = []
     unindexed: list[str] = []
@@ -90,6 +95,11 @@ def parse(output: bytes, locate: Callable[[str], tuple[str, str] | None]) -> Ind
             unindexed.append(sha)
             continue
         ((system, kind),) = systems
+        if keep is not None:
+            wanted = {entry.id for entry in entries if keep(entry)}
+            if not wanted:
+                continue
+            entries = frozenset(entry for entry in entries if entry.id in wanted)
         commit = Commit(
             sha, datetime.fromtimestamp(int(stamp), UTC), subject.decode("utf-8", "replace")
         )

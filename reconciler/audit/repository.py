@@ -32,7 +32,7 @@ from reconciler.audit.timeline import (
     LineChange,
     PendingPlan,
 )
-from reconciler.changeindex import HEADER_PATTERN
+from reconciler.changeindex import HEADER_PATTERN, IndexEntry
 from reconciler.errors import GitError, YamlError
 from reconciler.git import Git
 
@@ -143,15 +143,20 @@ CHANGED_LINES = (
 
 
 def indexed_changes(
-    run: Callable[..., bytes], paths: Sequence[str], keys: Sequence[str] = (), rev: str = "HEAD"
+    run: Callable[..., bytes],
+    paths: Sequence[str],
+    keys: Sequence[str] = (),
+    rev: str = "HEAD",
+    keep: Callable[[IndexEntry], bool] | None = None,
 ) -> list[LineChange]:
     """Every change to the snapshot lines in `paths`, oldest first, read from the
     index of changed records (`audit.indexed`: partial records, id, email, username
     and status); commits the index cannot speak for are diffed (full records).
 
     With `keys` (index tokens, `changeindex.search_text`), only the commits whose
-    message names one of them, and every commit with no index. `run(*args,
-    stdin=bytes)` runs git and returns its output.
+    message names one of them, and every commit with no index. With `keep`, only the
+    indexed records it keeps (`indexed.parse`). `run(*args, stdin=bytes)` runs git and
+    returns its output.
     """
     if keys:
         named = [f"--grep={key}" for key in sorted(set(keys))]
@@ -162,7 +167,7 @@ def indexed_changes(
         )  # fmt: skip
     else:
         out, bare = run("log", rev, *LOG_FORMAT, "--", *paths), b""
-    found = indexed.parse(out, snapshot_of)
+    found = indexed.parse(out, snapshot_of, keep)
     to_diff = [*found.unindexed, *(s for s in bare.decode().split() if s)]
     if not to_diff:
         return list(found.changes)
@@ -337,10 +342,14 @@ class AuditRepository:
         return list(parse_log(out, [k.lower() for k in keys]))[::-1]
 
     def indexed_changes(
-        self, paths: Sequence[str], keys: Sequence[str] = (), rev: str = "HEAD"
+        self,
+        paths: Sequence[str],
+        keys: Sequence[str] = (),
+        rev: str = "HEAD",
+        keep: Callable[[IndexEntry], bool] | None = None,
     ) -> list[LineChange]:
         """`indexed_changes` over this repository."""
-        return indexed_changes(self._run, paths, keys, rev)
+        return indexed_changes(self._run, paths, keys, rev, keep)
 
     def _messages(self, shas: Sequence[str], *select: str) -> set[str]:
         """Those of `shas` whose message `select` (`git log` grep options) keeps."""

@@ -19,7 +19,8 @@ from reconciler.audit.evidence import (
     render,
     write_pack,
 )
-from reconciler.audit.person import UnknownPerson, audit_person
+from reconciler.audit.people import period_leavers, timelines
+from reconciler.audit.person import audit_person
 from reconciler.audit.repository import AuditRepository
 from reconciler.audit.timeline import (
     Event,
@@ -27,7 +28,6 @@ from reconciler.audit.timeline import (
     PersonTimeline,
     Removal,
     iso,
-    leavers,
 )
 from reconciler.clock import utc_now
 from reconciler.commands import EXIT_OK, SCHEMA_VERSION, open_repo
@@ -367,14 +367,11 @@ def evidence(options: EvidenceOptions) -> int:
             policies[name] = settings.policy_for(name)
         except ReconcilerError:
             continue  # an app no policy governs has no leavers to answer for
-    people = []
+    people = timelines(
+        history, settings, period_leavers(history, period.start, period.end), now=now
+    )
     protected: dict[tuple[str, str], str] = {}
-    for leaver in leavers(history.identity_changes(), period.start, period.end):
-        try:
-            timeline = audit_person(history, settings, leaver.identity_id, now=now)
-        except UnknownPerson:
-            timeline = PersonTimeline(leaver.identity_id, (), (), (), (), ())
-        people.append((leaver, timeline))
+    for _, timeline in people:
         for account in timeline.accounts:
             policy = policies.get(account.app)
             if policy is None:
