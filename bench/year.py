@@ -112,6 +112,9 @@ class Shape:
     # Approve and apply every plan on the day it is proposed (apps behind an API); without
     # it, apps are file exports and plans stay on their branches, as real checks leave them.
     approve: bool = True
+    # Approve each day's plans the next morning, before that day's check, rather than the
+    # same day; the last day's plans stay waiting for review.
+    review_next_morning: bool = False
 
     @property
     def app_names(self) -> list[str]:
@@ -908,14 +911,21 @@ def build(shape: Shape, repo: Path, progress: Any = lambda _: None) -> Year:
     writer = YearWriter(shape, repo)
     company = Company(shape)
     writer.start(shape.start - timedelta(hours=1))
+    waiting: list[DayPlan] = []
     try:
         for index in range(1, shape.days + 1):
-            if index > 1:
-                company.next_day(index)
             day = shape.start + timedelta(days=index - 1)
             clock = clock_of(day)
+            if shape.approve and shape.review_next_morning:
+                morning = clock_of(day - timedelta(hours=1))
+                for proposed in waiting:
+                    writer.approve_and_apply(proposed, company, morning)
+            if index > 1:
+                company.next_day(index)
             plans = writer.day(company, index, clock)
-            if shape.approve:
+            if shape.approve and shape.review_next_morning:
+                waiting = plans
+            elif shape.approve:
                 # Reviewers get to each plan within the working day, some within the
                 # hour, some late in the afternoon; apply follows each merge.
                 rng = random.Random(f"year:{shape.seed}:review:{index}")
@@ -934,9 +944,11 @@ def build(shape: Shape, repo: Path, progress: Any = lambda _: None) -> Year:
         text=True,
         check=True,
     ).stdout.split()
+    unreviewed = {branch_for(p.app) for p in waiting}
     if shape.approve:
         for ref in branches:  # approve deletes the branch it merged
-            subprocess.run(["git", "update-ref", "-d", ref], cwd=repo, check=True)
+            if ref.removeprefix("refs/heads/") not in unreviewed:
+                subprocess.run(["git", "update-ref", "-d", ref], cwd=repo, check=True)
     subprocess.run(["git", "reset", "-q", "--hard", "main"], cwd=repo, check=True)
     return Year(
         repo=repo,

@@ -51,7 +51,7 @@ from reconciler.correlate import normalise
 def period_leavers(repo: AuditRepository, since: datetime, until: datetime) -> list[Leaver]:
     """Everyone first shown gone within [since, until], read from the identity sources'
     index of changed records; their name and the source's own time of leaving (which
-    the index does not hold) from the identity snapshots at HEAD."""
+    the index does not hold) from the identity snapshots at the repository's revision."""
     found = leavers(repo.indexed_changes([IDENTITIES]), since, until)
     missing = {(p.source, p.identity_id) for p in found if not p.display_name}
     if not missing:
@@ -59,7 +59,7 @@ def period_leavers(repo: AuditRepository, since: datetime, until: datetime) -> l
     records: dict[tuple[str, str], Mapping[str, Any]] = {}
     for path in repo.files(IDENTITIES):
         where = snapshot_of(path)
-        raw = repo.show("HEAD", path) if where is not None else None
+        raw = repo.show(repo.rev, path) if where is not None else None
         for line in (raw or b"").split(b"\n"):
             if not line.startswith(b"- {"):
                 continue

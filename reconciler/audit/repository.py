@@ -226,9 +226,13 @@ def _journal(
 class AuditRepository:
     """The access repository's history, read for an audit."""
 
-    def __init__(self, root: Any) -> None:
+    def __init__(self, root: Any, rev: str = "HEAD", until: datetime | None = None) -> None:
+        """The history as of `rev` (a commit of main), and of `until` for the plans on
+        branches (their last commit at or before it); HEAD and now by default."""
         self.repo = Git.open(Path(root)).history()
         self.git = self.repo.git
+        self.rev = rev
+        self.until = until
 
     def _run(self, *args: str, stdin: bytes | None = None) -> bytes:
         try:
@@ -253,8 +257,8 @@ class AuditRepository:
         assert isinstance(out, bytes)
         return out
 
-    def files(self, *paths: str, rev: str = "HEAD") -> list[str]:
-        out = self._run("ls-tree", "-r", "--name-only", rev, "--", *paths)
+    def files(self, *paths: str, rev: str | None = None) -> list[str]:
+        out = self._run("ls-tree", "-r", "--name-only", rev or self.rev, "--", *paths)
         return out.decode("utf-8", "replace").splitlines()
 
     def grep(self, keys: Sequence[str], *paths: str, names_only: bool = False) -> list[str]:
@@ -264,11 +268,11 @@ class AuditRepository:
         args = ["grep", "-I", "-i", "-F", *(["-l"] if names_only else [])]
         for key in keys:
             args += ["-e", key]
-        out = self._run(*args, "HEAD", "--", *paths)
+        out = self._run(*args, self.rev, "--", *paths)
         return out.decode("utf-8", "replace").splitlines()
 
     def line_changes(
-        self, keys: Sequence[str], paths: Sequence[str], rev: str = "HEAD"
+        self, keys: Sequence[str], paths: Sequence[str], rev: str | None = None
     ) -> list[LineChange]:
         """Every change to a snapshot line mentioning one of `keys` (any case) in `paths`."""
         if not keys or not paths:
@@ -276,7 +280,7 @@ class AuditRepository:
         pattern = "|".join(ere_escape(k) for k in sorted(set(keys)))
         out = self._run(
             "log",
-            rev,
+            rev or self.rev,
             "-i",
             f"-G{pattern}",
             *CHANGED_LINES,
@@ -292,7 +296,7 @@ class AuditRepository:
         index_keys: Sequence[str],
         narrowed: Sequence[str],
         fallback: Sequence[str] = (),
-        rev: str = "HEAD",
+        rev: str | None = None,
     ) -> list[LineChange]:
         """What `line_changes(keys, narrowed + fallback)` finds, diffing only the commits
         that can hold such lines.
@@ -309,7 +313,7 @@ class AuditRepository:
             return []
         # The files each commit touched are needed only to tell fallback paths apart.
         listing = ["--name-only", "--no-renames"] if fallback else []
-        walk = self._run("log", rev, "--format=%x00%H", *listing, "--", *paths)
+        walk = self._run("log", rev or self.rev, "--format=%x00%H", *listing, "--", *paths)
         order: list[str] = []
         in_narrowed: list[str] = []
         chosen: set[str] = set()
@@ -345,11 +349,11 @@ class AuditRepository:
         self,
         paths: Sequence[str],
         keys: Sequence[str] = (),
-        rev: str = "HEAD",
+        rev: str | None = None,
         keep: Callable[[IndexEntry], bool] | None = None,
     ) -> list[LineChange]:
         """`indexed_changes` over this repository."""
-        return indexed_changes(self._run, paths, keys, rev, keep)
+        return indexed_changes(self._run, paths, keys, rev or self.rev, keep)
 
     def _messages(self, shas: Sequence[str], *select: str) -> set[str]:
         """Those of `shas` whose message `select` (`git log` grep options) keeps."""
@@ -368,7 +372,7 @@ class AuditRepository:
         imports and applies)."""
         out = self._run(
             "log",
-            "HEAD",
+            self.rev,
             *CHANGED_LINES,
             *paths,
         )
@@ -389,7 +393,7 @@ class AuditRepository:
     def commits(self, *paths: str, extra: Sequence[str] = ()) -> list[tuple[Commit, str]]:
         """(commit, full message) of every commit touching `paths`, newest first."""
         out = self._run(
-            "log", "HEAD", *extra, "--format=%x00C%x00%H%x00%ct%x00%s%x00%B%x1e", "--", *paths
+            "log", self.rev, *extra, "--format=%x00C%x00%H%x00%ct%x00%s%x00%B%x1e", "--", *paths
         )
         found = []
         for entry in out.split(b"\x1e"):
@@ -439,7 +443,7 @@ class AuditRepository:
         paths = sorted(p for p in paths if p.endswith(".yaml"))
         if not paths:
             return []
-        contents = self.blobs("HEAD", paths)
+        contents = self.blobs(self.rev, paths)
         added = self.added(where)
         proposed = self.plan_commits()
         journals = []
@@ -475,7 +479,7 @@ class AuditRepository:
     def added(self, where: str) -> dict[str, Commit]:
         """The commit that added each file under `where` (the last, if added again)."""
         out = self._run(
-            "log", "HEAD", "--diff-filter=A", "--name-only", "--no-renames",
+            "log", self.rev, "--diff-filter=A", "--name-only", "--no-renames",
             "--format=%x1e%H%x00%ct%x00%s", "--", where,
         )  # fmt: skip
         found: dict[str, Commit] = {}
@@ -491,7 +495,7 @@ class AuditRepository:
     def plan_commits(self) -> dict[str, Commit]:
         """The first commit that proposed each plan id (its `Plan-Id:` trailer)."""
         out = self._run(
-            "log", "HEAD", "--no-merges", "--format=%x1e%H%x00%ct%x00%s%x00%B",
+            "log", self.rev, "--no-merges", "--format=%x1e%H%x00%ct%x00%s%x00%B",
             "--grep=^Plan-Id:", "--", "plans",
         )  # fmt: skip
         found: dict[str, Commit] = {}
@@ -510,7 +514,7 @@ class AuditRepository:
         for path in self.files("plans"):
             name = PurePosixPath(path)
             if name.suffix == ".yaml" and (app is None or name.stem == app):
-                plan = self._pending(name.stem, "HEAD", "approved", "main")
+                plan = self._pending(name.stem, self.rev, "approved", "main")
                 if plan is not None:
                     found.append(plan)
         refs = self._run(
@@ -524,13 +528,42 @@ class AuditRepository:
             branch_app = parts[-1]
             if app is not None and branch_app != app:
                 continue
-            if self.repo.is_ancestor(self.repo.commit(ref), self.repo.head.commit):
-                continue
             short = ref.removeprefix("refs/heads/").removeprefix("refs/remotes/")
+            if self.until is not None:
+                stamp = self.until.strftime("%Y-%m-%d %H:%M:%S +0000")
+                ref = self._run("rev-list", "-1", f"--before={stamp}", ref).decode().strip()
+                if not ref:
+                    continue  # proposed after `until`
+            if self.repo.is_ancestor(self.repo.commit(ref), self.repo.commit(self.rev)):
+                continue
             plan = self._pending(branch_app, ref, "open", short)
             if plan is not None and (plan.app, plan.plan) not in seen:
                 seen.add((plan.app, plan.plan))
                 found.append(plan)
+        for plan_app, commit in self._proposed_then(app).items():
+            plan = self._pending(plan_app, commit, "open", f"reconciler/{plan_app}")
+            if plan is not None and (plan.app, plan.plan) not in seen:
+                seen.add((plan.app, plan.plan))
+                found.append(plan)
+        return found
+
+    def _proposed_then(self, app: str | None) -> dict[str, str]:
+        """As of `until`: the last plan proposed by then for each app that main merged
+        only after `rev` (its branch is gone now), by app."""
+        if self.until is None or self.rev == "HEAD":
+            return {}
+        stamp = self.until.strftime("%Y-%m-%d %H:%M:%S +0000")
+        out = self._run(
+            "log", f"{self.rev}..HEAD", "--no-merges", f"--before={stamp}",
+            "--grep=^Plan-Id:", "--format=%x1e%H", "--name-only", "--", "plans",
+        )  # fmt: skip
+        found: dict[str, str] = {}
+        for chunk in out.decode("utf-8", "replace").split("\x1e")[1:]:
+            sha, _, names = chunk.partition("\n")
+            for name in names.split():
+                path = PurePosixPath(name)
+                if path.suffix == ".yaml" and (app is None or path.stem == app):
+                    found.setdefault(path.stem, sha.strip())  # newest first
         return found
 
     def _pending(self, app: str, rev: str, state: str, where: str) -> PendingPlan | None:
@@ -560,6 +593,12 @@ class AuditRepository:
             for _, changes in self.snapshot_commits(["state/identities"])
             for change in changes
         ]
+
+    def last_main_commit(self, at: datetime) -> str | None:
+        """Main's last commit (first parents of HEAD) dated at or before `at`."""
+        stamp = at.strftime("%Y-%m-%d %H:%M:%S +0000")
+        out = self._run("rev-list", "-1", "--first-parent", f"--before={stamp}", "HEAD")
+        return out.decode().strip() or None
 
     def main_commits(self, since: datetime, until: datetime) -> list[Commit]:
         """The commits of the main branch (first parents of HEAD) dated within

@@ -358,9 +358,15 @@ def evidence(options: EvidenceOptions) -> int:
     # Refuse before reading any history; write_pack checks again right before writing.
     check_out_dir(options.out)
     repo = open_repo(options.repo)
-    history = AuditRepository(repo.root)
-    settings = repo.settings
     now = utc_now()
+    # Judged as of the period's end: the history up to main's last commit by then, the
+    # plans proposed by then; accounts still active then are open exceptions.
+    as_of = min(period.end, now)
+    history = AuditRepository(repo.root)
+    rev = history.last_main_commit(as_of)
+    if rev is not None:
+        history = AuditRepository(repo.root, rev=rev, until=as_of)
+    settings = repo.settings
     policies: dict[str, Policy] = {}
     for name in sorted(settings.config.apps):
         try:
@@ -368,7 +374,7 @@ def evidence(options: EvidenceOptions) -> int:
         except ReconcilerError:
             continue  # an app no policy governs has no leavers to answer for
     people = timelines(
-        history, settings, period_leavers(history, period.start, period.end), now=now
+        history, settings, period_leavers(history, period.start, period.end), now=as_of
     )
     protected: dict[tuple[str, str], str] = {}
     for _, timeline in people:
@@ -389,7 +395,7 @@ def evidence(options: EvidenceOptions) -> int:
         sources={name: p.identity_source for name, p in policies.items()},
         deadlines={name: p.deadline for name, p in policies.items()},
         protected=protected,
-        now=now,
+        now=as_of,
     )
     files = render(pack)
     write_pack(options.out, files)

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import Result
+from click.testing import CliRunner, Result
 
 from reconciler import demo
 from reconciler.audit.evidence import (
@@ -25,6 +25,7 @@ from reconciler.audit.evidence import (
     spreadsheet_cell,
 )
 from reconciler.audit.timeline import Leaver, PersonTimeline, Removal
+from reconciler.cli import main
 from reconciler.testing.access_repo import Company, company
 
 TODAY = datetime.now(UTC).date().isoformat()
@@ -260,3 +261,40 @@ def test_a_removal_after_the_period_is_still_open_in_it():
     assert row.outcome == "done" and row.within_deadline is False
     assert not april.exceptions and april.summary.breaches == 1
     assert render(april) == render(april)
+
+
+def test_a_period_is_judged_as_of_its_end(tmp_path: Path) -> None:
+    """Plans proposed on day 2 are approved and applied on the morning of day 3: in a
+    pack for day 2, those accounts are still open, waiting for review, aged to the end
+    of day 2; in a pack for days 2-3 they are removed."""
+    from bench import year
+
+    shape = year.Shape(apps=2, app_size=200, big_size=2000, days=3, review_next_morning=True)
+    made = year.build(shape, tmp_path / "access")
+
+    def pack_for(until: str, out: Path) -> dict[str, list[dict[str, str]]]:
+        result = CliRunner().invoke(main, [
+            "audit", "evidence", "--since", "2025-01-02", "--until", until, "--out", str(out),
+            "--repo", str(made.repo),
+        ])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        return {
+            name: list(csv.DictReader(io.StringIO((out / name).read_text(encoding="utf-8"))))
+            for name in ("terminations.csv", "exceptions.csv")
+        }
+
+    day2 = pack_for("2025-01-02", tmp_path / "day2")
+    day3 = pack_for("2025-01-03", tmp_path / "day3")
+    open_then = day2["exceptions.csv"]
+    assert open_then, "the day-2 leavers' accounts were still active at its end"
+    assert all(row["reason"].endswith("waiting for review") for row in open_then)
+    # Detected at 06:00 on day 2: 18 hours by the end of the day, within the 24 h deadline
+    # then (judged as of now, it would be long past it).
+    assert {row["past_deadline"] for row in open_then} == {"no"}
+    removed_later = {(r["app"], r["account_id"]) for r in open_then}
+    outcomes = {
+        (r["app"], r["account_id"]): r["outcome"]
+        for r in day3["terminations.csv"]
+        if (r["app"], r["account_id"]) in removed_later
+    }
+    assert outcomes and set(outcomes.values()) == {"done"}
