@@ -69,10 +69,6 @@ def snapshot_of(path: str) -> tuple[str, str] | None:
     return None
 
 
-def _under(name: str, paths: Sequence[str]) -> bool:
-    return any(name == path or name.startswith(f"{path}/") for path in paths)
-
-
 def _record(line: bytes) -> dict[str, Any] | None:
     try:
         value = orjson.loads(line[2:])
@@ -311,25 +307,20 @@ class AuditRepository:
         paths = [*narrowed, *fallback]
         if not keys or not paths:
             return []
-        # The files each commit touched are needed only to tell fallback paths apart.
-        listing = ["--name-only", "--no-renames"] if fallback else []
-        walk = self._run("log", rev or self.rev, "--format=%x00%H", *listing, "--", *paths)
-        order: list[str] = []
-        in_narrowed: list[str] = []
-        chosen: set[str] = set()
-        for entry in walk.split(b"\x00")[1:]:
-            sha, _, names = entry.decode("utf-8", "replace").partition("\n")
-            order.append(sha)
-            touched = [name for name in names.split("\n") if name]
-            if not fallback or any(_under(name, narrowed) for name in touched):
-                in_narrowed.append(sha)
-            if any(_under(name, fallback) for name in touched):
-                chosen.add(sha)
-        if in_narrowed:
-            named = [f"--grep={key}" for key in sorted(set(index_keys)) if key]
-            if named:
-                chosen.update(self._messages(in_narrowed, "-F", "-i", *named))
-            chosen.update(self._messages(in_narrowed, "--invert-grep", f"--grep={HEADER_PATTERN}"))
+        walk = rev or self.rev
+
+        def shas(*select: str) -> list[str]:
+            return self._run("log", walk, "--format=%H", *select).decode().split()
+
+        named = [f"--grep={key}" for key in sorted(set(index_keys)) if key]
+        chosen = shas("-F", "-i", *named, "--", *narrowed) if named else []
+        extra = shas("--invert-grep", f"--grep={HEADER_PATTERN}", "--", *narrowed)
+        if fallback:
+            extra += shas("--", *fallback)
+        if extra:
+            # Two lists of commits: one walk puts them in one order.
+            wanted = {*chosen, *extra}
+            chosen = [sha for sha in shas("--", *paths) if sha in wanted]
         if not chosen:
             return []
         pattern = "|".join(ere_escape(k) for k in sorted(set(keys)))
@@ -341,7 +332,7 @@ class AuditRepository:
             f"-G{pattern}",
             *CHANGED_LINES,
             *paths,
-            stdin="".join(f"{sha}\n" for sha in order if sha in chosen).encode(),
+            stdin="".join(f"{sha}\n" for sha in chosen).encode(),
         )
         return list(parse_log(out, [k.lower() for k in keys]))[::-1]
 
@@ -354,18 +345,6 @@ class AuditRepository:
     ) -> list[LineChange]:
         """`indexed_changes` over this repository."""
         return indexed_changes(self._run, paths, keys, rev or self.rev, keep)
-
-    def _messages(self, shas: Sequence[str], *select: str) -> set[str]:
-        """Those of `shas` whose message `select` (`git log` grep options) keeps."""
-        out = self._run(
-            "log",
-            "--no-walk=unsorted",
-            "--stdin",
-            "--format=%H",
-            *select,
-            stdin="".join(f"{sha}\n" for sha in shas).encode(),
-        )
-        return set(out.decode().split())
 
     def snapshot_commits(self, paths: Sequence[str]) -> list[tuple[Commit, list[LineChange]]]:
         """Every commit that changed `paths`, with every line it changed (an app's
