@@ -9,8 +9,10 @@ audit commands answer from it.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +127,24 @@ def test_a_generated_year_passes_audit_verify(applied_year: year.Year) -> None:
     assert applied_year.applied > 0
     done = reconciler(applied_year.repo, "audit", "verify", "--format", "json")
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_python_m_bench_year_times_every_audit_command(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "year", "--apps", "2", "--app-size", "200",
+         "--big", "2000", "--days", "3", "--runs", "1", "--out", str(tmp_path)],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "year.json").read_text(encoding="utf-8"))
+    names = [command["name"] for command in results["commands"]]
+    assert names == ["git log", "person", "app", "evidence", "verify"]
+    assert all(command["median"] > 0 for command in results["commands"])
+    assert "| person |" in (tmp_path / "year.md").read_text(encoding="utf-8")
+    # A second run reuses the year it generated.
+    again = subprocess.run(
+        [sys.executable, "-m", "bench", "year", "--apps", "2", "--app-size", "200",
+         "--big", "2000", "--days", "3", "--runs", "1", "--out", str(tmp_path)],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert again.returncode == 0 and "reusing" in again.stderr
