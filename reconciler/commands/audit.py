@@ -133,6 +133,8 @@ def _deadline_note(removal: Removal) -> str:
 def removal_text(removal: Removal) -> str:
     """One removal as plain text; values from systems are not escaped yet."""
     parts = [f"{removal.app}: {removal.username or removal.account_id}"]
+    if removal.left_at:
+        parts.append(f"left at {removal.left_at} by the source's own time")
     if removal.detected_at:
         parts.append(
             f"detected {iso(removal.detected_at)} ({removal.detected_status}, "
