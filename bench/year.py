@@ -215,12 +215,15 @@ class Company:
         """Day `index` (2, 3, …): the big app and the identity source by
         `generate.next_day`, each small app by the same churn."""
         before = set(self.identities)
-        self.big = generate.next_day(self.big, self.shape.seed, index)
-        self.apps[BIG_APP] = self.big.accounts
-        hires = [i for i in self.identities if i not in before]
+        # People who left on an earlier day: their accounts are the first an admin
+        # removes (as `generate.next_day` does in the big app); today's leavers keep theirs
+        # until the check proposes them.
         gone = {
             i["email"].lower() for i in self.identities.values() if i["status"] == "deprovisioned"
         }
+        self.big = generate.next_day(self.big, self.shape.seed, index)
+        self.apps[BIG_APP] = self.big.accounts
+        hires = [i for i in self.identities if i not in before]
         for app in self.apps:
             if app != BIG_APP:
                 self._churn(app, index, hires, gone)
