@@ -58,11 +58,10 @@ def generated(shape: year.Shape, directory: Path, progress: Callable[[str], None
             return _year_of(saved, repo)
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
+    # One pack, each file's versions deltified against the one before, as `git gc`
+    # would leave a repository that lived the year (a gc of it takes longer than
+    # writing it).
     made = year.build(shape, repo, progress)
-    # `git gc` packs the year as a repository that lived it would be: one pack,
-    # deltas searched across every version.
-    progress("year: packing (git gc)")
-    subprocess.run(["git", "gc", "--quiet"], cwd=repo, check=True)
     info.write_bytes(orjson.dumps({"shape": wanted, "year": _year_data(made)}))
     return made
 
