@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from collections import Counter
