@@ -12,23 +12,24 @@ apply and check rely on (DESIGN §9, docs/safety.md):
   the data files at that commit, recomputed with `reconciler.snapshot` from the blob
   ids in the commit's tree, so no data file is read.
 
-Only commits that touch `plans/`, `history/` or `state/` are read, trees are compared
-by hash so that unchanged directories are skipped, and a digest is recomputed only for
-a snapshot that changed. GitPython reads commits, trees and the small files (plans,
-journals, meta files) through one long-lived `git cat-file` process. A digest recorded
-by an earlier release (`snapshot.legacy_digest`, over the files' bytes) is still
-checked, by reading those files. No network: for the github forge, what git holds is
-verified (the merge changed only the plan; a journal names it as its approval), not
-the reviews on GitHub.
+One `git log` gives every first-parent commit and the files it changed against its
+first parent, with their blob ids; the walk keeps the blob id of every file under
+`plans/`, `history/` and `state/` up to date from it, so no tree is read, and a digest
+is recomputed only for a snapshot that changed. The small files it must read (plans,
+journals, meta files) come from one `git cat-file --batch`. A digest recorded by an
+earlier release (`snapshot.legacy_digest`, over the files' bytes) is still checked, by
+reading those files. No network: for the github forge, what git holds is verified (the
+merge changed only the plan; a journal names it as its approval), not the reviews on
+GitHub.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 import git as gitpython
 
@@ -98,11 +99,26 @@ class Verification:
 
 @dataclass(frozen=True)
 class Change:
-    """A file that differs from the first parent: its blob before and after (None: absent)."""
+    """A file that differs from the first parent: its blob id before and after (None:
+    absent, or not a file), and git's status letter (A, D, M, T)."""
 
     path: str
-    old: gitpython.Blob | None
-    new: gitpython.Blob | None
+    old: str | None
+    new: str | None
+    status: str
+
+
+@dataclass(frozen=True)
+class Step:
+    """A commit on main's first parents that touched plans/, history/ or state/."""
+
+    sha: str
+    parents: tuple[str, ...]
+    # The files under those directories that it changed, in the order a walk of the
+    # trees gives them.
+    changes: Mapping[str, Change]
+    # Every entry it changed against its first parent, anywhere in the tree.
+    records: tuple[Record, ...]
 
 
 @dataclass(frozen=True)
@@ -127,73 +143,213 @@ class _Counts:
 
 # --- reading git ---------------------------------------------------------------------
 
+# main's first parents, oldest first, each as `\x01<sha> <parents>` and then its changes
+# against its first parent as raw records with full blob ids
+# (`:<mode> <mode> <blob> <blob> <status>\0<path>\0`; -z, so no path is quoted). The
+# header holds only hex: names and messages, which whoever committed chose, are read
+# apart from it and cannot pass for a record.
+WALK = (
+    "log",
+    "--first-parent",
+    "-m",
+    "--reverse",
+    "--no-show-signature",
+    "--format=%x01%H %P",
+    "-r",
+    "--raw",
+    "-z",
+    "--root",
+    "--no-abbrev",
+    "--no-renames",
+)
+_ABSENT = "000000"
+_GITLINK = "160000"  # a submodule's commit: an entry, not a file
 
-def _items(tree: gitpython.Tree | None) -> dict[str, Any]:
-    return {item.name: item for item in tree} if tree is not None else {}
+
+class Record(NamedTuple):
+    """One raw diff record: a path, its mode and object id before and after."""
+
+    path: str
+    old_mode: str
+    new_mode: str
+    old: str
+    new: str
+    status: str
+
+    def change(self) -> Change:
+        old = None if self.old_mode in (_ABSENT, _GITLINK) else self.old
+        new = None if self.new_mode in (_ABSENT, _GITLINK) else self.new
+        return Change(self.path, old, new, self.status)
 
 
-def _diff(old: gitpython.Tree | None, new: gitpython.Tree | None, prefix: str) -> Iterator[Change]:
-    """Files that differ between two trees; subtrees with the same hash are skipped."""
-    before, after = _items(old), _items(new)
-    for name in sorted(before.keys() | after.keys()):
-        a, b = before.get(name), after.get(name)
-        if a is not None and b is not None and a.binsha == b.binsha:
+def parse_raw(out: bytes) -> list[tuple[list[str], list[Record]]]:
+    """`git log --format=%x01… --raw -z` (or `git diff-tree --raw -z`) output: each
+    commit's header fields (none for diff-tree) and its records, in git's order."""
+    commits: list[tuple[list[str], list[Record]]] = []
+    tokens = out.split(b"\0")
+    at = 0
+    while at < len(tokens):
+        token = tokens[at].lstrip(b"\n")
+        at += 1
+        if token.startswith(b"\x01"):
+            commits.append((token[1:].decode("ascii").split(), []))
+        elif token.startswith(b":"):
+            if not commits:
+                commits.append(([], []))
+            old_mode, new_mode, old, new, status = token[1:].decode("ascii").split(" ")
+            # git's paths are bytes; as GitPython names tree entries, undecodable bytes
+            # are kept as surrogates.
+            path = tokens[at].decode("utf-8", "surrogateescape")
+            at += 1
+            commits[-1][1].append(Record(path, old_mode, new_mode, old, new, status))
+        elif token:
+            raise GitError(f"unexpected output from git: {token[:60]!r}")
+    return commits
+
+
+def _watched(path: str) -> bool:
+    return path.partition("/")[0] in WATCHED
+
+
+def _tree_order(path: str) -> list[tuple[str, int]]:
+    # By name at each level, a directory's files before a file of the same name.
+    *directories, name = path.split("/")
+    return [(d, 0) for d in directories] + [(name, 1)]
+
+
+def steps_of(out: bytes) -> list[Step]:
+    """The commits of a `WALK` log that touched plans/, history/ or state/."""
+    steps = []
+    for header, records in parse_raw(out):
+        if not any(_watched(r.path) for r in records):
             continue
-        path = f"{prefix}/{name}"
-        a_tree = a if a is not None and a.type == "tree" else None
-        b_tree = b if b is not None and b.type == "tree" else None
-        if a_tree is not None or b_tree is not None:
-            yield from _diff(a_tree, b_tree, path)
-        a_blob = a if a is not None and a.type == "blob" else None
-        b_blob = b if b is not None and b.type == "blob" else None
-        if a_blob is not None or b_blob is not None:
-            yield Change(path, a_blob, b_blob)
+        changes = sorted(
+            (r.change() for r in records if _watched(r.path)),
+            key=lambda c: _tree_order(c.path),
+        )
+        steps.append(
+            Step(
+                header[0],
+                tuple(header[1:]),
+                {c.path: c for c in changes if c.old != c.new},
+                tuple(records),
+            )
+        )
+    return steps
 
 
-def _subtree(tree: gitpython.Tree | None, path: str) -> gitpython.Tree | None:
-    if tree is None:
-        return None
-    try:
-        item = tree.join(path)
-    except KeyError:
-        return None
-    return item if item.type == "tree" else None
-
-
-def _blob(tree: gitpython.Tree, path: str) -> gitpython.Blob | None:
-    try:
-        item = tree.join(path)
-    except KeyError:
-        return None
-    return item if item.type == "blob" else None
-
-
-def _files(tree: gitpython.Tree, prefix: str) -> Iterator[tuple[str, gitpython.Blob]]:
-    for name, item in _items(tree).items():
-        if item.type == "tree":
-            yield from _files(item, f"{prefix}/{name}")
-        elif item.type == "blob":
-            yield f"{prefix}/{name}", item
-
-
-def _read(blob: gitpython.Blob) -> bytes:
-    data: bytes = blob.data_stream.read()
-    return data
-
-
-def changes_of(commit: gitpython.Commit) -> dict[str, Change]:
-    """The files under plans/, history/ and state/ that the commit changed against its
-    first parent (all of them for a root commit)."""
-    parent = commit.parents[0].tree if commit.parents else None
-    found: dict[str, Change] = {}
-    for top in WATCHED:
-        for change in _diff(_subtree(parent, top), _subtree(commit.tree, top), top):
-            found[change.path] = change
+def read_blobs(git: Git, blobs: Iterable[str]) -> dict[str, bytes]:
+    """The contents of `blobs` (ids), read by one `git cat-file --batch`; ids that name
+    no blob are left out."""
+    ids = list(dict.fromkeys(blobs))
+    if not ids:
+        return {}
+    out = git.run_bytes("cat-file", "--batch", input="".join(f"{b}\n" for b in ids).encode())
+    found: dict[str, bytes] = {}
+    at = 0
+    for blob in ids:
+        end = out.index(b"\n", at)
+        header = out[at:end].split(b" ")
+        at = end + 1
+        if len(header) != 3:
+            continue  # "<id> missing"
+        size = int(header[2])
+        if header[1] == b"blob":
+            found[blob] = out[at : at + size]
+        at += size + 1
     return found
 
 
-def author_of(commit: gitpython.Commit) -> str:
-    return f"{commit.author.name} <{commit.author.email}>"
+class Files:
+    """The entries under plans/, history/ and state/ at the commit the walk has reached,
+    by directory: each commit's changes are applied in turn, so no tree is read."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, dict[str, str]] = {}  # directory -> name -> blob id
+        self._below: dict[str, int] = {}  # directory -> entries anywhere below it
+
+    def put(self, path: str, mode: str, blob: str) -> None:
+        directory, _, name = path.rpartition("/")
+        entries = self.entries.setdefault(directory, {})
+        had = name in entries
+        if mode == _ABSENT:
+            if had:
+                del entries[name]
+                self._count(directory, -1)
+            return
+        entries[name] = "" if mode == _GITLINK else blob
+        if not had:
+            self._count(directory, 1)
+
+    def _count(self, directory: str, step: int) -> None:
+        while directory:
+            self._below[directory] = self._below.get(directory, 0) + step
+            directory = directory.rpartition("/")[0]
+
+    def blob(self, path: str) -> str | None:
+        """The blob id of the file at `path`; None if there is no file there."""
+        directory, _, name = path.rpartition("/")
+        return self.entries.get(directory, {}).get(name) or None
+
+    def blobs_in(self, directory: str) -> dict[str, str]:
+        """The files directly in `directory`: name -> blob id."""
+        return {n: b for n, b in self.entries.get(directory, {}).items() if b}
+
+    def holds(self, directory: str) -> bool:
+        """Whether `directory` exists: anything is below it."""
+        return self._below.get(directory, 0) > 0
+
+
+class _WalkedGit(Git):
+    """The access repository, with what each walked commit changed against its first
+    parent already known from the walk's log: `require_plan_only` holds every merge to
+    the same rule as approve and apply without one more git process per merge."""
+
+    def __init__(self, root: Path, steps: Mapping[str, Step]) -> None:
+        super().__init__(root)
+        self.steps = steps
+
+    def changed_paths(self, old: str, new: str) -> list[str]:
+        step = self.steps.get(new)
+        if step is not None and step.parents[:1] == (old,):
+            return [r.path for r in step.records]
+        return super().changed_paths(old, new)
+
+
+# The meta file as `snapshot.write_meta` writes it: comment lines and one `key: value`
+# line per field, each key one the tool writes and only once, each value a plain word, a
+# number or a single-quoted string with no quote in it, the digest `git-sha1:` and hex.
+# The strict YAML reader gives such a file as a mapping whose `digest` is that text; any
+# other file is left to the strict reader.
+_META_KEYS = frozenset(b"app source kind pulled_at count digest pull_status previous_count".split())
+_META_LINE = re.compile(
+    rb"#[ -~]*|([a-z_]+): (?:'[ -&(-~]*'|[0-9]+|[A-Za-z][A-Za-z0-9_.-]*"
+    rb"|(git-sha1:[0-9a-f]{64}))"
+)
+
+
+def plain_meta_digest(raw: bytes) -> str | None:
+    """The digest of a meta file in the plain form the tool writes; None if the file is
+    not in that form (then only the strict YAML reader can say what it holds)."""
+    if not raw.endswith(b"\n") or len(raw) > yamlio.DEFAULT_MAX_BYTES:
+        return None
+    keys: set[bytes] = set()
+    digest = None
+    for line in raw[:-1].split(b"\n"):
+        match = _META_LINE.fullmatch(line)
+        if match is None:
+            return None
+        key = match.group(1)
+        if key is None:
+            continue  # a comment
+        if key not in _META_KEYS or key in keys:
+            return None
+        keys.add(key)
+        if key == b"digest":
+            if match.group(2) is None:
+                return None
+            digest = match.group(2).decode("ascii")
+    return digest
 
 
 # --- the rules -----------------------------------------------------------------------
@@ -237,10 +393,21 @@ class Verifier:
         self.repo = self.git.history()
         self.main = main
         self.forge = forge
+        self.since: str | None = None
         self.counts = _Counts()
+        self.files = Files()
+        self._steps: dict[str, Step] = {}
+        self._position: dict[str, int] = {}  # walked commit -> its place in the walk
+        self._plan_changes: dict[str, list[tuple[int, str]]] = {}  # app -> (place, sha)
+        self._walked_git = _WalkedGit(self.git.root, self._steps)
+        self._small: dict[str, bytes] = {}
+        self._yaml: dict[str, Any] = {}  # blob id -> the YAML it holds
+        self._plan_files: dict[str, Plan] = {}  # blob id -> the plan it holds
+        self._digests: dict[str, str | None] = {}  # meta blob id -> recorded digest
+        self._commits: dict[str, gitpython.Commit] = {}
         self._approvals: dict[tuple[str, str], Approved] = {}
         self._chain: dict[str, int] | None = None
-        self._plans: dict[str, Plan | None] = {}
+        self._plans: dict[str, Plan] = {}
 
     # --- the walk ----------------------------------------------------------------------
 
@@ -260,16 +427,26 @@ class Verifier:
                     f"--since {since!r} names no commit; give a commit or tag of {self.main}"
                 )
             rev = f"{sha}..{self.main}"
-        commits = list(self.repo.iter_commits(rev, first_parent=True, paths=list(WATCHED)))
-        commits.reverse()
-        for commit in commits:
+            self.since = sha
+            self._load_tree(sha)
+        steps = steps_of(self.git.run_bytes(*WALK, rev, "--"))
+        self._prefetch(steps)
+        for place, step in enumerate(steps):
+            self._steps[step.sha] = step
+            self._position[step.sha] = place
+            for record in step.records:
+                if _watched(record.path):
+                    self.files.put(record.path, record.new_mode, record.new)
             self.counts.commits += 1
-            changes = changes_of(commit)
-            self.check_plans(commit, changes)
-            self.check_journals(commit, changes)
-            self.check_snapshots(commit, changes)
+            self.check_plans(step)
+            self.check_journals(step)
+            self.check_snapshots(step)
+            for record in step.records:
+                match = _PLAN_FILE.fullmatch(record.path)
+                if match and match.group(2) == "yaml":
+                    self._plan_changes.setdefault(match.group(1), []).append((place, step.sha))
         if self.forge == "github":
-            self.check_github_approvals(commits)
+            self.check_github_approvals()
         counts = self.counts
         return Verification(
             branch=self.main,
@@ -278,8 +455,60 @@ class Verifier:
             findings=tuple(counts.findings),
         )
 
-    def find(self, commit: gitpython.Commit, path: str, problem: str, fix: str) -> None:
-        self.counts.findings.append(Finding(commit.hexsha, author_of(commit), path, problem, fix))
+    def _load_tree(self, sha: str) -> None:
+        """The files as they are at `sha`, where a walk that starts after it begins."""
+        out = self.git.run_bytes("ls-tree", "-r", "-z", "--full-tree", sha, "--", *WATCHED)
+        for entry in out.split(b"\0"):
+            if entry:
+                info, _, path = entry.partition(b"\t")
+                mode, _, blob = info.decode("ascii").split(" ")
+                self.files.put(path.decode("utf-8", "surrogateescape"), mode, blob)
+
+    def _prefetch(self, steps: Sequence[Step]) -> None:
+        """Read the plans, journals and meta files the walk will read, all at once."""
+        wanted = []
+        for step in steps:
+            for path, change in step.changes.items():
+                small = path.startswith((f"{PLAN_DIR}/", f"{HISTORY_DIR}/")) or (
+                    path.startswith(f"{snapshot.STATE_DIR}/") and path.endswith("meta.yaml")
+                )
+                if small and change.new is not None:
+                    wanted.append(change.new)
+                elif small and change.old is not None and path.startswith(f"{PLAN_DIR}/"):
+                    wanted.append(change.old)  # a removed plan is parsed
+        self._small = read_blobs(self.git, wanted)
+
+    def read(self, blob: str) -> bytes:
+        data = self._small.get(blob)
+        if data is None:
+            # Not read with the others: a data file of a snapshot with an earlier
+            # release's digest, or a file from before --since.
+            data = self.repo.odb.stream(bytes.fromhex(blob)).read()
+        assert isinstance(data, bytes)
+        return data
+
+    def load_yaml(self, blob: str, name: str) -> Any:
+        """The YAML a blob holds, read with the strict reader (YamlError if it is not
+        valid); each blob is parsed once."""
+        if blob not in self._yaml:
+            self._yaml[blob] = yamlio.load_bytes(self.read(blob), name)
+        return self._yaml[blob]
+
+    def commit(self, sha: str) -> gitpython.Commit:
+        """The commit `sha` (full, known to exist), read once when first used."""
+        if sha not in self._commits:
+            self._commits[sha] = gitpython.Commit(self.repo, bytes.fromhex(sha))
+        return self._commits[sha]
+
+    def author(self, sha: str) -> str:
+        commit = self.commit(sha)
+        return f"{commit.author.name} <{commit.author.email}>"
+
+    def message(self, sha: str) -> str:
+        return str(self.commit(sha).message)
+
+    def find(self, sha: str, path: str, problem: str, fix: str) -> None:
+        self.counts.findings.append(Finding(sha, self.author(sha), path, problem, fix))
 
     def _resolve(self, rev: str) -> str | None:
         try:
@@ -296,15 +525,15 @@ class Verifier:
 
     # --- plans -------------------------------------------------------------------------
 
-    def check_plans(self, commit: gitpython.Commit, changes: Mapping[str, Change]) -> None:
+    def check_plans(self, step: Step) -> None:
         apps: set[str] = set()
-        for path in changes:
+        for path in step.changes:
             if not path.startswith(f"{PLAN_DIR}/"):
                 continue
             match = _PLAN_FILE.fullmatch(path)
             if match is None:
                 self.find(
-                    commit,
+                    step.sha,
                     path,
                     f"{PLAN_DIR}/ holds a file that is neither a plan nor its report",
                     f"move it out of {PLAN_DIR}/, which only `reconciler check` writes",
@@ -313,58 +542,87 @@ class Verifier:
             apps.add(match.group(1))
         for app in sorted(apps):
             self.counts.plans += 1
-            change = changes.get(plan_path(app))
+            change = step.changes.get(plan_path(app))
             if change is not None and change.new is not None:
-                approved = self.approval(commit, app)
+                approved = self.approval(step.sha, app, change.new)
                 if approved.problem:
                     self.find(
-                        commit, plan_path(app), approved.problem, self._unapproved_fix(commit)
+                        step.sha, plan_path(app), approved.problem, self._unapproved_fix(step)
                     )
             elif change is not None:
                 assert change.old is not None
-                self.check_removal(commit, app, change.old)
+                self.check_removal(step, app, change.old)
             else:
                 self.find(
-                    commit,
+                    step.sha,
                     f"{PLAN_DIR}/{app}.md",
                     "the plan's report changed on main without its plan: only an approved "
                     "merge brings a report, and only the apply that finishes it removes it",
-                    f"revert the commit (`git revert {commit.hexsha[:10]}`)",
+                    f"revert the commit (`git revert {step.sha[:10]}`)",
                 )
 
-    def _unapproved_fix(self, commit: gitpython.Commit) -> str:
-        revert = "git revert -m 1" if len(commit.parents) > 1 else "git revert"
+    def _unapproved_fix(self, step: Step) -> str:
+        revert = "git revert -m 1" if len(step.parents) > 1 else "git revert"
         return (
-            f"revert it (`{revert} {commit.hexsha[:10]}`) and propose the plan again with "
+            f"revert it (`{revert} {step.sha[:10]}`) and propose the plan again with "
             "`reconciler check`, for review"
         )
 
-    def plan_at(self, commit: gitpython.Commit, app: str) -> Plan | None:
-        """The app's plan as the commit holds it; PlanError if it is not a valid plan."""
-        key = f"{commit.hexsha}:{app}"
+    def _parse_plan(self, blob: str, display: str) -> Plan:
+        """The plan a blob holds (PlanError if it is not a valid plan); each blob is
+        parsed once."""
+        if blob not in self._plan_files:
+            self._plan_files[blob] = parse_plan(self.read(blob), display)
+        return self._plan_files[blob]
+
+    def plan_at(self, sha: str, app: str, blob: str) -> Plan:
+        """The app's plan as the commit holds it (`blob`); PlanError if it is not a
+        valid plan."""
+        key = f"{sha}:{app}"
         if key not in self._plans:
-            blob = _blob(commit.tree, plan_path(app))
-            plan = None
-            if blob is not None:
-                plan = parse_plan(_read(blob), f"{plan_path(app)} at {commit.hexsha[:10]}")
-                if plan.app != app:
-                    raise PlanError(f"{plan_path(app)} is a plan for app {plan.app!r}")
+            plan = self._parse_plan(blob, f"{plan_path(app)} at {sha[:10]}")
+            if plan.app != app:
+                raise PlanError(f"{plan_path(app)} is a plan for app {plan.app!r}")
             self._plans[key] = plan
         return self._plans[key]
 
-    def approval(self, commit: gitpython.Commit, app: str) -> Approved:
-        """Whether the commit, which brought plans/<app>.yaml to main, is an approval."""
-        key = (commit.hexsha, app)
+    def plan_brought(self, sha: str, app: str) -> str | None:
+        """The blob of plans/<app>.yaml that the commit brought to main (changed it,
+        and holds it); None if it did not."""
+        path = plan_path(app)
+        step = self._steps.get(sha)
+        if step is not None:
+            change = step.changes.get(path)
+            return change.new if change is not None else None
+        # A commit from before --since, or one that touched none of the watched files.
+        parents = self.repo.commit(sha).parents
+        compared = [parents[0].hexsha, sha] if parents else ["--root", "--no-commit-id", sha]
+        out = self.git.run_bytes(
+            "diff-tree", "-r", "-z", "--raw", "--no-abbrev", "--no-renames", *compared, "--", path
+        )
+        for _, records in parse_raw(out):
+            for record in records:
+                change = record.change()
+                if change.path == path and change.old != change.new:
+                    return change.new
+        return None
+
+    def approval(self, sha: str, app: str, blob: str) -> Approved:
+        """Whether the commit, which brought plans/<app>.yaml (`blob`) to main, is an
+        approval."""
+        key = (sha, app)
         if key not in self._approvals:
-            self._approvals[key] = self._judge(commit, app)
+            self._approvals[key] = self._judge(sha, app, blob)
         return self._approvals[key]
 
-    def _judge(self, commit: gitpython.Commit, app: str) -> Approved:
-        approvers = tuple(parse_approvers(str(commit.message)))
+    def _judge(self, sha: str, app: str, blob: str) -> Approved:
+        commit = self.commit(sha)
+        message = str(commit.message)
+        approvers = tuple(parse_approvers(message))
         try:
-            plan = self.plan_at(commit, app)
+            plan = self.plan_at(sha, app, blob)
         except ReconcilerError as exc:
-            return Approved(commit.hexsha, app, None, approvers, f"the plan is not valid: {exc}")
+            return Approved(sha, app, None, approvers, f"the plan is not valid: {exc}")
         path = plan_path(app)
         problem = ""
         if self.forge == "github":
@@ -378,49 +636,52 @@ class Verifier:
         elif not approvers:
             problem = f"the merge that brought {path} to {self.main} has no Approved-by: trailers"
         if not problem:
-            ours = Commit(
-                commit.hexsha,
-                tuple(p.hexsha for p in commit.parents),
-                author_of(commit),
-                str(commit.message),
-            )
+            ours = Commit(sha, tuple(p.hexsha for p in commit.parents), self.author(sha), message)
             try:
-                require_plan_only(self.git, app, ours, f"the merge {commit.hexsha[:10]}")
+                require_plan_only(self._walked_git, app, ours, f"the merge {sha[:10]}")
             except ApprovalError as exc:
                 problem = str(exc).split(". Revert")[0]
-        return Approved(commit.hexsha, app, plan, approvers, problem)
+        return Approved(sha, app, plan, approvers, problem)
 
-    def approval_before(self, commit: gitpython.Commit, app: str) -> gitpython.Commit | None:
-        """The last commit before `commit` on main's first parents that changed the plan."""
-        if not commit.parents:
+    def approval_before(self, sha: str, app: str) -> str | None:
+        """The last commit before `sha` on main's first parents that changed the plan."""
+        place = self._position.get(sha, len(self._position))
+        for changed_at, changed in reversed(self._plan_changes.get(app, [])):
+            if changed_at < place:
+                return changed
+        if self.since is None:
+            return None  # the walk began with main's first commit: there is none
+        parents = self.repo.commit(sha).parents
+        if not parents:
             return None
         found = self.repo.iter_commits(
-            commit.parents[0], first_parent=True, paths=[plan_path(app)], max_count=1
+            parents[0], first_parent=True, paths=[plan_path(app)], max_count=1
         )
-        return next(iter(found), None)
+        before = next(iter(found), None)
+        return before.hexsha if before is not None else None
 
-    def check_removal(self, commit: gitpython.Commit, app: str, old: gitpython.Blob) -> None:
+    def check_removal(self, step: Step, app: str, old: str) -> None:
         """A plan leaves main with the apply that finished it, or a revert of its approval."""
         path = plan_path(app)
-        arrival = self.approval_before(commit, app)
+        arrival = self.approval_before(step.sha, app)
         try:
-            plan = parse_plan(_read(old), f"{path} before {commit.hexsha[:10]}")
+            plan = self._parse_plan(old, f"{path} before {step.sha[:10]}")
         except PlanError:
             return  # the commit that brought it is named already
         if arrival is None:
             return
-        reverted = _REVERTS.search(str(commit.message))
-        if reverted and reverted.group(1) == arrival.hexsha and len(commit.parents) == 1:
+        reverted = _REVERTS.search(self.message(step.sha))
+        if reverted and reverted.group(1) == arrival and len(step.parents) == 1:
             return  # the approval withdrawn: nothing was acted on by this commit
-        journal_path, journal = self.journal_of(commit, app, plan.id, arrival.hexsha)
+        journal_path, journal = self.journal_of(app, plan.id, arrival)
         if journal is None:
             self.find(
-                commit,
+                step.sha,
                 path,
-                f"plan {plan.id} (approved in {arrival.hexsha[:10]}) left {self.main} "
+                f"plan {plan.id} (approved in {arrival[:10]}) left {self.main} "
                 "without a journal of its apply",
                 "restore the plan (`git revert` this commit) and run `reconciler apply`; "
-                f"to withdraw the approval instead, `git revert -m 1 {arrival.hexsha[:10]}`",
+                f"to withdraw the approval instead, `git revert -m 1 {arrival[:10]}`",
             )
             return
         try:
@@ -438,7 +699,7 @@ class Verifier:
                 what.append(f"no entry for {', '.join(missing)}")
             detail = "; ".join(what) or "it has no finished_at"
             self.find(
-                commit,
+                step.sha,
                 path,
                 f"plan {plan.id} left {self.main} before its apply finished ({journal_path}: "
                 f"{detail})",
@@ -447,15 +708,16 @@ class Verifier:
             )
 
     def journal_of(
-        self, commit: gitpython.Commit, app: str, plan_id: str, approval: str
+        self, app: str, plan_id: str, approval: str
     ) -> tuple[str, Mapping[str, Any] | None]:
-        directory = _subtree(commit.tree, f"{HISTORY_DIR}/{app}")
+        """The journal of the plan's apply in the commit the walk is at."""
+        directory = f"{HISTORY_DIR}/{app}"
         suffix = f"-{plan_id}-{approval[:12]}.yaml"
-        for item in _items(directory).values():
-            if item.type == "blob" and item.name.endswith(suffix):
-                path = f"{HISTORY_DIR}/{app}/{item.name}"
+        for name, blob in sorted(self.files.blobs_in(directory).items()):
+            if name.endswith(suffix):
+                path = f"{directory}/{name}"
                 try:
-                    data = yamlio.load_bytes(_read(item), path)
+                    data = self.load_yaml(blob, path)
                 except ReconcilerError:
                     return path, None
                 return path, data if isinstance(data, dict) else None
@@ -463,43 +725,41 @@ class Verifier:
 
     # --- journals ----------------------------------------------------------------------
 
-    def check_journals(self, commit: gitpython.Commit, changes: Mapping[str, Change]) -> None:
-        for path, change in changes.items():
+    def check_journals(self, step: Step) -> None:
+        for path, change in step.changes.items():
             if not path.startswith(f"{HISTORY_DIR}/"):
                 continue
             self.counts.journals += 1
             if change.new is None:
                 self.find(
-                    commit,
+                    step.sha,
                     path,
                     "a journal was deleted; journals are the record of what apply did",
-                    f"restore it (`git checkout {commit.hexsha[:10]}^ -- {path}`) and commit",
+                    f"restore it (`git checkout {step.sha[:10]}^ -- {path}`) and commit",
                 )
                 continue
             match = _JOURNAL_FILE.fullmatch(path)
             if match is None:
                 self.find(
-                    commit,
+                    step.sha,
                     path,
                     f"{HISTORY_DIR}/ holds a file that is not a journal "
                     f"({HISTORY_DIR}/<app>/<date>-<plan>-<approval>.yaml)",
                     f"move it out of {HISTORY_DIR}/, which only `reconciler apply` writes",
                 )
                 continue
-            for problem in self.journal_problems(commit, match.group(1), path, change.new):
+            for problem in self.journal_problems(step.sha, match.group(1), path, change.new):
                 self.find(
-                    commit,
+                    step.sha,
                     path,
                     problem,
-                    f"revert the commit (`git revert {commit.hexsha[:10]}`); only "
+                    f"revert the commit (`git revert {step.sha[:10]}`); only "
                     "`reconciler apply` writes journals",
                 )
 
-    def journal_problems(
-        self, commit: gitpython.Commit, app: str, path: str, blob: gitpython.Blob
-    ) -> list[str]:
+    def journal_problems(self, sha: str, app: str, path: str, blob: str) -> list[str]:
         try:
-            data = yamlio.load_bytes(_read(blob), path)
+            data = self.load_yaml(blob, path)
         except ReconcilerError as exc:
             return [f"the journal is not valid YAML: {exc}"]
         if not isinstance(data, dict):
@@ -511,22 +771,24 @@ class Verifier:
             entries = _entries(data)
         except (KeyError, TypeError, AttributeError) as exc:
             return [f"an action entry is malformed ({exc})"]
-        arrival = self._resolve(approval) if re.fullmatch(r"[0-9a-f]{40}", approval) else None
         chain = self.chain()
+        arrival = None
+        if re.fullmatch(r"[0-9a-f]{40}", approval):
+            arrival = approval if approval in chain else self._resolve(approval)
         if arrival is None or arrival not in chain:
             return [
                 f"approval_commit {approval[:12]!r} is not a commit of {self.main}: the journal "
                 "belongs to no approval"
             ]
-        if chain[arrival] >= chain.get(commit.hexsha, len(chain)):
+        if chain[arrival] >= chain.get(sha, len(chain)):
             return [f"approval_commit {approval[:10]} comes after the journal"]
-        arrived = self.repo.commit(arrival)
-        if plan_path(app) not in changes_of(arrived) or _blob(arrived.tree, plan_path(app)) is None:
+        brought = self.plan_brought(arrival, app)
+        if brought is None:
             return [
                 f"approval_commit {approval[:10]} did not bring {plan_path(app)} to "
                 f"{self.main}: it is not an approval"
             ]
-        approved = self.approval(arrived, app)
+        approved = self.approval(arrival, app, brought)
         if approved.problem or approved.plan is None:
             return [f"approval_commit {approval[:10]} is not an approval: {approved.problem}"]
         plan = approved.plan
@@ -559,21 +821,20 @@ class Verifier:
         ]
         return problems
 
-    def check_github_approvals(self, commits: Sequence[gitpython.Commit]) -> None:
+    def check_github_approvals(self) -> None:
         """Without the network: each merge that brought a plan is named by a journal whose
-        approval_verified records its pull request, unless it still waits for apply."""
-        walked = {c.hexsha for c in commits}
-        tip = self.repo.commit(self.main)
+        approval_verified records its pull request, unless it still waits for apply.
+        The walk has reached main's last commit: `files` are those of the tip."""
+        tip = self.repo.commit(self.main).hexsha
         named: set[str] = set()
-        history = _subtree(tip.tree, HISTORY_DIR)
-        for directory in _items(history).values():
-            if directory.type != "tree":
+        for directory, entries in self.files.entries.items():
+            if directory.partition("/")[0] != HISTORY_DIR or directory.count("/") != 1:
                 continue
-            for item in _items(directory).values():
-                if item.type != "blob":
+            for name, blob in entries.items():
+                if not blob:
                     continue
                 try:
-                    data = yamlio.load_bytes(_read(item), item.path)
+                    data = self.load_yaml(blob, f"{directory}/{name}")
                 except ReconcilerError:
                     continue
                 if isinstance(data, dict) and (data.get("approval_verified") or {}).get(
@@ -583,18 +844,15 @@ class Verifier:
         for (sha, app), approved in self._approvals.items():
             if approved.problem or sha in named:
                 continue
-            waiting = self.approval_before(tip, app)
             if (
-                _blob(tip.tree, plan_path(app)) is not None
-                and waiting is not None
-                and waiting.hexsha == sha
+                self.files.blob(plan_path(app)) is not None
+                and self.approval_before(tip, app) == sha
             ):
                 continue
-            if sha not in walked:
+            if sha not in self._steps:
                 continue
-            commit = self.repo.commit(sha)
             self.find(
-                commit,
+                sha,
                 plan_path(app),
                 "no journal names this merge as the approval of a pull request",
                 "find the pull request that merged it; if there is none, revert the merge",
@@ -602,10 +860,10 @@ class Verifier:
 
     # --- snapshots ---------------------------------------------------------------------
 
-    def check_snapshots(self, commit: gitpython.Commit, changes: Mapping[str, Change]) -> None:
+    def check_snapshots(self, step: Step) -> None:
         apps: dict[str, list[Change]] = {}
         sources: dict[str, list[Change]] = {}
-        for path, change in changes.items():
+        for path, change in step.changes.items():
             if not path.startswith(f"{snapshot.STATE_DIR}/"):
                 continue
             app_match = _APP_FILE.fullmatch(path)
@@ -616,22 +874,19 @@ class Verifier:
                 sources.setdefault(source_match.group(1), []).append(change)
             elif change.new is not None:
                 self.find(
-                    commit,
+                    step.sha,
                     path,
                     "a file reconciler never writes was added to state/",
                     f"remove it (`git rm {path}`); state/ holds only snapshots",
                 )
         for app, app_changes in sorted(apps.items()):
-            self.check_app_snapshot(commit, app, app_changes)
+            self.check_app_snapshot(step.sha, app, app_changes)
         for source, source_changes in sorted(sources.items()):
-            self.check_identity_snapshot(commit, source, source_changes)
+            self.check_identity_snapshot(step.sha, source, source_changes)
 
-    def check_app_snapshot(
-        self, commit: gitpython.Commit, app: str, changes: Sequence[Change]
-    ) -> None:
+    def check_app_snapshot(self, sha: str, app: str, changes: Sequence[Change]) -> None:
         directory = f"{snapshot.STATE_DIR}/apps/{app}"
-        tree = _subtree(commit.tree, directory)
-        if tree is None:
+        if not self.files.holds(directory):
             return  # the app's snapshot was removed with the app
         meta_path = f"{directory}/meta.yaml"
         data_changes = [
@@ -640,67 +895,76 @@ class Verifier:
         meta_changed = any(c.path == meta_path for c in changes)
         roles_changed = any(c.path.endswith("/roles.yaml") for c in changes)
         shown = data_changes[0] if data_changes else meta_path
-        files = {path.removeprefix(f"{directory}/"): blob for path, blob in _files(tree, directory)}
+        # Only the files directly in the directory and in accounts/ can be data files.
+        files = self.files.blobs_in(directory)
+        for name, blob in self.files.blobs_in(f"{directory}/accounts").items():
+            files[f"accounts/{name}"] = blob
         try:
             names = snapshot.account_files(files.keys(), directory)
         except ReconcilerError as exc:
-            self.find(commit, shown, f"the snapshot is not one reconciler writes: {exc}", RESTORE)
+            self.find(sha, shown, f"the snapshot is not one reconciler writes: {exc}", RESTORE)
             return
         self.counts.snapshots += 1
-        recorded = self._recorded_digest(commit, meta_path)
-        actual = _digest(recorded, [(name, files[name]) for name in names])
+        recorded = self._recorded_digest(meta_path)
+        actual = self._digest(recorded, [(name, files[name]) for name in names])
         if recorded != actual:
             problem = _digest_problem(shown, meta_path, recorded, actual, meta_changed)
-            self.find(commit, shown, problem, _hand_edit_fix(commit))
+            self.find(sha, shown, problem, _hand_edit_fix(sha))
         elif roles_changed and not meta_changed:
             self.find(
-                commit,
+                sha,
                 f"{directory}/roles.yaml",
                 f"roles.yaml changed without {meta_path}: the snapshot was edited by hand",
-                _hand_edit_fix(commit),
+                _hand_edit_fix(sha),
             )
 
-    def check_identity_snapshot(
-        self, commit: gitpython.Commit, source: str, changes: Sequence[Change]
-    ) -> None:
+    def check_identity_snapshot(self, sha: str, source: str, changes: Sequence[Change]) -> None:
         directory = f"{snapshot.STATE_DIR}/identities"
         data_path = f"{directory}/{source}.yaml"
         meta_path = f"{directory}/{source}.meta.yaml"
-        blob = _blob(commit.tree, data_path)
-        if blob is None and _blob(commit.tree, meta_path) is None:
+        blob = self.files.blob(data_path)
+        if blob is None and self.files.blob(meta_path) is None:
             return  # the source was removed
         meta_changed = any(c.path == meta_path for c in changes)
         shown = data_path if any(c.path == data_path for c in changes) else meta_path
         self.counts.snapshots += 1
-        recorded = self._recorded_digest(commit, meta_path)
-        actual = _digest(recorded, [(f"{source}.yaml", blob)] if blob is not None else [])
+        recorded = self._recorded_digest(meta_path)
+        actual = self._digest(recorded, [(f"{source}.yaml", blob)] if blob is not None else [])
         if recorded != actual:
             problem = _digest_problem(shown, meta_path, recorded, actual, meta_changed)
-            self.find(commit, shown, problem, _hand_edit_fix(commit))
+            self.find(sha, shown, problem, _hand_edit_fix(sha))
 
-    def _recorded_digest(self, commit: gitpython.Commit, meta_path: str) -> str | None:
-        blob = _blob(commit.tree, meta_path)
+    def _recorded_digest(self, meta_path: str) -> str | None:
+        blob = self.files.blob(meta_path)
         if blob is None:
             return None
+        if blob not in self._digests:
+            self._digests[blob] = self._meta_digest(blob, meta_path)
+        return self._digests[blob]
+
+    def _meta_digest(self, blob: str, meta_path: str) -> str | None:
+        raw = self.read(blob)
+        plain = plain_meta_digest(raw)
+        if plain is not None:
+            return plain
         try:
-            data = yamlio.load_bytes(_read(blob), meta_path)
+            data = yamlio.load_bytes(raw, meta_path)
         except ReconcilerError:
             return None
         digest = data.get("digest") if isinstance(data, dict) else None
         return digest if isinstance(digest, str) else None
 
-
-def _digest(recorded: str | None, files: Sequence[tuple[str, gitpython.Blob]]) -> str:
-    """The snapshot digest of `files` (name in the snapshot, blob), in the format of the
-    `recorded` one: from the blob ids in the tree, without reading the files, unless an
-    earlier release recorded it over the files' bytes."""
-    if recorded is not None and snapshot.is_legacy_digest(recorded):
-        return snapshot.legacy_digest(_read(blob) for _, blob in files)
-    if any(len(blob.hexsha) != 40 for _, blob in files):
-        # A repository of another object format names blobs by another hash: the
-        # digest is over git's SHA-1 ids, so compute them from the bytes.
-        return snapshot.files_digest((name, _read(blob)) for name, blob in files)
-    return snapshot.blobs_digest((name, blob.hexsha) for name, blob in files)
+    def _digest(self, recorded: str | None, files: Sequence[tuple[str, str]]) -> str:
+        """The snapshot digest of `files` (name in the snapshot, blob id), in the format
+        of the `recorded` one: from the blob ids, without reading the files, unless an
+        earlier release recorded it over the files' bytes."""
+        if recorded is not None and snapshot.is_legacy_digest(recorded):
+            return snapshot.legacy_digest(self.read(blob) for _, blob in files)
+        if any(len(blob) != 40 for _, blob in files):
+            # A repository of another object format names blobs by another hash: the
+            # digest is over git's SHA-1 ids, so compute them from the bytes.
+            return snapshot.files_digest((name, self.read(blob)) for name, blob in files)
+        return snapshot.blobs_digest(files)
 
 
 def _entries(journal: Mapping[str, Any]) -> list[Entry]:
@@ -733,9 +997,9 @@ def _digest_problem(
     )
 
 
-def _hand_edit_fix(commit: gitpython.Commit) -> str:
+def _hand_edit_fix(sha: str) -> str:
     return (
-        f"revert the commit (`git revert {commit.hexsha[:10]}`), or run `reconciler check` to "
+        f"revert the commit (`git revert {sha[:10]}`), or run `reconciler check` to "
         "pull the snapshot again; change accounts and identities in their systems, never "
         "in state/"
     )
