@@ -35,7 +35,9 @@ def audit_app(
     for change in repo.indexed_changes(accounts):
         snapshot_commits.setdefault(change.commit.sha, (change.commit, []))[1].append(change)
     plan_commits = []
-    for commit, message in repo.commits(f"plans/{app}.yaml", extra=["--all", "--no-merges"]):
+    for commit, message in repo.commits(
+        f"plans/{app}.yaml", extra=["--all", "--no-merges", "--full-history"]
+    ):
         found = _PLAN_ID.search(message)
         if found:
             plan_commits.append((commit, found.group(1)))

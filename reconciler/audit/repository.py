@@ -33,6 +33,7 @@ from reconciler.audit.timeline import (
     PendingPlan,
 )
 from reconciler.changeindex import HEADER_PATTERN, IndexEntry
+from reconciler.clock import read_time
 from reconciler.errors import GitError, YamlError
 from reconciler.git import Git
 
@@ -44,17 +45,6 @@ _ERE_SPECIAL = re.compile(r"([.^$*+?()\[\]{}|\\])")
 def ere_escape(text: str) -> str:
     """`text` as a POSIX extended regular expression matching it literally."""
     return _ERE_SPECIAL.sub(r"\\\1", text)
-
-
-def parse_time(value: object) -> datetime | None:
-    """An ISO 8601 time from a file (`…Z` or `…+00:00`), in UTC; None if absent or bad."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def snapshot_of(path: str) -> tuple[str, str] | None:
@@ -201,7 +191,7 @@ def _journal(
                 reason=str(entry.get("reason", "")),
                 outcome=str(entry.get("outcome", "")),
                 detail=str(entry.get("detail") or ""),
-                at=parse_time(entry.get("at")),
+                at=read_time(entry.get("at")),
             )
         )
     verified = data.get("approval_verified")
@@ -211,7 +201,7 @@ def _journal(
         path=path,
         approved_by=tuple(str(a) for a in data.get("approved_by") or ()),
         approval=str(data.get("approval") or ""),
-        approved_at=parse_time(data.get("approved_at")),
+        approved_at=read_time(data.get("approved_at")),
         approval_verified=verified if isinstance(verified, dict) else {},
         plan_created_at=proposed.at if proposed else None,
         actions=tuple(actions),
@@ -474,7 +464,7 @@ class AuditRepository:
     def plan_commits(self) -> dict[str, Commit]:
         """The first commit that proposed each plan id (its `Plan-Id:` trailer)."""
         out = self._run(
-            "log", self.rev, "--no-merges", "--format=%x1e%H%x00%ct%x00%s%x00%B",
+            "log", self.rev, "--no-merges", "--full-history", "--format=%x1e%H%x00%ct%x00%s%x00%B",
             "--grep=^Plan-Id:", "--", "plans",
         )  # fmt: skip
         found: dict[str, Commit] = {}
@@ -533,7 +523,7 @@ class AuditRepository:
             return {}
         stamp = self.until.strftime("%Y-%m-%d %H:%M:%S +0000")
         out = self._run(
-            "log", f"{self.rev}..HEAD", "--no-merges", f"--before={stamp}",
+            "log", f"{self.rev}..HEAD", "--no-merges", "--full-history", f"--before={stamp}",
             "--grep=^Plan-Id:", "--format=%x1e%H", "--name-only", "--", "plans",
         )  # fmt: skip
         found: dict[str, str] = {}
@@ -557,7 +547,7 @@ class AuditRepository:
             app=app,
             plan=str(data.get("plan", "")),
             state=state,
-            created_at=parse_time(data.get("created_at")),
+            created_at=read_time(data.get("created_at")),
             where=where,
             account_ids=tuple(ids),
             status=str(data.get("status", "open")),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, assert_never
 
@@ -12,7 +12,7 @@ import orjson
 
 from reconciler import snapshot
 from reconciler.apply import load_plan, merged_plans
-from reconciler.clock import utc_now
+from reconciler.clock import read_time, utc_now
 from reconciler.commands import EXIT_OK, SCHEMA_VERSION, Repo, open_repo
 from reconciler.commands.check import LAST_CHECK
 from reconciler.errors import PlanError
@@ -169,10 +169,10 @@ def _late_md(plan: Mapping[str, Any]) -> str:
 
 def proposed_at(plan: Plan) -> datetime:
     """When the plan was proposed (its `created_at`, written by check in UTC)."""
-    try:
-        return datetime.strptime(plan.created_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except ValueError as exc:
+    created = read_time(plan.created_at)
+    if created is None:
         raise PlanError(
             f"plan {plan.id} of {plan.app}: created_at {plan.created_at!r} is not a UTC time "
             "as check writes it; revert the plan file"
-        ) from exc
+        )
+    return created

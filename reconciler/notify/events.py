@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from reconciler import report
+from reconciler.clock import read_time
 from reconciler.forge.base import Proposal
 from reconciler.inert import one_line
 from reconciler.notify import message
@@ -131,13 +132,8 @@ def _told(plan: Plan, state: AppPlans, already_sent: Set[NoticeKey]) -> bool:
 def _age(plan: Plan, now: datetime) -> timedelta:
     """How long ago the plan was created; zero when its time cannot be read (a plan
     file people may edit is not trusted to make anyone late)."""
-    try:
-        created = datetime.fromisoformat(plan.created_at)
-    except (TypeError, ValueError):
-        return timedelta(0)
-    if created.tzinfo is None:
-        return timedelta(0)
-    return max(now - created, timedelta(0))
+    created = read_time(plan.created_at)
+    return timedelta(0) if created is None else max(now - created, timedelta(0))
 
 
 def _notice(state: AppPlans, event: Event, plan: Plan, now: datetime) -> Notice:
