@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -13,8 +14,8 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from reconciler import demo, snapshot
-from reconciler.audit.verify import journal_beyond_plan, verify_history
+from reconciler import demo, snapshot, yamlio
+from reconciler.audit.verify import journal_beyond_plan, plain_meta_digest, verify_history
 from reconciler.cli import main
 from reconciler.commands.audit_verify import VerifyOptions, to_data, verify
 from reconciler.git import Git
@@ -395,3 +396,108 @@ def test_a_history_with_digests_of_an_earlier_release_verifies_clean(
     finding = only(cycle.findings())
     assert (finding["commit"], finding["file"]) == (sha, path)
     assert "edited by hand" in finding["problem"]
+
+
+def test_meta_files_in_the_tools_plain_form_give_the_strict_readers_digest(
+    cycle: Cycle,
+) -> None:
+    for name in ("state/apps/wiki/meta.yaml", "state/identities/corp.meta.yaml"):
+        raw = (cycle.repo / name).read_bytes()
+        assert plain_meta_digest(raw) == yamlio.load_bytes(raw, name)["digest"]
+    raw = (cycle.repo / "state/apps/wiki/meta.yaml").read_bytes()
+    digest = yaml.safe_load(raw)["digest"]
+    # Anything but the plain form is left to the strict reader.
+    for variant in (
+        raw.replace(f"digest: {digest}".encode(), f"digest: '{digest}'".encode()),
+        raw + f"digest: {digest}\n".encode(),  # a duplicate key
+        raw + b"owner: mallory\n",
+        raw.rstrip(b"\n"),
+        b"--- \n" + raw,
+    ):
+        assert plain_meta_digest(variant) is None
+
+
+def test_a_meta_with_its_digest_twice_is_named(cycle: Cycle) -> None:
+    path = "state/apps/wiki/meta.yaml"
+    meta = cycle.read(path)
+    digest_line = next(line for line in meta.splitlines() if line.startswith("digest:"))
+    sha = cycle.commit_by_hand({path: f"{meta}{digest_line}\n"})
+    finding = only(cycle.findings())
+    assert (finding["commit"], finding["file"]) == (sha, path)
+    assert "records no digest" in finding["problem"]
+
+
+def _by_hand_in_shards(cycle: Cycle, edit: bool) -> str:
+    """Split wiki's snapshot into shards by hand, with the meta digest the tool would
+    write for them; with `edit`, change one shard after it was digested."""
+    directory = cycle.repo / "state/apps/wiki"
+    text = (directory / "accounts.yaml").read_bytes()
+    shards = {"accounts/00.yaml": text, "accounts/01.yaml": b"accounts: []\n"}
+    digest = snapshot.files_digest(sorted(shards.items()))
+    meta = (directory / "meta.yaml").read_text(encoding="utf-8")
+    recorded = yaml.safe_load(meta)["digest"]
+    if edit:
+        shards["accounts/00.yaml"] = text.replace(b"alice.liddell", b"alice.l", 1)
+    cycle.git.run("rm", "-q", "state/apps/wiki/accounts.yaml")
+    files = {f"state/apps/wiki/{name}": data.decode() for name, data in shards.items()}
+    files["state/apps/wiki/meta.yaml"] = meta.replace(recorded, digest)
+    return cycle.commit_by_hand(files)
+
+
+def test_a_snapshot_in_shards_is_held_to_the_digest_of_every_shard(cycle: Cycle) -> None:
+    _by_hand_in_shards(cycle, edit=False)
+    assert cycle.findings() == []
+    cycle.git.run("reset", "-q", "--hard", "HEAD^")
+    sha = _by_hand_in_shards(cycle, edit=True)
+    finding = only(cycle.findings())
+    assert (finding["commit"], finding["file"]) == (sha, "state/apps/wiki/accounts/00.yaml")
+    assert "edited by hand" in finding["problem"]
+
+
+def test_the_git_processes_verify_starts_do_not_grow_with_the_history(
+    cycle: Cycle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[list[str]] = []
+    popen = subprocess.Popen.__init__
+
+    def count(self: subprocess.Popen, args: list[str], *rest: object, **kw: object) -> None:
+        started.append(list(args))
+        popen(self, args, *rest, **kw)  # type: ignore[arg-type]
+
+    def processes() -> int:
+        started.clear()
+        with monkeypatch.context() as patch:
+            patch.setattr(subprocess.Popen, "__init__", count)
+            assert cycle.findings() == []
+        return len(started)
+
+    plan = cycle.git.show(cycle.approval, "plans/wiki.yaml")
+    report = cycle.git.show(cycle.approval, "plans/wiki.md")
+    assert plan is not None and report is not None
+
+    def more_history(times: int) -> None:
+        # Each time: an import that changed the data, then a plan approved and the
+        # approval withdrawn.
+        for _ in range(times):
+            path = "state/apps/wiki/accounts.yaml"
+            text = cycle.read(path).replace("alice", "alice-x", 1)
+            meta = cycle.read("state/apps/wiki/meta.yaml")
+            recorded = yaml.safe_load(meta)["digest"]
+            digest = snapshot.files_digest([("accounts.yaml", text.encode())])
+            cycle.commit_by_hand(
+                {path: text, "state/apps/wiki/meta.yaml": meta.replace(recorded, digest)}
+            )
+            cycle.git.run("checkout", "-q", "-b", "reconciler/wiki")
+            cycle.commit_by_hand(
+                {"plans/wiki.yaml": plan.decode(), "plans/wiki.md": report.decode()}
+            )
+            cycle.git.run("checkout", "-q", "main")
+            message = f"approve\n\nApproved-by: {demo.REVIEWER}"
+            cycle.git.run("merge", "-q", "--no-ff", "-m", message, "reconciler/wiki")
+            cycle.git.run("revert", "--no-edit", "-m", "1", "HEAD")
+            cycle.git.run("branch", "-q", "-D", "reconciler/wiki")
+
+    more_history(2)
+    few = processes()
+    more_history(10)
+    assert processes() == few
