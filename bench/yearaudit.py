@@ -216,7 +216,8 @@ def render(results: dict[str, Any]) -> str:
         "",
         f"{made['days']} days, {made['commits']:,} commits, {made['plans']:,} plans approved "
         f"and applied ({made['leavers']:,} accounts disabled); `.git` "
-        f"{results['git_mib']:,.0f} MiB after `git gc`. Person: the leaver removed from the "
+        f"{results['git_mib']:,.0f} MiB (fast-import's pack, not repacked). Person: the "
+        "leaver removed from the "
         f"most apps; evidence: the whole year ({results['terminations_rows']:,} rows in "
         "terminations.csv).",
         "",
