@@ -118,7 +118,7 @@ class MalformedIndex(ValueError):
     """A message's last paragraph starts with the index header but does not parse."""
 
 
-def _untoken(text: str) -> str:
+def untoken(text: str) -> str:
     if text == EMPTY:
         return ""
     raw = bytearray()
@@ -208,7 +208,7 @@ def parse(message: str) -> frozenset[IndexEntry] | None:
                 f"line {number} of the index is not `<-|+> <id> <email> <username> <status>`"
             )
         side, *fields = match.groups()
-        entries.append(IndexEntry(side, *(_untoken(part) for part in fields)))
+        entries.append(IndexEntry(side, *(untoken(part) for part in fields)))
     return frozenset(entries)
 
 

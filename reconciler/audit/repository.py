@@ -20,7 +20,7 @@ from typing import Any
 import git
 import orjson
 
-from reconciler import yamlio
+from reconciler import snapshot, yamlio
 from reconciler.audit import indexed
 from reconciler.audit.indexed import LOG_FORMAT
 from reconciler.audit.timeline import (
@@ -32,7 +32,7 @@ from reconciler.audit.timeline import (
     LineChange,
     PendingPlan,
 )
-from reconciler.changeindex import HEADER_PATTERN, IndexEntry
+from reconciler.changeindex import HEADER_PATTERN, IndexEntry, untoken
 from reconciler.clock import read_time
 from reconciler.errors import GitError, YamlError
 from reconciler.git import Git
@@ -303,7 +303,20 @@ class AuditRepository:
             return self._run("log", walk, "--format=%H", *select).decode().split()
 
         named = [f"--grep={key}" for key in sorted(set(index_keys)) if key]
-        chosen = shas("-F", "-i", *named, "--", *narrowed) if named else []
+        chosen: list[str] = []
+        shards: set[str] = set()  # of the records the chosen indexes name with a key
+        if named:
+            out = self._run(
+                "log", walk, "--format=%x1e%H%x00%B", "-F", "-i", *named, "--", *narrowed
+            )
+            needles = [key.lower().encode() for key in index_keys if key]
+            for chunk in out.split(b"\x1e")[1:]:
+                sha, _, body = chunk.partition(b"\x00")
+                chosen.append(sha.decode())
+                for line in body.split(b"\n"):
+                    lowered = line.lower()
+                    if line[:2] in (b"- ", b"+ ") and any(n in lowered for n in needles):
+                        shards.add(snapshot.shard_of(untoken(line.split(b" ")[1].decode())))
         extra = shas("--invert-grep", f"--grep={HEADER_PATTERN}", "--", *narrowed)
         if fallback:
             extra += shas("--", *fallback)
@@ -313,6 +326,18 @@ class AuditRepository:
             chosen = [sha for sha in shas("--", *paths) if sha in wanted]
         if not chosen:
             return []
+        if not extra:
+            # Every chosen commit is indexed: a sharded app's lines of the person are in
+            # the shards of the records its index names, not in the other 255.
+            paths = [
+                shard
+                for path in paths
+                for shard in (
+                    [f"{path}/{name}.yaml" for name in sorted(shards)]
+                    if path.endswith("/accounts")
+                    else [path]
+                )
+            ]
         pattern = "|".join(ere_escape(k) for k in sorted(set(keys)))
         out = self._run(
             "log",
