@@ -291,3 +291,21 @@ class Git:
     def refs(self, pattern: str) -> list[str]:
         """Full names of the refs matching `pattern` (for-each-ref syntax)."""
         return self.run("for-each-ref", "--format=%(refname)", pattern).splitlines()
+
+
+def batch_contents(out: bytes, names: Sequence[str]) -> dict[str, bytes]:
+    """`git cat-file --batch` output for `names` (in the order asked), by name; names
+    that are missing or no blob are left out."""
+    found: dict[str, bytes] = {}
+    at = 0
+    for name in names:
+        end = out.index(b"\n", at)
+        header = out[at:end].split(b" ")
+        at = end + 1
+        if len(header) != 3:
+            continue  # "<name> missing"
+        size = int(header[2])
+        if header[1] == b"blob":
+            found[name] = out[at : at + size]
+        at += size + 1
+    return found

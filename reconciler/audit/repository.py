@@ -35,7 +35,7 @@ from reconciler.audit.timeline import (
 from reconciler.changeindex import HEADER_PATTERN, IndexEntry, untoken
 from reconciler.clock import read_time
 from reconciler.errors import GitError, YamlError
-from reconciler.git import Git
+from reconciler.git import Git, batch_contents
 
 STATE = "state"
 _COMMIT_MARK = b"\x00C\x00"
@@ -457,18 +457,7 @@ class AuditRepository:
         out = self._run(
             "cat-file", "--batch", stdin="".join(f"{rev}:{p}\n" for p in paths).encode()
         )
-        found: dict[str, bytes] = {}
-        at = 0
-        for path in paths:
-            end = out.index(b"\n", at)
-            header = out[at:end].split(b" ")
-            at = end + 1
-            if len(header) != 3 or header[1] != b"blob":
-                continue  # "<rev>:<path> missing"
-            size = int(header[2])
-            found[path] = out[at : at + size]
-            at += size + 1
-        return found
+        return batch_contents(out, paths)
 
     def added(self, where: str) -> dict[str, Commit]:
         """The commit that added each file under `where` (the last, if added again)."""

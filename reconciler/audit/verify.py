@@ -36,7 +36,7 @@ import git as gitpython
 from reconciler import snapshot, yamlio
 from reconciler.errors import ApprovalError, GitError, PlanError, ReconcilerError
 from reconciler.forge.local import parse_approvers, require_plan_only
-from reconciler.git import Commit, Git
+from reconciler.git import Commit, Git, batch_contents
 from reconciler.history import FINAL, Entry
 from reconciler.plan import Plan, widens
 from reconciler.planfile import PLAN_DIR, parse_plan, plan_path
@@ -245,19 +245,7 @@ def read_blobs(git: Git, blobs: Iterable[str]) -> dict[str, bytes]:
     if not ids:
         return {}
     out = git.run_bytes("cat-file", "--batch", input="".join(f"{b}\n" for b in ids).encode())
-    found: dict[str, bytes] = {}
-    at = 0
-    for blob in ids:
-        end = out.index(b"\n", at)
-        header = out[at:end].split(b" ")
-        at = end + 1
-        if len(header) != 3:
-            continue  # "<id> missing"
-        size = int(header[2])
-        if header[1] == b"blob":
-            found[blob] = out[at : at + size]
-        at += size + 1
-    return found
+    return batch_contents(out, ids)
 
 
 class Files:
