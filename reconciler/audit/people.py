@@ -48,11 +48,19 @@ from reconciler.config import Settings
 from reconciler.correlate import normalise
 
 
-def period_leavers(repo: AuditRepository, since: datetime, until: datetime) -> list[Leaver]:
-    """Everyone first shown gone within [since, until], read from the identity sources'
-    index of changed records; their name and the source's own time of leaving (which
-    the index does not hold) from the identity snapshots at the repository's revision."""
-    found = leavers(repo.indexed_changes([IDENTITIES]), since, until)
+def identity_history(repo: AuditRepository) -> list[LineChange]:
+    """Every identity source's line changes, from their index of changed records: read
+    once for a pack, by `period_leavers` and `timelines`."""
+    return repo.indexed_changes([IDENTITIES])
+
+
+def period_leavers(
+    repo: AuditRepository, identity_changes: Sequence[LineChange], since: datetime, until: datetime
+) -> list[Leaver]:
+    """Everyone first shown gone within [since, until] in `identity_changes`; their name
+    and the source's own time of leaving (which the index does not hold) from the
+    identity snapshots at the repository's revision."""
+    found = leavers(identity_changes, since, until)
     missing = {(p.source, p.identity_id) for p in found if not p.display_name}
     if not missing:
         return found
@@ -86,6 +94,7 @@ def timelines(
     repo: AuditRepository,
     settings: Settings,
     people: Sequence[Leaver],
+    identity_changes: Sequence[LineChange],
     *,
     now: datetime,
 ) -> list[tuple[Leaver, PersonTimeline]]:
@@ -97,7 +106,7 @@ def timelines(
 
     identity_lines: dict[tuple[str, str], list[LineChange]] = defaultdict(list)
     wanted = {(p.source, p.identity_id) for p in people}
-    for change in repo.indexed_changes([IDENTITIES]):
+    for change in identity_changes:
         if (change.system, change.record_id) in wanted:
             identity_lines[(change.system, change.record_id)].append(change)
 

@@ -569,14 +569,6 @@ class AuditRepository:
 
     # --- a period -----------------------------------------------------------------------
 
-    def identity_changes(self) -> list[LineChange]:
-        """Every change to every identity source's snapshot lines, oldest first."""
-        return [
-            change
-            for _, changes in self.snapshot_commits(["state/identities"])
-            for change in changes
-        ]
-
     def last_main_commit(self, at: datetime) -> str | None:
         """Main's last commit (first parents of HEAD) dated at or before `at`."""
         stamp = at.strftime("%Y-%m-%d %H:%M:%S +0000")

@@ -19,7 +19,7 @@ from reconciler.audit.evidence import (
     render,
     write_pack,
 )
-from reconciler.audit.people import period_leavers, timelines
+from reconciler.audit.people import identity_history, period_leavers, timelines
 from reconciler.audit.person import audit_person
 from reconciler.audit.repository import AuditRepository
 from reconciler.audit.timeline import (
@@ -375,8 +375,13 @@ def evidence(options: EvidenceOptions) -> int:
             policies[name] = settings.policy_for(name)
         except ReconcilerError:
             continue  # an app no policy governs has no leavers to answer for
+    identities = identity_history(history)
     people = timelines(
-        history, settings, period_leavers(history, period.start, period.end), now=as_of
+        history,
+        settings,
+        period_leavers(history, identities, period.start, period.end),
+        identities,
+        now=as_of,
     )
     protected: dict[tuple[str, str], str] = {}
     for _, timeline in people:
