@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from bench import generate
+from bench import generate, runner
 from reconciler import changeindex, report, snapshot, yamlio
 from reconciler.apply import apply_message
 from reconciler.check import PLAN_HEADER, identity_import_message
@@ -63,7 +63,7 @@ from reconciler.policy import (
 from reconciler.settings import load_settings
 from reconciler.snapshot import Records, decode_account, decode_identity
 
-SOURCE = "corp"
+SOURCE = runner.IDENTITY_SOURCE  # the policy above names it
 BIG_APP = "big"
 BOT = ("reconciler", "reconciler@localhost")
 REVIEWER = ("alice", "alice@users.noreply.invalid")
@@ -72,31 +72,8 @@ OPERATOR_NAME = f"{OPERATOR[0]} <{OPERATOR[1]}>"  # as `str(Person)` writes it
 IDENTITY_HEADER = "written by reconciler; one identity per line"
 ROLES_HEADER = "written by reconciler; one role per line"
 META_HEADER = "# written by reconciler; pulled_at is the time of the pull that changed the data\n"
-POLICY = f"""\
-description: Generated year
-apps: ["*"]
-identity_source: {SOURCE}
-match:
-  - account: email
-    identity: email
-  - account: username
-    identity: username
-deprovision:
-  when: [deprovisioned, suspended, missing]
-  mode: disable
-deadline: 24h
-protected:
-  accounts: ["breakglass-*"]
-unmatched: report
-guards:
-  max_per_run: 1000000
-  max_fraction: 1.0
-  max_identity_shrink: 0.1
-  allow_blocked_plans: []
-approvals:
-  min_approvals: 1
-  reviewers: []
-"""
+# The check benchmark's policy, with a deadline for the audit's "within deadline".
+POLICY = runner.POLICY.replace("Benchmark policy", "Generated year") + "deadline: 24h\n"
 
 
 @dataclass(frozen=True)
