@@ -73,7 +73,9 @@ IDENTITY_HEADER = "written by reconciler; one identity per line"
 ROLES_HEADER = "written by reconciler; one role per line"
 META_HEADER = "# written by reconciler; pulled_at is the time of the pull that changed the data\n"
 # The check benchmark's policy, with a deadline for the audit's "within deadline".
-POLICY = runner.POLICY.replace("Benchmark policy", "Generated year") + "deadline: 24h\n"
+POLICY = runner.POLICY.replace("Benchmark policy", "Generated year").replace(
+    "\nprotected:", "\ndeadline: 24h\nprotected:", 1
+)
 
 
 @dataclass(frozen=True)
