@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
+from urllib.parse import unquote_to_bytes
 
 from reconciler.correlate import normalise
 from reconciler.diff import AccountDiff
@@ -46,8 +46,13 @@ EMPTY = "-"
 HEADER_PATTERN = f"^{HEADER}$"
 
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._@+-")
-_TOKEN = r"(?:[A-Za-z0-9._@+\-]|%[0-9A-F]{2})+"
-_ENTRY = re.compile(rf"([-+]) ({_TOKEN}) ({_TOKEN}) ({_TOKEN}) ({_TOKEN})")
+# An index line, checked as a whole paragraph at once (a year holds millions of lines):
+# tokens of safe characters and `%`, every `%` followed by two upper-case hex digits.
+_CHARS = r"[A-Za-z0-9._@+\-%]+"
+_LINE = rf"[-+] {_CHARS} {_CHARS} {_CHARS} {_CHARS}"
+_ENTRY = re.compile(_LINE)
+_LINES = re.compile(rf"(?:{_LINE}\n)*{_LINE}")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-F]{2})")
 BEFORE, AFTER = "-", "+"
 
 
@@ -61,9 +66,9 @@ class Versioned(Protocol):
     def after(self) -> Mapping[str, Any] | None: ...
 
 
-@dataclass(frozen=True, order=True)
-class IndexEntry:
-    """One version of one changed record, as the index names it."""
+class IndexEntry(NamedTuple):
+    """One version of one changed record, as the index names it (a tuple: a year of
+    indexes holds millions)."""
 
     side: str  # BEFORE or AFTER the commit
     id: str
@@ -119,19 +124,14 @@ class MalformedIndex(ValueError):
 
 
 def untoken(text: str) -> str:
+    """A token's value (`text` as `parse` checked it: `%` is always followed by two
+    hex digits)."""
     if text == EMPTY:
         return ""
-    raw = bytearray()
-    index = 0
-    while index < len(text):
-        if text[index] == "%":
-            raw.append(int(text[index + 1 : index + 3], 16))
-            index += 3
-        else:
-            raw.extend(text[index].encode())
-            index += 1
+    if "%" not in text:
+        return text  # safe characters only: the value itself
     try:
-        return raw.decode("utf-8", "surrogatepass")
+        return unquote_to_bytes(text).decode("utf-8", "surrogatepass")
     except UnicodeDecodeError as exc:
         raise MalformedIndex(f"{text!r} is not UTF-8 once decoded") from exc
 
@@ -191,8 +191,10 @@ def _split(message: str) -> tuple[str, bool, list[str]]:
     return message, False, []
 
 
-def parse(message: str) -> frozenset[IndexEntry] | None:
+def parse(message: str, containing: Sequence[str] = ()) -> frozenset[IndexEntry] | None:
     """The index at the end of `message`; None if its last paragraph is no index.
+    With `containing` (index tokens), only the entries of lines holding one of them:
+    the whole paragraph is still checked.
 
     Raises MalformedIndex when the last paragraph starts with the header but a line
     after it is not `<-|+> <id> <email> <username> <status>` in index tokens.
@@ -200,15 +202,21 @@ def parse(message: str) -> frozenset[IndexEntry] | None:
     _, found, lines = _split(message)
     if not found:
         return None
+    text = "\n".join(lines)
+    if _LINES.fullmatch(text) is None or ("%" in text and _BAD_ESCAPE.search(text)):
+        for number, line in enumerate(lines, 1):
+            if _ENTRY.fullmatch(line) is None or _BAD_ESCAPE.search(line):
+                raise MalformedIndex(
+                    f"line {number} of the index is not `<-|+> <id> <email> <username> <status>`"
+                )
+    if containing:
+        lines = [line for line in lines if any(text in line for text in containing)]
     entries = []
-    for number, line in enumerate(lines, 1):
-        match = _ENTRY.fullmatch(line)
-        if match is None:
-            raise MalformedIndex(
-                f"line {number} of the index is not `<-|+> <id> <email> <username> <status>`"
-            )
-        side, *fields = match.groups()
-        entries.append(IndexEntry(side, *(untoken(part) for part in fields)))
+    for line in lines:
+        side, record_id, email, username, status = line.split(" ")
+        entries.append(
+            IndexEntry(side, untoken(record_id), untoken(email), untoken(username), untoken(status))
+        )
     return frozenset(entries)
 
 

@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 
 from reconciler.audit.repository import AuditRepository
-from reconciler.audit.timeline import Commit, Event, LineChange, app_timeline
+from reconciler.audit.timeline import Event, app_timeline
 from reconciler.config import Settings
 from reconciler.errors import ConfigError
 
@@ -29,11 +29,6 @@ def audit_app(
             "and the repository holds no snapshot or history of it"
         )
     accounts = [f"state/apps/{app}/accounts.yaml", f"state/apps/{app}/accounts"]
-    # Counted from the index of changed records each commit carries (commits without
-    # one are diffed), so a year of a big app is read from messages, not diffs.
-    snapshot_commits: dict[str, tuple[Commit, list[LineChange]]] = {}
-    for change in repo.indexed_changes(accounts):
-        snapshot_commits.setdefault(change.commit.sha, (change.commit, []))[1].append(change)
     plan_commits = []
     for commit, message in repo.commits(
         f"plans/{app}.yaml", extra=["--all", "--no-merges", "--full-history"]
@@ -43,7 +38,9 @@ def audit_app(
             plan_commits.append((commit, found.group(1)))
     return app_timeline(
         app,
-        list(snapshot_commits.values()),
+        # Counted from the index of changed records each commit carries (commits
+        # without one are diffed), so a year of a big app is read from messages.
+        repo.indexed_counts(accounts),
         plan_commits,
         repo.journals(app),
         repo.pending_plans(app),

@@ -14,7 +14,7 @@ Pure: parses the output of `git log` with `LOG_FORMAT`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -28,13 +28,45 @@ LOG_FORMAT = ("--format=%x1e%H%x00%ct%x00%s%x00%B%x00", "--name-only", "--no-ren
 
 
 @dataclass(frozen=True)
-class Indexed:
-    """What the messages said: line changes in the order they happened (partial
-    records: id, email, username, status), and the commits to diff instead."""
+class IndexedCommit:
+    """One snapshot commit as its index names it: the versions of the records it
+    changed in one system's snapshot."""
 
-    changes: tuple[LineChange, ...]
+    commit: Commit
+    system: str
+    kind: str
+    entries: frozenset[IndexEntry]
+
+    def line_changes(self) -> list[LineChange]:
+        """One line change per record, its before and after versions (partial records)."""
+        return changes_of(self.commit, self.system, self.kind, self.entries)
+
+    def counts(self) -> dict[str, int]:
+        """How many records the commit added, removed and changed (`count_changes`),
+        without building them."""
+        sides: dict[str, set[str]] = {}
+        for entry in self.entries:
+            sides.setdefault(entry.id, set()).add(entry.side)
+        counts = {"new": 0, "removed": 0, "changed": 0}
+        for found in sides.values():
+            counts["changed" if len(found) == 2 else "new" if AFTER in found else "removed"] += 1
+        return counts
+
+
+@dataclass(frozen=True)
+class Indexed:
+    """What the messages said: the indexed commits in the order they happened, and the
+    commits to diff instead."""
+
+    commits: tuple[IndexedCommit, ...]
     unindexed: tuple[str, ...]  # shas, newest first as git walked them
     order: tuple[str, ...]  # every sha read, newest first
+
+    @property
+    def changes(self) -> list[LineChange]:
+        """Every named record's line change (partial records: id, email, username,
+        status), in the order they happened."""
+        return [change for found in self.commits for change in found.line_changes()]
 
 
 def changes_of(
@@ -65,12 +97,14 @@ def parse(
     output: bytes,
     locate: Callable[[str], tuple[str, str] | None],
     keep: Callable[[IndexEntry], bool] | None = None,
+    containing: Sequence[str] = (),
 ) -> Indexed:
     """`git log LOG_FORMAT` output as line changes. `locate` gives a path's snapshot
     (system, kind), None for any other file. With `keep`, only the records one of whose
-    versions it keeps (both versions of those)."""
+    versions it keeps (both versions of those); with `containing` (index tokens), only
+    entries whose line holds one of them are read (`changeindex.parse`)."""
     where: dict[str, tuple[str, str] | None] = {}
-    groups: list[list[LineChange]] = []
+    found: list[IndexedCommit] = []
     unindexed: list[str] = []
     order: list[str] = []
     for chunk in output.split(b"\x1e")[1:]:
@@ -88,7 +122,7 @@ def parse(
         if not systems:
             continue  # only meta or role files: no snapshot lines
         try:
-            entries = changeindex.parse(body.decode("utf-8", "replace"))
+            entries = changeindex.parse(body.decode("utf-8", "replace"), containing)
         except MalformedIndex:
             entries = None
         if entries is None or len(systems) != 1:
@@ -103,7 +137,6 @@ def parse(
         commit = Commit(
             sha, datetime.fromtimestamp(int(stamp), UTC), subject.decode("utf-8", "replace")
         )
-        groups.append(changes_of(commit, system, kind, entries))
-    # git walks newest first; the changes are wanted in the order they happened.
-    changes = tuple(change for group in reversed(groups) for change in group)
-    return Indexed(changes, tuple(unindexed), tuple(order))
+        found.append(IndexedCommit(commit, system, kind, entries))
+    # git walks newest first; the commits are wanted in the order they happened.
+    return Indexed(tuple(reversed(found)), tuple(unindexed), tuple(order))

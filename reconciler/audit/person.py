@@ -3,15 +3,15 @@ timeline with the pure core."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 
-from reconciler.audit.repository import AuditRepository
+from reconciler.audit.repository import AuditRepository, snapshot_of
 from reconciler.audit.timeline import ACCOUNT, IDENTITY, LineChange, PersonTimeline, person_timeline
-from reconciler.changeindex import search_text
+from reconciler.changeindex import IndexEntry, search_text
 from reconciler.config import Policy, Settings
 from reconciler.correlate import normalise
 from reconciler.errors import ReconcilerError
@@ -102,6 +102,23 @@ def _index_keys(keys: Iterable[str]) -> list[str]:
     return sorted({search_text(key) for key in keys})
 
 
+def _keeps(keys: Iterable[str]) -> Callable[[IndexEntry], bool]:
+    """Whether an index entry is one of the person's versions: its id, email or
+    username is one of `keys` exactly (a key is also a substring of longer names)."""
+    wanted = frozenset(keys)
+
+    def keep(entry: IndexEntry) -> bool:
+        return entry.id in wanted or entry.email in wanted or entry.username in wanted
+
+    return keep
+
+
+def _identity_snapshot(path: str) -> tuple[str, str] | None:
+    """`snapshot_of` for identity sources' snapshots only."""
+    found = snapshot_of(path)
+    return found if found is not None and found[1] == IDENTITY else None
+
+
 def _narrowable(policy: Policy | None) -> bool:
     """Whether the app's accounts can be found through the index of changed records:
     its match rules compare only fields the index names."""
@@ -137,25 +154,25 @@ def audit_person(
     if not identities:
         # Gone from every source's snapshot: their lines in history, through the index.
         query_keys = _keys((), query, policies)
-        found = repo.indexed_line_changes(query_keys, _index_keys(query_keys), [IDENTITIES])
+        found = repo.chosen_line_changes(
+            _index_keys(query_keys), _keeps(query_keys), query_keys, _identity_snapshot
+        )
         for change in found:
             record = change.after or change.before or {}
             if identity_matches(record, query, all_aliases):
                 identities[(change.system, change.record_id)] = dict(record)
 
-    # 2. Every snapshot line that can be theirs: the commits whose index of changed
-    # records names them (or that carry no index), diffed in one pass.
+    # 2. Every snapshot line that can be theirs: the records the index of changed
+    # records names with one of their keys (and every commit with no index), read whole.
     keys = _keys(identities.values(), query, policies)
     present = set(repo.files("state/apps"))
-    narrowed = [IDENTITIES]
     fallback = []
     sharded = set()
     for app in apps:
         single = f"state/apps/{app}/accounts.yaml"
         if _narrowable(_policy(settings, app)):
-            # Both forms: the index names the commit, whichever file it changed.
-            narrowed += [single, f"state/apps/{app}/accounts"]
-        elif single in present or not any(
+            continue
+        if single in present or not any(
             p.startswith(f"state/apps/{app}/accounts/") for p in present
         ):
             fallback.append(single)
@@ -168,7 +185,7 @@ def audit_person(
             keys, *(f"state/apps/{a}/accounts" for a in sharded), names_only=True
         ):
             fallback.append(name.split(":", 1)[1])
-    changes = repo.indexed_line_changes(keys, _index_keys(keys), narrowed, fallback)
+    changes = repo.chosen_line_changes(_index_keys(keys), _keeps(keys), keys, fallback=fallback)
 
     # 3. Keep the person's lines only, linked the way correlation links them.
     ids = {identity_id for _, identity_id in identities}
@@ -200,7 +217,8 @@ def audit_person(
         )
 
     account_ids = sorted({c.record_id for c in mine if c.kind == ACCOUNT})
-    journals = repo.journals(keys=account_ids) if account_ids else []
+    account_apps = sorted({c.system for c in mine if c.kind == ACCOUNT})
+    journals = repo.journals(*account_apps, keys=account_ids) if account_ids else []
     pending = repo.pending_plans()
     deadlines: dict[str, timedelta | None] = {
         app: p.deadline for app in apps if (p := _policy(settings, app))

@@ -9,10 +9,12 @@ with `git grep -l` at HEAD before any is parsed.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -22,7 +24,7 @@ import orjson
 
 from reconciler import snapshot, yamlio
 from reconciler.audit import indexed
-from reconciler.audit.indexed import LOG_FORMAT
+from reconciler.audit.indexed import LOG_FORMAT, IndexedCommit
 from reconciler.audit.timeline import (
     ACCOUNT,
     IDENTITY,
@@ -31,13 +33,16 @@ from reconciler.audit.timeline import (
     JournalAction,
     LineChange,
     PendingPlan,
+    count_changes,
 )
-from reconciler.changeindex import HEADER_PATTERN, IndexEntry, untoken
+from reconciler.changeindex import HEADER_PATTERN, IndexEntry
 from reconciler.clock import read_time
 from reconciler.errors import GitError, YamlError
 from reconciler.git import Git, batch_contents
 
 STATE = "state"
+IDENTITIES_DIR = "state/identities"
+APPS_DIR = "state/apps"
 _COMMIT_MARK = b"\x00C\x00"
 _ERE_SPECIAL = re.compile(r"([.^$*+?()\[\]{}|\\])")
 
@@ -144,6 +149,35 @@ def indexed_changes(
     indexed records it keeps (`indexed.parse`). `run(*args, stdin=bytes)` runs git and
     returns its output.
     """
+    return [
+        change
+        for _, changes in _snapshot_commits(run, paths, keys, rev, keep)
+        for change in (changes if isinstance(changes, list) else changes.line_changes())
+    ]
+
+
+def indexed_counts(
+    run: Callable[..., bytes], paths: Sequence[str], rev: str = "HEAD"
+) -> list[tuple[Commit, dict[str, int]]]:
+    """Every commit that changed snapshot lines in `paths`, oldest first, with how many
+    records it added, removed and changed: counted from the index of changed records
+    (no record is built), diffed where a commit carries none."""
+    return [
+        (commit, count_changes(changes) if isinstance(changes, list) else changes.counts())
+        for commit, changes in _snapshot_commits(run, paths, (), rev, None)
+        if (changes if isinstance(changes, list) else changes.entries)
+    ]
+
+
+def _snapshot_commits(
+    run: Callable[..., bytes],
+    paths: Sequence[str],
+    keys: Sequence[str],
+    rev: str,
+    keep: Callable[[IndexEntry], bool] | None,
+) -> list[tuple[Commit, IndexedCommit | list[LineChange]]]:
+    """The commits `indexed_changes` reads, oldest first: each indexed one as its index
+    names it, each other one with the line changes its diff holds."""
     if keys:
         named = [f"--grep={key}" for key in sorted(set(keys))]
         out = run("log", rev, *LOG_FORMAT, "-F", "-i", *named, "--", *paths)
@@ -154,18 +188,24 @@ def indexed_changes(
     else:
         out, bare = run("log", rev, *LOG_FORMAT, "--", *paths), b""
     found = indexed.parse(out, snapshot_of, keep)
+    read: list[tuple[Commit, IndexedCommit | list[LineChange]]] = [
+        (named_commit.commit, named_commit) for named_commit in found.commits
+    ]
     to_diff = [*found.unindexed, *(s for s in bare.decode().split() if s)]
     if not to_diff:
-        return list(found.changes)
+        return read
     diffed = run(
         "log", "--no-walk=unsorted", "--stdin", *CHANGED_LINES, *paths,
         stdin="".join(f"{sha}\n" for sha in dict.fromkeys(to_diff)).encode(),
     )  # fmt: skip
-    changes = [*found.changes, *parse_log(diffed)]
+    by_commit: dict[str, tuple[Commit, list[LineChange]]] = {}
+    for change in parse_log(diffed):
+        by_commit.setdefault(change.commit.sha, (change.commit, []))[1].append(change)
+    read += by_commit.values()
     # One order for both: the walk's (commits of one second keep their order).
     walk = run("log", rev, "--format=%H", "--", *paths).decode().split()
     position = {sha: index for index, sha in enumerate(reversed(walk))}
-    return sorted(changes, key=lambda c: position.get(c.commit.sha, -1))
+    return sorted(read, key=lambda item: position.get(item[0].sha, -1))
 
 
 _PLAN_ID = re.compile(r"^Plan-Id:\s*([0-9a-f]{8,64})\s*$", re.MULTILINE)
@@ -219,6 +259,19 @@ class AuditRepository:
         self.git = self.repo.git
         self.rev = rev
         self.until = until
+        self._commit_graph()
+
+    def _commit_graph(self) -> None:
+        """Bring git's commit-graph, with its changed-path Bloom filters, up to the
+        commits there are now (only new commits cost anything). A walk limited to a
+        few paths then skips the tree of every commit that did not touch them: over a
+        year of history, seconds instead of tens. The file is git's own, derived from
+        the commits and checked by git; a repository that cannot be written (read-only,
+        or another writer holds the lock) is read without it, only slower."""
+        with contextlib.suppress(git.GitCommandError):
+            self.git.execute(
+                ["git", "commit-graph", "write", "--reachable", "--changed-paths", "--split"]
+            )
 
     def _run(self, *args: str, stdin: bytes | None = None) -> bytes:
         try:
@@ -276,80 +329,114 @@ class AuditRepository:
         # which a sort on commit times alone cannot give for commits of the same second.
         return list(parse_log(out, [k.lower() for k in keys]))[::-1]
 
-    def indexed_line_changes(
+    def chosen_line_changes(
         self,
-        keys: Sequence[str],
         index_keys: Sequence[str],
-        narrowed: Sequence[str],
+        keep: Callable[[IndexEntry], bool],
+        keys: Sequence[str],
+        locate: Callable[[str], tuple[str, str] | None] = snapshot_of,
         fallback: Sequence[str] = (),
-        rev: str | None = None,
     ) -> list[LineChange]:
-        """What `line_changes(keys, narrowed + fallback)` finds, diffing only the commits
-        that can hold such lines.
+        """Every change to a snapshot line of the records `keep` keeps, oldest first,
+        with both versions read whole, reading no diff of any commit that carries an
+        index of changed records.
 
-        In `narrowed` paths those are the commits whose message names one of
-        `index_keys` (index tokens, `changeindex.search_text`) and the commits that carry
-        no index of changed records at all (hand edits, earlier releases); in `fallback`
-        paths (apps matched on a field the index does not hold) every commit. Only
-        messages are read to choose (`git log --grep`); then one `git log -G` reads the
-        chosen commits' changed lines, in the order a walk of `rev` gives them.
+        One `git log --grep` over the messages finds the commits whose index names one
+        of `index_keys` (index tokens, `changeindex.search_text`, as the index spells
+        them: ids as they are, emails and usernames normalised); `keep`
+        then picks the records among their entries (the same key as a substring of
+        another picks nothing), and each record's line is read from the file at the
+        commit and at its parent (`locate` says which snapshots count). Commits the
+        index cannot speak for (no index, a malformed one, hand edits of `state/`),
+        and in `fallback` paths (apps matched on a field the index does not hold) every
+        commit, are diffed by pickaxe on `keys` instead. The walks run side by side.
         """
-        paths = [*narrowed, *fallback]
-        if not keys or not paths:
-            return []
-        walk = rev or self.rev
-
-        def shas(*select: str) -> list[str]:
-            return self._run("log", walk, "--format=%H", *select).decode().split()
-
-        named = [f"--grep={key}" for key in sorted(set(index_keys)) if key]
-        chosen: list[str] = []
-        shards: set[str] = set()  # of the records the chosen indexes name with a key
-        if named:
-            out = self._run(
-                "log", walk, "--format=%x1e%H%x00%B", "-F", "-i", *named, "--", *narrowed
-            )
-            needles = [key.lower().encode() for key in index_keys if key]
-            for chunk in out.split(b"\x1e")[1:]:
-                sha, _, body = chunk.partition(b"\x00")
-                chosen.append(sha.decode())
-                for line in body.split(b"\n"):
-                    lowered = line.lower()
-                    if line[:2] in (b"- ", b"+ ") and any(n in lowered for n in needles):
-                        shards.add(snapshot.shard_of(untoken(line.split(b" ")[1].decode())))
-        extra = shas("--invert-grep", f"--grep={HEADER_PATTERN}", "--", *narrowed)
+        needles = sorted({key for key in index_keys if key})
+        walks = [
+            ("log", self.rev, *LOG_FORMAT, "-F", *(f"--grep={key}" for key in needles)),
+            ("log", self.rev, "--format=%H", "--invert-grep", f"--grep={HEADER_PATTERN}",
+             "--", STATE),
+        ]  # fmt: skip
         if fallback:
-            extra += shas("--", *fallback)
-        if extra:
-            # Two lists of commits: one walk puts them in one order.
-            wanted = {*chosen, *extra}
-            chosen = [sha for sha in shas("--", *paths) if sha in wanted]
-        if not chosen:
-            return []
-        if not extra:
-            # Every chosen commit is indexed: a sharded app's lines of the person are in
-            # the shards of the records its index names, not in the other 255.
-            paths = [
-                shard
-                for path in paths
-                for shard in (
-                    [f"{path}/{name}.yaml" for name in sorted(shards)]
-                    if path.endswith("/accounts")
-                    else [path]
-                )
-            ]
+            walks.append(("log", self.rev, "--format=%H", "--", *fallback))
+        with ThreadPoolExecutor(len(walks)) as pool:
+            named, bare, *others = pool.map(lambda args: self._run(*args), walks)
+        found = indexed.parse(named, locate, keep, needles)
+        to_diff = dict.fromkeys([*found.unindexed, *bare.decode().split()])
+        to_diff.update(dict.fromkeys(others[0].decode().split() if others else ()))
+        changes: list[LineChange] = []
+        for named_commit in found.commits:
+            read = self._read_versions(named_commit)
+            if read is None:
+                to_diff[named_commit.commit.sha] = None  # a line not where the tool puts it
+            else:
+                changes += read
+        if not to_diff:
+            return changes
+        diffed = self._pickaxe(list(to_diff), keys, [IDENTITIES_DIR, APPS_DIR, *fallback])
+        if not diffed:
+            return changes
+        done = {c.commit.sha for c in diffed}
+        changes = [c for c in changes if c.commit.sha not in done] + diffed
+        # One order for both: the walk's (commits of one second keep their order).
+        walk = self._run("log", self.rev, "--format=%H", "--", STATE).decode().split()
+        position = {sha: index for index, sha in enumerate(reversed(walk))}
+        return sorted(changes, key=lambda c: position.get(c.commit.sha, -1))
+
+    def _pickaxe(
+        self, shas: Sequence[str], keys: Sequence[str], paths: Sequence[str]
+    ) -> list[LineChange]:
+        """The line changes holding one of `keys` (any case) in `paths` of the commits
+        `shas`, oldest first."""
         pattern = "|".join(ere_escape(k) for k in sorted(set(keys)))
         out = self._run(
-            "log",
-            "--no-walk=unsorted",
-            "--stdin",
-            "-i",
-            f"-G{pattern}",
-            *CHANGED_LINES,
-            *paths,
-            stdin="".join(f"{sha}\n" for sha in chosen).encode(),
-        )
+            "log", "--no-walk=unsorted", "--stdin", "-i", f"-G{pattern}", *CHANGED_LINES,
+            *paths, stdin="".join(f"{sha}\n" for sha in shas).encode(),
+        )  # fmt: skip
         return list(parse_log(out, [k.lower() for k in keys]))[::-1]
+
+    def _read_versions(self, named: IndexedCommit) -> list[LineChange] | None:
+        """The records an indexed commit names, each version read whole from its
+        snapshot line at the commit and at its parent; None if a version the index
+        names is not on a line of its own where the tool writes it."""
+        found = []
+        for change in named.line_changes():
+            versions: list[dict[str, Any] | None] = []
+            for rev, named_version in ((f"{named.commit.sha}^", change.before),
+                                       (named.commit.sha, change.after)):  # fmt: skip
+                record = self._line(rev, named.system, named.kind, change.record_id)
+                if (record is None) != (named_version is None):
+                    return None
+                versions.append(record)
+            before, after = versions
+            if before != after:
+                found.append(replace(change, before=before, after=after))
+        return found
+
+    def _line(self, rev: str, system: str, kind: str, record_id: str) -> dict[str, Any] | None:
+        """The record `record_id` of a snapshot at `rev`, read from its line (each line
+        is `- ` and the record as JSON, its id first); None if no line holds it."""
+        if kind == IDENTITY:
+            paths = [f"{IDENTITIES_DIR}/{system}.yaml"]
+        else:
+            shard = snapshot.shard_of(record_id)
+            paths = [
+                f"{APPS_DIR}/{system}/accounts/{shard}.yaml",
+                f"{APPS_DIR}/{system}/accounts.yaml",
+            ]
+        needle = b'\n- {"id":' + orjson.dumps(record_id) + b","
+        for path in paths:
+            try:
+                _, _, _, data = self.git.get_object_data(f"{rev}:{path}")
+            except ValueError:
+                continue  # no such file at `rev`
+            at = data.find(needle)
+            if at < 0:
+                continue
+            end = data.find(b"\n", at + 1)
+            record = _record(data[at + 1 : end if end >= 0 else len(data)])
+            return record if record is not None and record["id"] == record_id else None
+        return None
 
     def indexed_changes(
         self,
@@ -360,6 +447,10 @@ class AuditRepository:
     ) -> list[LineChange]:
         """`indexed_changes` over this repository."""
         return indexed_changes(self._run, paths, keys, rev or self.rev, keep)
+
+    def indexed_counts(self, paths: Sequence[str]) -> list[tuple[Commit, dict[str, int]]]:
+        """`indexed_counts` over this repository."""
+        return indexed_counts(self._run, paths, self.rev)
 
     def snapshot_commits(self, paths: Sequence[str]) -> list[tuple[Commit, list[LineChange]]]:
         """Every commit that changed `paths`, with every line it changed (an app's
@@ -424,23 +515,22 @@ class AuditRepository:
 
     # --- journals and plans -----------------------------------------------------------
 
-    def journals(self, app: str | None = None, keys: Sequence[str] | None = None) -> list[Journal]:
-        """The apply journals at HEAD (of `app`, or all), only those mentioning one of
+    def journals(self, *apps: str, keys: Sequence[str] | None = None) -> list[Journal]:
+        """The apply journals at HEAD (of `apps`, or all), only those mentioning one of
         `keys` when given. A fixed number of git processes however many there are: one
-        reads every file, one finds the commit that added each, one the plans' commits."""
-        where = f"history/{app}" if app else "history"
+        reads every file, one finds the commit that added each, one the plans' commits;
+        each walk limited to the paths that can answer it."""
+        where = [f"history/{app}" for app in apps] or ["history"]
         if keys is not None:
-            paths = self.grep(keys, where, names_only=True)
+            paths = self.grep(keys, *where, names_only=True)
             paths = [p.split(":", 1)[1] for p in paths]
         else:
-            paths = self.files(where)
+            paths = self.files(*where)
         paths = sorted(p for p in paths if p.endswith(".yaml"))
         if not paths:
             return []
         contents = self.blobs(self.rev, paths)
-        added = self.added(where)
-        proposed = self.plan_commits()
-        journals = []
+        read: dict[str, dict[str, Any]] = {}
         for path in paths:
             raw = contents.get(path)
             try:
@@ -448,9 +538,18 @@ class AuditRepository:
             except YamlError:
                 data = None
             if isinstance(data, dict):
-                plan = proposed.get(str(data.get("plan", "")))
-                journals.append(_journal(path, data, added.get(path), plan))
-        return journals
+                read[path] = data
+        plans = {str(data.get("plan", "")) for data in read.values()} if keys is not None else None
+        with ThreadPoolExecutor(2) as pool:  # two walks, side by side
+            adding = pool.submit(self.added, paths if keys is not None else where)
+            proposing = pool.submit(
+                self.plan_commits, [f"plans/{app}.yaml" for app in apps] or ["plans"], plans
+            )
+            added, proposed = adding.result(), proposing.result()
+        return [
+            _journal(path, data, added.get(path), proposed.get(str(data.get("plan", ""))))
+            for path, data in read.items()
+        ]
 
     def blobs(self, rev: str, paths: Sequence[str]) -> dict[str, bytes]:
         """The files `paths` at `rev`, read by one `git cat-file --batch`."""
@@ -459,11 +558,12 @@ class AuditRepository:
         )
         return batch_contents(out, paths)
 
-    def added(self, where: str) -> dict[str, Commit]:
-        """The commit that added each file under `where` (the last, if added again)."""
+    def added(self, where: Sequence[str]) -> dict[str, Commit]:
+        """The commit that added each file in or under `where` (the last, if added
+        again)."""
         out = self._run(
             "log", self.rev, "--diff-filter=A", "--name-only", "--no-renames",
-            "--format=%x1e%H%x00%ct%x00%s", "--", where,
+            "--format=%x1e%H%x00%ct%x00%s", "--", *where,
         )  # fmt: skip
         found: dict[str, Commit] = {}
         for chunk in out.decode("utf-8", "replace").split("\x1e")[1:]:
@@ -475,17 +575,24 @@ class AuditRepository:
                     found.setdefault(name, commit)  # newest first: the last addition
         return found
 
-    def plan_commits(self) -> dict[str, Commit]:
-        """The first commit that proposed each plan id (its `Plan-Id:` trailer)."""
+    def plan_commits(
+        self, where: Sequence[str] = ("plans",), plans: Iterable[str] | None = None
+    ) -> dict[str, Commit]:
+        """The first commit that proposed each plan id (its `Plan-Id:` trailer) by
+        adding or changing a plan file in or under `where`; only of `plans` when given.
+
+        Only the messages of such commits are read: the applies that remove a plan
+        carry the index of changed records, which a `--grep` would read through."""
         out = self._run(
-            "log", self.rev, "--no-merges", "--full-history", "--format=%x1e%H%x00%ct%x00%s%x00%B",
-            "--grep=^Plan-Id:", "--", "plans",
+            "log", self.rev, "--no-merges", "--full-history", "--diff-filter=AM",
+            "--format=%x1e%H%x00%ct%x00%s%x00%B", "--", *where,
         )  # fmt: skip
+        wanted = None if plans is None else set(plans)
         found: dict[str, Commit] = {}
         for chunk in out.decode("utf-8", "replace").split("\x1e")[1:]:
             sha, stamp, subject, body = chunk.split("\x00", 3)
             plan = _PLAN_ID.search(body)
-            if plan:
+            if plan and (wanted is None or plan.group(1) in wanted):
                 commit = Commit(sha, datetime.fromtimestamp(int(stamp), UTC), subject)
                 found[plan.group(1)] = commit  # newest first: the first proposal wins
         return found

@@ -631,7 +631,7 @@ def count_changes(changes: Iterable[LineChange]) -> dict[str, int]:
 
 def app_timeline(
     app: str,
-    snapshot_commits: Sequence[tuple[Commit, Sequence[LineChange]]],
+    snapshot_commits: Sequence[tuple[Commit, Mapping[str, int]]],
     plan_commits: Sequence[tuple[Commit, str]],
     journals: Sequence[Journal],
     pending: Sequence[PendingPlan],
@@ -641,12 +641,11 @@ def app_timeline(
 ) -> tuple[Event, ...]:
     """Every import, plan, approval and applied action of one app, in time order.
 
-    `snapshot_commits` are the commits that changed the app's accounts with their line
-    changes; `plan_commits` the commits that proposed or updated its plan, with the plan
-    id each carried."""
+    `snapshot_commits` are the commits that changed the app's accounts with how many
+    they added, removed and changed (`count_changes`); `plan_commits` the commits that
+    proposed or updated its plan, with the plan id each carried."""
     events: list[Event] = []
-    for commit, changes in snapshot_commits:
-        counts = count_changes(c for c in changes if c.system == app)
+    for commit, counts in snapshot_commits:
         shown = ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "no account lines"
         kind = commit.subject.split(" ", 1)[0] if commit.subject else "commit"
         kind = kind if kind in ("import", "apply") else "edit"

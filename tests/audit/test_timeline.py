@@ -14,6 +14,7 @@ from reconciler.audit.timeline import (
     JournalAction,
     LineChange,
     PendingPlan,
+    count_changes,
     describe,
     detections,
     gone_since,
@@ -278,19 +279,12 @@ def test_app_timeline_counts_each_import_and_orders_the_cycle():
 
     imported = commit(0, "import wiki: 2 new")
     applied_commit = commit(30, "apply wiki: disabled 1 of 1 accounts")
-    snapshots = [
-        (
-            imported,
-            [
-                LineChange(imported, "wiki", ACCOUNT, "a1", None, account()),
-                LineChange(imported, "wiki", ACCOUNT, "a2", None, account(id="a2")),
-            ],
-        ),
-        (
-            applied_commit,
-            [LineChange(applied_commit, "wiki", ACCOUNT, "a1", account(), account("disabled"))],
-        ),
+    imports = [
+        LineChange(imported, "wiki", ACCOUNT, "a1", None, account()),
+        LineChange(imported, "wiki", ACCOUNT, "a2", None, account(id="a2")),
     ]
+    disabled = [LineChange(applied_commit, "wiki", ACCOUNT, "a1", account(), account("disabled"))]
+    snapshots = [(imported, count_changes(imports)), (applied_commit, count_changes(disabled))]
     events = app_timeline(
         "wiki",
         snapshots,
