@@ -199,6 +199,12 @@ def parse(message: str, containing: Sequence[str] = ()) -> frozenset[IndexEntry]
     Raises MalformedIndex when the last paragraph starts with the header but a line
     after it is not `<-|+> <id> <email> <username> <status>` in index tokens.
     """
+    lines = lines_of(message, containing)
+    return None if lines is None else frozenset(entry(line) for line in lines)
+
+
+def lines_of(message: str, containing: Sequence[str] = ()) -> list[str] | None:
+    """The lines of `parse`'s index, checked but not decoded (`entry` decodes one)."""
     _, found, lines = _split(message)
     if not found:
         return None
@@ -210,14 +216,20 @@ def parse(message: str, containing: Sequence[str] = ()) -> frozenset[IndexEntry]
                     f"line {number} of the index is not `<-|+> <id> <email> <username> <status>`"
                 )
     if containing:
-        lines = [line for line in lines if any(text in line for text in containing)]
-    entries = []
-    for line in lines:
-        side, record_id, email, username, status = line.split(" ")
-        entries.append(
-            IndexEntry(side, untoken(record_id), untoken(email), untoken(username), untoken(status))
-        )
-    return frozenset(entries)
+        return [line for line in lines if any(text in line for text in containing)]
+    return lines
+
+
+def entry(line: str) -> IndexEntry:
+    """The entry of one index line that `lines_of` checked."""
+    side, record_id, email, username, status = line.split(" ")
+    return IndexEntry(side, untoken(record_id), untoken(email), untoken(username), untoken(status))
+
+
+def id_token(line: str) -> str:
+    """The record id of one checked index line, still encoded (the encoding is one to
+    one, so equal tokens are equal ids)."""
+    return line.split(" ", 2)[1]
 
 
 def index_matches(message: str, line_changes: Sequence[Versioned]) -> list[str]:
@@ -254,7 +266,10 @@ __all__ = [
     "IndexEntry",
     "MalformedIndex",
     "entries_of",
+    "entry",
+    "id_token",
     "index_matches",
+    "lines_of",
     "of_account_diff",
     "of_changes",
     "paragraph",

@@ -24,6 +24,10 @@ class YamlError(ReconcilerError):
         text = f"{path}:{line}:{column}: {message}"
         super().__init__(f"{text}\n  hint: {hint}" if hint else text)
 
+    def __reduce__(self) -> tuple[type[YamlError], tuple[str, int, int, str, str]]:
+        # Rebuilt from its fields, as a worker process sends it back (`parallel`).
+        return (type(self), (self.path, self.line, self.column, self.message, self.hint))
+
 
 class SnapshotError(ReconcilerError):
     """A snapshot file in the access repo is unreadable."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from reconciler.audit.repository import AuditRepository
@@ -29,21 +30,25 @@ def audit_app(
             "and the repository holds no snapshot or history of it"
         )
     accounts = [f"state/apps/{app}/accounts.yaml", f"state/apps/{app}/accounts"]
-    plan_commits = []
-    for commit, message in repo.commits(
-        f"plans/{app}.yaml", extra=["--all", "--no-merges", "--full-history"]
-    ):
-        found = _PLAN_ID.search(message)
-        if found:
-            plan_commits.append((commit, found.group(1)))
-    return app_timeline(
-        app,
+    with ThreadPoolExecutor(2) as pool:  # git walks while messages and journals are parsed
         # Counted from the index of changed records each commit carries (commits
         # without one are diffed), so a year of a big app is read from messages.
-        repo.indexed_counts(accounts),
-        plan_commits,
-        repo.journals(app),
-        repo.pending_plans(app),
-        since=since,
-        until=until,
-    )
+        imports = pool.submit(repo.indexed_counts, accounts)
+        proposals = pool.submit(
+            repo.commits, f"plans/{app}.yaml", extra=["--all", "--no-merges", "--full-history"]
+        )
+        journals = repo.journals(app)
+        plan_commits = []
+        for commit, message in proposals.result():
+            found = _PLAN_ID.search(message)
+            if found:
+                plan_commits.append((commit, found.group(1)))
+        return app_timeline(
+            app,
+            imports.result(),
+            plan_commits,
+            journals,
+            repo.pending_plans(app),
+            since=since,
+            until=until,
+        )

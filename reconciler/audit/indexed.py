@@ -30,12 +30,16 @@ LOG_FORMAT = ("--format=%x1e%H%x00%ct%x00%s%x00%B%x00", "--name-only", "--no-ren
 @dataclass(frozen=True)
 class IndexedCommit:
     """One snapshot commit as its index names it: the versions of the records it
-    changed in one system's snapshot."""
+    changed in one system's snapshot, as checked index lines (decoded when asked)."""
 
     commit: Commit
     system: str
     kind: str
-    entries: frozenset[IndexEntry]
+    lines: tuple[str, ...]
+
+    @property
+    def entries(self) -> list[IndexEntry]:
+        return [changeindex.entry(line) for line in self.lines]
 
     def line_changes(self) -> list[LineChange]:
         """One line change per record, its before and after versions (partial records)."""
@@ -43,10 +47,10 @@ class IndexedCommit:
 
     def counts(self) -> dict[str, int]:
         """How many records the commit added, removed and changed (`count_changes`),
-        without building them."""
+        without decoding them."""
         sides: dict[str, set[str]] = {}
-        for entry in self.entries:
-            sides.setdefault(entry.id, set()).add(entry.side)
+        for line in self.lines:
+            sides.setdefault(changeindex.id_token(line), set()).add(line[0])
         counts = {"new": 0, "removed": 0, "changed": 0}
         for found in sides.values():
             counts["changed" if len(found) == 2 else "new" if AFTER in found else "removed"] += 1
@@ -122,21 +126,22 @@ def parse(
         if not systems:
             continue  # only meta or role files: no snapshot lines
         try:
-            entries = changeindex.parse(body.decode("utf-8", "replace"), containing)
+            lines = changeindex.lines_of(body.decode("utf-8", "replace"), containing)
         except MalformedIndex:
-            entries = None
-        if entries is None or len(systems) != 1:
+            lines = None
+        if lines is None or len(systems) != 1:
             unindexed.append(sha)
             continue
         ((system, kind),) = systems
         if keep is not None:
-            wanted = {entry.id for entry in entries if keep(entry)}
+            decoded = [(line, changeindex.entry(line)) for line in lines]
+            wanted = {entry.id for _, entry in decoded if keep(entry)}
             if not wanted:
                 continue
-            entries = frozenset(entry for entry in entries if entry.id in wanted)
+            lines = [line for line, entry in decoded if entry.id in wanted]
         commit = Commit(
             sha, datetime.fromtimestamp(int(stamp), UTC), subject.decode("utf-8", "replace")
         )
-        found.append(IndexedCommit(commit, system, kind, entries))
+        found.append(IndexedCommit(commit, system, kind, tuple(lines)))
     # git walks newest first; the commits are wanted in the order they happened.
     return Indexed(tuple(reversed(found)), tuple(unindexed), tuple(order))

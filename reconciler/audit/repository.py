@@ -22,7 +22,7 @@ from typing import Any
 import git
 import orjson
 
-from reconciler import snapshot, yamlio
+from reconciler import parallel, snapshot, yamlio
 from reconciler.audit import indexed
 from reconciler.audit.indexed import LOG_FORMAT, IndexedCommit
 from reconciler.audit.timeline import (
@@ -165,7 +165,7 @@ def indexed_counts(
     return [
         (commit, count_changes(changes) if isinstance(changes, list) else changes.counts())
         for commit, changes in _snapshot_commits(run, paths, (), rev, None)
-        if (changes if isinstance(changes, list) else changes.entries)
+        if (changes if isinstance(changes, list) else changes.lines)
     ]
 
 
@@ -529,27 +529,31 @@ class AuditRepository:
         paths = sorted(p for p in paths if p.endswith(".yaml"))
         if not paths:
             return []
-        contents = self.blobs(self.rev, paths)
-        read: dict[str, dict[str, Any]] = {}
-        for path in paths:
-            raw = contents.get(path)
-            try:
-                data = yamlio.load_bytes(raw, f"{path} at HEAD") if raw is not None else None
-            except YamlError:
-                data = None
-            if isinstance(data, dict):
-                read[path] = data
-        plans = {str(data.get("plan", "")) for data in read.values()} if keys is not None else None
-        with ThreadPoolExecutor(2) as pool:  # two walks, side by side
+        plan_files = [f"plans/{app}.yaml" for app in apps] or ["plans"]
+        with ThreadPoolExecutor(2) as pool:  # git walks while the journals are parsed
             adding = pool.submit(self.added, paths if keys is not None else where)
-            proposing = pool.submit(
-                self.plan_commits, [f"plans/{app}.yaml" for app in apps] or ["plans"], plans
-            )
+            proposing = None if keys is not None else pool.submit(self.plan_commits, plan_files)
+            read = self._journal_files(paths)
+            if proposing is None:
+                plans = {str(data.get("plan", "")) for data in read.values()}
+                proposing = pool.submit(self.plan_commits, plan_files, plans)
             added, proposed = adding.result(), proposing.result()
         return [
             _journal(path, data, added.get(path), proposed.get(str(data.get("plan", ""))))
             for path, data in read.items()
         ]
+
+    def _journal_files(self, paths: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The journals at `paths` at HEAD, parsed; a file that is no YAML mapping is
+        left out (`audit verify` names it)."""
+        contents = self.blobs(self.rev, paths)
+        found = [path for path in paths if path in contents]
+        loaded = parallel.read_all(
+            yamlio.load_bytes, [(contents[path], f"{path} at HEAD") for path in found]
+        )
+        return {
+            path: data for path, data in zip(found, loaded, strict=True) if isinstance(data, dict)
+        }
 
     def blobs(self, rev: str, paths: Sequence[str]) -> dict[str, bytes]:
         """The files `paths` at `rev`, read by one `git cat-file --batch`."""

@@ -26,14 +26,14 @@ GitHub.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 import git as gitpython
 
-from reconciler import snapshot, yamlio
+from reconciler import parallel, snapshot, yamlio
 from reconciler.errors import ApprovalError, GitError, PlanError, ReconcilerError
 from reconciler.forge.local import parse_approvers, require_plan_only
 from reconciler.git import Commit, Git, batch_contents
@@ -455,6 +455,8 @@ class Verifier:
     def _prefetch(self, steps: Sequence[Step]) -> None:
         """Read the plans, journals and meta files the walk will read, all at once."""
         wanted = []
+        plans: dict[str, str] = {}  # blob -> path
+        journals: dict[str, str] = {}
         for step in steps:
             for path, change in step.changes.items():
                 small = path.startswith((f"{PLAN_DIR}/", f"{HISTORY_DIR}/")) or (
@@ -464,7 +466,31 @@ class Verifier:
                     wanted.append(change.new)
                 elif small and change.old is not None and path.startswith(f"{PLAN_DIR}/"):
                     wanted.append(change.old)  # a removed plan is parsed
+                if not path.endswith(".yaml"):
+                    continue
+                if path.startswith(f"{PLAN_DIR}/"):
+                    plans.update((blob, path) for blob in (change.old, change.new) if blob)
+                elif path.startswith(f"{HISTORY_DIR}/") and change.new is not None:
+                    journals[change.new] = path
         self._small = read_blobs(self.git, wanted)
+        # Parsed on every core now; what fails is parsed again where the walk meets
+        # it, so its error names the commit as the walk names it.
+        self._read_ahead(plans, parse_plan, self._plan_files)
+        self._read_ahead(journals, yamlio.load_bytes, self._yaml)
+
+    def _read_ahead(
+        self,
+        blobs: Mapping[str, str],
+        read: Callable[[bytes, str], Any],
+        into: dict[str, Any],
+    ) -> None:
+        """`read` of each of `blobs` (blob id -> path) that was prefetched, kept in
+        `into` by blob id when it succeeds."""
+        found = [blob for blob in blobs if blob in self._small]
+        results = parallel.read_all(read, [(self._small[blob], blobs[blob]) for blob in found])
+        for blob, result in zip(found, results, strict=True):
+            if not isinstance(result, ReconcilerError):
+                into[blob] = result
 
     def read(self, blob: str) -> bytes:
         data = self._small.get(blob)
