@@ -3,17 +3,23 @@
 A year of history holds tens of thousands of plans and journals (100 MB of YAML), and
 the strict reader (`yamlio`) and the schema checks spend their time in Python: one core
 reads about 3 MB a second. A batch big enough to pay for starting workers is split
-between this process and workers started fresh (`spawn`: nothing of this process is
-copied into them, so threads waiting on git here do not matter). Each document is read
-by the same function, so with the same result or the same error, as it would be here.
+between this process and workers started fresh (`python -m reconciler.parallel`:
+nothing of this process is copied into them or run again in them, so neither threads
+waiting on git here nor the caller's own main module matter). Each document is read by
+the same function, so with the same result or the same error, as it would be here.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import contextlib
 import os
+import pickle
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 from reconciler.errors import ReconcilerError
@@ -48,13 +54,59 @@ def read_all(
     parts = _split(documents, count)
     if len(parts) < 2:
         return _read_here(read, documents)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(len(parts) - 1, mp_context=context) as pool:
-        elsewhere = [pool.submit(_read_here, read, part) for part in parts[1:]]
+    with (
+        tempfile.TemporaryDirectory(prefix="reconciler-") as scratch,
+        contextlib.ExitStack() as held,
+    ):
+        started = [
+            _start(read, part, Path(scratch) / str(number), held)
+            for number, part in enumerate(parts[1:])
+        ]
         found = _read_here(read, parts[0])
-        for future in elsewhere:
-            found += future.result()
+        for worker, part in zip(started, parts[1:], strict=True):
+            found += _results(worker, read, part)
     return found
+
+
+@dataclass
+class _Worker:
+    process: subprocess.Popen[bytes] | None  # None: it could not be started
+    answer: Path  # where it writes what it read
+
+
+def _start(
+    read: Callable[[bytes, str], T],
+    documents: Sequence[Document],
+    scratch: Path,
+    held: contextlib.ExitStack,
+) -> _Worker:
+    """A worker process reading `documents` with `read` (pickled, by its module and
+    name), through files named from `scratch`: nothing here has to feed it while this
+    process reads its own share. `held` stops the worker if this process stops waiting
+    for it."""
+    sent, answer = scratch.with_suffix(".in"), scratch.with_suffix(".out")
+    sent.write_bytes(pickle.dumps((read, list(documents)), protocol=pickle.HIGHEST_PROTOCOL))
+    with sent.open("rb") as feed, answer.open("wb") as out:
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", __name__], stdin=feed, stdout=out, stderr=subprocess.DEVNULL
+            )
+        except OSError:
+            return _Worker(None, answer)
+    held.callback(process.wait)
+    held.callback(process.kill)
+    return _Worker(process, answer)
+
+
+def _results(
+    worker: _Worker, read: Callable[[bytes, str], T], documents: Sequence[Document]
+) -> list[T | ReconcilerError]:
+    """What the worker read; a worker that failed (no memory, no interpreter) leaves
+    its documents to be read here."""
+    if worker.process is None or worker.process.wait() != 0:
+        return _read_here(read, documents)
+    results: list[T | ReconcilerError] = pickle.loads(worker.answer.read_bytes())
+    return results
 
 
 def _split(documents: Sequence[Document], count: int) -> list[Sequence[Document]]:
@@ -81,3 +133,13 @@ def _read_here(
         except ReconcilerError as exc:
             found.append(exc)
     return found
+
+
+def _work() -> None:
+    """A worker: read what `_start` sent on stdin, answer on stdout."""
+    read, documents = pickle.load(sys.stdin.buffer)
+    sys.stdout.buffer.write(pickle.dumps(_read_here(read, documents), pickle.HIGHEST_PROTOCOL))
+
+
+if __name__ == "__main__":
+    _work()

@@ -3,6 +3,9 @@ same errors, same order."""
 
 from __future__ import annotations
 
+import shutil
+import sys
+
 import pytest
 
 from reconciler import parallel, yamlio
@@ -41,6 +44,16 @@ def test_a_plan_error_comes_back_from_a_worker_as_it_is_raised_here(monkeypatch)
     assert all(isinstance(r, PlanError) for r in spread)
     assert as_compared(spread) == as_compared(here)
     assert "plans/b.yaml" in str(spread[1])
+
+
+@pytest.mark.parametrize("interpreter", ["false", "/nonexistent/python"])
+def test_a_worker_that_fails_leaves_its_documents_to_be_read_here(monkeypatch, interpreter):
+    monkeypatch.setattr(parallel, "PARALLEL_ABOVE", 0)
+    monkeypatch.setattr(sys, "executable", shutil.which(interpreter) or interpreter)
+    here = parallel.read_all(yamlio.load_bytes, documents(), workers=1)
+    assert as_compared(parallel.read_all(yamlio.load_bytes, documents(), workers=2)) == (
+        as_compared(here)
+    )
 
 
 def test_parts_are_consecutive_and_cover_every_document():

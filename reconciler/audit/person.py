@@ -83,7 +83,9 @@ def _keys(
     and normalised under each policy's domain aliases, with the aliased domains."""
     fields = {"id", "email", "username"}
     fields.update(rule.identity_field for policy in policies for rule in policy.match)
-    alias_sets: list[Mapping[str, str]] = [{}, *(p.domain_aliases for p in policies)]
+    # Each distinct set of domain aliases once (every app's policy is often the same).
+    distinct = {tuple(sorted(p.domain_aliases.items())) for p in policies if p.domain_aliases}
+    alias_sets: list[Mapping[str, str]] = [{}, *(dict(pairs) for pairs in sorted(distinct))]
     values = [query]
     for identity in identities:
         values += [str(identity.get(field) or "") for field in sorted(fields)]

@@ -690,11 +690,14 @@ class AuditRepository:
         """The commits of the main branch (first parents of HEAD) dated within
         [since, until], oldest first."""
         stamp = "%Y-%m-%d %H:%M:%S +0000"
-        found = self.commits(
-            extra=[
-                "--first-parent",
-                f"--since={since.strftime(stamp)}",
-                f"--until={until.strftime(stamp)}",
-            ]
-        )
-        return [c for c, _ in reversed(found) if since <= c.at <= until]
+        out = self._run(
+            "log", self.rev, "--first-parent", f"--since={since.strftime(stamp)}",
+            f"--until={until.strftime(stamp)}", "--format=%H%x00%ct%x00%s",
+        )  # fmt: skip
+        found = []
+        for line in out.decode("utf-8", "replace").splitlines():
+            sha, at, subject = line.split("\x00", 2)
+            commit = Commit(sha, datetime.fromtimestamp(int(at), UTC), subject)
+            if since <= commit.at <= until:
+                found.append(commit)
+        return found[::-1]
