@@ -226,6 +226,12 @@ def entry(line: str) -> IndexEntry:
     return IndexEntry(side, untoken(record_id), untoken(email), untoken(username), untoken(status))
 
 
+def tokens_of(values: Iterable[str]) -> frozenset[str]:
+    """`values` as index tokens, to compare with a line's tokens without decoding it
+    (the encoding is one to one); empty values are left out."""
+    return frozenset(token(value) for value in values if value)
+
+
 def id_token(line: str) -> str:
     """The record id of one checked index line, still encoded (the encoding is one to
     one, so equal tokens are equal ids)."""
@@ -276,6 +282,7 @@ __all__ = [
     "parse",
     "search_text",
     "token",
+    "tokens_of",
     "with_index",
     "without_index",
 ]

@@ -10,7 +10,8 @@ def utc_now() -> datetime:
 
 
 def timestamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """`2025-01-31T17:05:09Z`: the clock fields of `moment` (callers give UTC)."""
+    return moment.replace(tzinfo=None, microsecond=0).isoformat() + "Z"
 
 
 def read_time(value: object) -> datetime | None:

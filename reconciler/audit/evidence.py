@@ -13,13 +13,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from reconciler.audit.timeline import (
     Leaver,
@@ -574,7 +575,7 @@ def render(pack: EvidencePack) -> dict[str, bytes]:
         TERMINATIONS: to_csv(TERMINATION_COLUMNS, data["terminations"]),
         EXCEPTIONS: to_csv(EXCEPTION_COLUMNS, data["exceptions"]),
         SUMMARY: summary_markdown(pack),
-        DATA: (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
+        DATA: orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n",
     }
     files[MANIFEST] = manifest(pack, files)
     return files

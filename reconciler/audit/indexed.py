@@ -27,6 +27,11 @@ from reconciler.changeindex import AFTER, BEFORE, IndexEntry, MalformedIndex
 LOG_FORMAT = ("--format=%x1e%H%x00%ct%x00%s%x00%B%x00", "--name-only", "--no-renames")
 
 
+# Whether to keep a record, asked of one of its index lines split into its tokens
+# (`-`/`+`, id, email, username, status), still encoded (`changeindex.tokens_of`).
+Keep = Callable[[Sequence[str]], bool]
+
+
 @dataclass(frozen=True)
 class IndexedCommit:
     """One snapshot commit as its index names it: the versions of the records it
@@ -100,13 +105,14 @@ def changes_of(
 def parse(
     output: bytes,
     locate: Callable[[str], tuple[str, str] | None],
-    keep: Callable[[IndexEntry], bool] | None = None,
+    keep: Keep | None = None,
     containing: Sequence[str] = (),
 ) -> Indexed:
     """`git log LOG_FORMAT` output as line changes. `locate` gives a path's snapshot
     (system, kind), None for any other file. With `keep`, only the records one of whose
-    versions it keeps (both versions of those); with `containing` (index tokens), only
-    entries whose line holds one of them are read (`changeindex.parse`)."""
+    lines it keeps (both versions of those), asked with the line's tokens undecoded;
+    with `containing` (index tokens), only entries whose line holds one of them are
+    read (`changeindex.parse`)."""
     where: dict[str, tuple[str, str] | None] = {}
     found: list[IndexedCommit] = []
     unindexed: list[str] = []
@@ -134,11 +140,11 @@ def parse(
             continue
         ((system, kind),) = systems
         if keep is not None:
-            decoded = [(line, changeindex.entry(line)) for line in lines]
-            wanted = {entry.id for _, entry in decoded if keep(entry)}
+            split = [line.split(" ") for line in lines]
+            wanted = {tokens[1] for tokens in split if keep(tokens)}
             if not wanted:
                 continue
-            lines = [line for line, entry in decoded if entry.id in wanted]
+            lines = [line for line, tokens in zip(lines, split, strict=True) if tokens[1] in wanted]
         commit = Commit(
             sha, datetime.fromtimestamp(int(stamp), UTC), subject.decode("utf-8", "replace")
         )

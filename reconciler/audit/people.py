@@ -43,7 +43,7 @@ from reconciler.audit.timeline import (
     left_at_of,
     person_timeline,
 )
-from reconciler.changeindex import IndexEntry
+from reconciler.changeindex import tokens_of
 from reconciler.config import Settings
 from reconciler.correlate import normalise
 
@@ -121,8 +121,10 @@ def timelines(
         for key in keys:
             owners[key].add(who)
 
-    def theirs(entry: IndexEntry) -> bool:
-        return entry.email in owners or entry.username in owners
+    named = tokens_of(owners)
+
+    def theirs(tokens: Sequence[str]) -> bool:  # a leaver's email or username
+        return tokens[2] in named or tokens[3] in named
 
     paths = [
         p for app in apps for p in (f"state/apps/{app}/accounts.yaml", f"state/apps/{app}/accounts")

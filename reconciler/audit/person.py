@@ -3,15 +3,16 @@ timeline with the pure core."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 
+from reconciler.audit.indexed import Keep
 from reconciler.audit.repository import AuditRepository, snapshot_of
 from reconciler.audit.timeline import ACCOUNT, IDENTITY, LineChange, PersonTimeline, person_timeline
-from reconciler.changeindex import IndexEntry, search_text
+from reconciler.changeindex import search_text, tokens_of
 from reconciler.config import Policy, Settings
 from reconciler.correlate import normalise
 from reconciler.errors import ReconcilerError
@@ -104,13 +105,13 @@ def _index_keys(keys: Iterable[str]) -> list[str]:
     return sorted({search_text(key) for key in keys})
 
 
-def _keeps(keys: Iterable[str]) -> Callable[[IndexEntry], bool]:
-    """Whether an index entry is one of the person's versions: its id, email or
+def _keeps(keys: Iterable[str]) -> Keep:
+    """Whether an index line is one of the person's versions: its id, email or
     username is one of `keys` exactly (a key is also a substring of longer names)."""
-    wanted = frozenset(keys)
+    wanted = tokens_of(keys)
 
-    def keep(entry: IndexEntry) -> bool:
-        return entry.id in wanted or entry.email in wanted or entry.username in wanted
+    def keep(tokens: Sequence[str]) -> bool:
+        return tokens[1] in wanted or tokens[2] in wanted or tokens[3] in wanted
 
     return keep
 

@@ -24,7 +24,7 @@ import orjson
 
 from reconciler import parallel, snapshot, yamlio
 from reconciler.audit import indexed
-from reconciler.audit.indexed import LOG_FORMAT, IndexedCommit
+from reconciler.audit.indexed import LOG_FORMAT, IndexedCommit, Keep
 from reconciler.audit.timeline import (
     ACCOUNT,
     IDENTITY,
@@ -35,7 +35,7 @@ from reconciler.audit.timeline import (
     PendingPlan,
     count_changes,
 )
-from reconciler.changeindex import HEADER_PATTERN, IndexEntry
+from reconciler.changeindex import HEADER_PATTERN
 from reconciler.clock import read_time
 from reconciler.errors import GitError, YamlError
 from reconciler.git import Git, batch_contents
@@ -138,7 +138,7 @@ def indexed_changes(
     paths: Sequence[str],
     keys: Sequence[str] = (),
     rev: str = "HEAD",
-    keep: Callable[[IndexEntry], bool] | None = None,
+    keep: Keep | None = None,
 ) -> list[LineChange]:
     """Every change to the snapshot lines in `paths`, oldest first, read from the
     index of changed records (`audit.indexed`: partial records, id, email, username
@@ -174,7 +174,7 @@ def _snapshot_commits(
     paths: Sequence[str],
     keys: Sequence[str],
     rev: str,
-    keep: Callable[[IndexEntry], bool] | None,
+    keep: Keep | None,
 ) -> list[tuple[Commit, IndexedCommit | list[LineChange]]]:
     """The commits `indexed_changes` reads, oldest first: each indexed one as its index
     names it, each other one with the line changes its diff holds."""
@@ -332,7 +332,7 @@ class AuditRepository:
     def chosen_line_changes(
         self,
         index_keys: Sequence[str],
-        keep: Callable[[IndexEntry], bool],
+        keep: Keep,
         keys: Sequence[str],
         locate: Callable[[str], tuple[str, str] | None] = snapshot_of,
         fallback: Sequence[str] = (),
@@ -443,7 +443,7 @@ class AuditRepository:
         paths: Sequence[str],
         keys: Sequence[str] = (),
         rev: str | None = None,
-        keep: Callable[[IndexEntry], bool] | None = None,
+        keep: Keep | None = None,
     ) -> list[LineChange]:
         """`indexed_changes` over this repository."""
         return indexed_changes(self._run, paths, keys, rev or self.rev, keep)
