@@ -178,18 +178,21 @@ def _snapshot_commits(
 ) -> list[tuple[Commit, IndexedCommit | list[LineChange]]]:
     """The commits `indexed_changes` reads, oldest first: each indexed one as its index
     names it, each other one with the line changes its diff holds."""
+    walked, wanted = _walk_of(paths)
     if keys:
         named = [f"--grep={key}" for key in sorted(set(keys))]
-        out = run("log", rev, *LOG_FORMAT, "-F", "-i", *named, "--", *paths)
+        out = run("log", rev, *LOG_FORMAT, "-F", "-i", *named, "--", *walked)
         bare = run(
             "log", rev, "--format=%H", "--invert-grep", f"--grep={HEADER_PATTERN}",
-            "--", *paths,
+            "--", *walked,
         )  # fmt: skip
     else:
-        out, bare = run("log", rev, *LOG_FORMAT, "--", *paths), b""
+        out, bare = run("log", rev, *LOG_FORMAT, "--", *walked), b""
     found = indexed.parse(out, snapshot_of, keep)
     read: list[tuple[Commit, IndexedCommit | list[LineChange]]] = [
-        (named_commit.commit, named_commit) for named_commit in found.commits
+        (named_commit.commit, named_commit)
+        for named_commit in found.commits
+        if wanted(named_commit.system, named_commit.kind)
     ]
     to_diff = [*found.unindexed, *(s for s in bare.decode().split() if s)]
     if not to_diff:
@@ -203,9 +206,38 @@ def _snapshot_commits(
         by_commit.setdefault(change.commit.sha, (change.commit, []))[1].append(change)
     read += by_commit.values()
     # One order for both: the walk's (commits of one second keep their order).
-    walk = run("log", rev, "--format=%H", "--", *paths).decode().split()
+    walk = run("log", rev, "--format=%H", "--", *walked).decode().split()
     position = {sha: index for index, sha in enumerate(reversed(walk))}
     return sorted(read, key=lambda item: position.get(item[0].sha, -1))
+
+
+def _walk_of(paths: Sequence[str]) -> tuple[list[str], Callable[[str, str], bool]]:
+    """Pathspecs to walk `paths` with, and which (system, kind) snapshots they hold.
+
+    Git compares a few pathspecs quickly and a hundred slowly (a year of every app's
+    snapshot paths: 7.3 s, against 2.5 s for `state/apps`), so many snapshot paths are
+    walked as their top directories and the snapshots of other systems are left out
+    after. A commit that changed snapshots of two systems has no index to trust and
+    is diffed on `paths` alone."""
+    parts = [PurePosixPath(path).parts for path in paths]
+    every = {kind for p in parts if len(p) == 2 for kind in _KINDS.get(p, ())}
+    systems = {(p[2], ACCOUNT) for p in parts if p[:2] == (STATE, "apps") and len(p) > 2}
+    systems |= {
+        (PurePosixPath(p[2]).stem, IDENTITY)
+        for p in parts
+        if p[:2] == (STATE, "identities") and len(p) == 3
+    }
+
+    def wanted(system: str, kind: str) -> bool:
+        return kind in every or (system, kind) in systems
+
+    if len(paths) <= _FEW_PATHSPECS:
+        return list(paths), wanted
+    return sorted({"/".join(p[:2]) for p in parts}), wanted
+
+
+_FEW_PATHSPECS = 4
+_KINDS = {(STATE, "apps"): (ACCOUNT,), (STATE, "identities"): (IDENTITY,)}
 
 
 _PLAN_ID = re.compile(r"^Plan-Id:\s*([0-9a-f]{8,64})\s*$", re.MULTILINE)
