@@ -17,7 +17,7 @@ import pickle
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -48,24 +48,45 @@ def read_all(
 ) -> list[T | ReconcilerError]:
     """`read(raw, name)` of each document, or the ReconcilerError it raised, in the
     order given. `read` must be a module-level function (workers import it)."""
+    with reading(read, documents, workers=workers) as results:
+        return results()
+
+
+@contextlib.contextmanager
+def reading(
+    read: Callable[[bytes, str], T],
+    documents: Sequence[Document],
+    *,
+    workers: int | None = None,
+    meanwhile: bool = False,
+) -> Iterator[Callable[[], list[T | ReconcilerError]]]:
+    """`read_all`, started now and collected by calling what it yields, so that this
+    process can do other work while the workers read. `meanwhile`: the caller has work
+    of its own for this core, so every part goes to a worker (with one core to spare,
+    one worker reads them all)."""
     count = workers if workers is not None else cores()
-    if count < 2 or len(documents) < 2 or sum(len(r) for r, _ in documents) < PARALLEL_ABOVE:
-        return _read_here(read, documents)
-    parts = _split(documents, count)
-    if len(parts) < 2:
-        return _read_here(read, documents)
+    small = len(documents) < 2 or sum(len(raw) for raw, _ in documents) < PARALLEL_ABOVE
+    if count < 2 or small:
+        yield lambda: _read_here(read, documents)
+        return
+    parts = _split(documents, count - 1 if meanwhile else count)
+    here, there = ([], parts) if meanwhile else (parts[0], parts[1:])
     with (
         tempfile.TemporaryDirectory(prefix="reconciler-") as scratch,
         contextlib.ExitStack() as held,
     ):
         started = [
             _start(read, part, Path(scratch) / str(number), held)
-            for number, part in enumerate(parts[1:])
+            for number, part in enumerate(there)
         ]
-        found = _read_here(read, parts[0])
-        for worker, part in zip(started, parts[1:], strict=True):
-            found += _results(worker, read, part)
-    return found
+
+        def results() -> list[T | ReconcilerError]:
+            found = _read_here(read, here)
+            for worker, part in zip(started, there, strict=True):
+                found += _results(worker, read, part)
+            return found
+
+        yield results
 
 
 @dataclass

@@ -15,7 +15,7 @@ this way; for them `audit person` runs per person.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -97,8 +97,11 @@ def timelines(
     identity_changes: Sequence[LineChange],
     *,
     now: datetime,
+    journals: Callable[[], Sequence[Journal]] | None = None,
 ) -> list[tuple[Leaver, PersonTimeline]]:
-    """Each leaver's timeline, as `audit person` would give it, from one read."""
+    """Each leaver's timeline, as `audit person` would give it, from one read.
+    `journals` gives every journal (`repo.journals` when None: a caller that started
+    reading them earlier passes what collects them)."""
     apps = sorted(settings.config.apps)
     policies = {app: p for app in apps if (p := _policy(settings, app))}
     if not all(_narrowable(policies.get(app)) for app in apps):
@@ -141,7 +144,7 @@ def timelines(
                         candidates[who].append(change)
 
     journals_by_account: dict[tuple[str, str], list[Journal]] = defaultdict(list)
-    for journal in repo.journals():
+    for journal in (journals or repo.journals)():
         for action in journal.actions:
             journals_by_account[(journal.app, action.account_id)].append(journal)
     pending = repo.pending_plans()
@@ -164,15 +167,18 @@ def timelines(
                 mine.append(change)
         mine.sort(key=lambda c: c.commit.at)  # stable: each list is in commit order
         accounts = {(c.system, c.record_id) for c in mine if c.kind == ACCOUNT}
-        journals = {id(j): j for key in sorted(accounts) for j in journals_by_account.get(key, ())}
+        theirs_applied = {
+            id(j): j for key in sorted(accounts) for j in journals_by_account.get(key, ())
+        }
         timeline = person_timeline(
             leaver.identity_id,
             [c for c in mine if c.kind in (IDENTITY, ACCOUNT)],
-            list(journals.values()),
+            list(theirs_applied.values()),
             pending,
             sources=sources,
             deadlines=deadlines,
             now=now,
+            with_events=False,
         )
         found.append((leaver, timeline))
     return found

@@ -552,6 +552,16 @@ class AuditRepository:
         `keys` when given. A fixed number of git processes however many there are: one
         reads every file, one finds the commit that added each, one the plans' commits;
         each walk limited to the paths that can answer it."""
+        with self.journals_reading(*apps, keys=keys) as journals:
+            return journals()
+
+    @contextlib.contextmanager
+    def journals_reading(
+        self, *apps: str, keys: Sequence[str] | None = None, meanwhile: bool = False
+    ) -> Iterator[Callable[[], list[Journal]]]:
+        """`journals`, started now and collected by calling what it yields: the files
+        are parsed (`parallel.reading`, every part in workers when `meanwhile`) and the
+        walks run while the caller does other work."""
         where = [f"history/{app}" for app in apps] or ["history"]
         if keys is not None:
             paths = self.grep(keys, *where, names_only=True)
@@ -560,32 +570,34 @@ class AuditRepository:
             paths = self.files(*where)
         paths = sorted(p for p in paths if p.endswith(".yaml"))
         if not paths:
-            return []
-        plan_files = [f"plans/{app}.yaml" for app in apps] or ["plans"]
-        with ThreadPoolExecutor(2) as pool:  # git walks while the journals are parsed
-            adding = pool.submit(self.added, paths if keys is not None else where)
-            proposing = None if keys is not None else pool.submit(self.plan_commits, plan_files)
-            read = self._journal_files(paths)
-            if proposing is None:
-                plans = {str(data.get("plan", "")) for data in read.values()}
-                proposing = pool.submit(self.plan_commits, plan_files, plans)
-            added, proposed = adding.result(), proposing.result()
-        return [
-            _journal(path, data, added.get(path), proposed.get(str(data.get("plan", ""))))
-            for path, data in read.items()
-        ]
-
-    def _journal_files(self, paths: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The journals at `paths` at HEAD, parsed; a file that is no YAML mapping is
-        left out (`audit verify` names it)."""
+            yield list
+            return
         contents = self.blobs(self.rev, paths)
         found = [path for path in paths if path in contents]
-        loaded = parallel.read_all(
-            yamlio.load_bytes, [(contents[path], f"{path} at HEAD") for path in found]
-        )
-        return {
-            path: data for path, data in zip(found, loaded, strict=True) if isinstance(data, dict)
-        }
+        documents = [(contents[path], f"{path} at HEAD") for path in found]
+        plan_files = [f"plans/{app}.yaml" for app in apps] or ["plans"]
+        with (
+            parallel.reading(yamlio.load_bytes, documents, meanwhile=meanwhile) as loaded,
+            ThreadPoolExecutor(2) as pool,
+        ):
+            adding = pool.submit(self.added, paths if keys is not None else where)
+            proposing = None if keys is not None else pool.submit(self.plan_commits, plan_files)
+
+            def journals() -> list[Journal]:
+                pairs = zip(found, loaded(), strict=True)
+                read = {path: data for path, data in pairs if isinstance(data, dict)}
+                if proposing is None:  # only the plans of the journals read
+                    plans = {str(data.get("plan", "")) for data in read.values()}
+                    proposed = self.plan_commits(plan_files, plans)
+                else:
+                    proposed = proposing.result()
+                added = adding.result()
+                return [
+                    _journal(path, data, added.get(path), proposed.get(str(data.get("plan", ""))))
+                    for path, data in read.items()
+                ]
+
+            yield journals
 
     def blobs(self, rev: str, paths: Sequence[str]) -> dict[str, bytes]:
         """The files `paths` at `rev`, read by one `git cat-file --batch`."""

@@ -375,14 +375,17 @@ def evidence(options: EvidenceOptions) -> int:
             policies[name] = settings.policy_for(name)
         except ReconcilerError:
             continue  # an app no policy governs has no leavers to answer for
-    identities = identity_history(history)
-    people = timelines(
-        history,
-        settings,
-        period_leavers(history, identities, period.start, period.end),
-        identities,
-        now=as_of,
-    )
+    # The journals are parsed in workers while this process reads the indexes.
+    with history.journals_reading(meanwhile=True) as journals:
+        identities = identity_history(history)
+        people = timelines(
+            history,
+            settings,
+            period_leavers(history, identities, period.start, period.end),
+            identities,
+            now=as_of,
+            journals=journals,
+        )
     protected: dict[tuple[str, str], str] = {}
     for _, timeline in people:
         for account in timeline.accounts:

@@ -188,6 +188,16 @@ def test_failed_apply_is_no_removal_and_leaves_an_open_exception():
     assert exception.age == timedelta(hours=48) and exception.past_deadline is True
 
 
+def test_without_events_the_removals_and_exceptions_are_the_same():
+    for journals, now in (([journal(outcome="failed")], at(58)), ([journal(applied=30)], at(99))):
+        arguments = dict(sources={"wiki": "corp"}, deadlines={"wiki": None}, now=now)
+        full = person_timeline("bob", LEFT_AT_10, journals, [], **arguments)
+        lean = person_timeline("bob", LEFT_AT_10, journals, [], with_events=False, **arguments)
+        assert full.events and not lean.events
+        assert (lean.removals, lean.open_exceptions) == (full.removals, full.open_exceptions)
+        assert (lean.accounts, lean.identities) == (full.accounts, full.identities)
+
+
 @pytest.mark.parametrize(
     ("pending", "state"),
     [
