@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from reconciler import changeindex, report, snapshot, yamlio
-from reconciler.audit.repository import indexed_changes
+from reconciler.audit.changes import indexed_changes
 from reconciler.audit.timeline import gone_since
 from reconciler.clock import timestamp, utc_now
 from reconciler.config import Settings, SystemConfig

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from reconciler.audit.changes import snapshot_of
 from reconciler.audit.person import (
     IDENTITIES,
     UnknownPerson,
@@ -31,7 +32,7 @@ from reconciler.audit.person import (
     account_matches,
     audit_person,
 )
-from reconciler.audit.repository import AuditRepository, snapshot_of
+from reconciler.audit.repository import AuditRepository
 from reconciler.audit.timeline import (
     ACCOUNT,
     IDENTITY,

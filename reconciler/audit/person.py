@@ -9,8 +9,9 @@ from typing import Any
 
 import orjson
 
+from reconciler.audit.changes import snapshot_of
 from reconciler.audit.indexed import Keep
-from reconciler.audit.repository import AuditRepository, snapshot_of
+from reconciler.audit.repository import AuditRepository
 from reconciler.audit.timeline import ACCOUNT, IDENTITY, LineChange, PersonTimeline, person_timeline
 from reconciler.changeindex import search_text, tokens_of
 from reconciler.config import Policy, Settings

@@ -3,7 +3,8 @@ walking each path."""
 
 from __future__ import annotations
 
-from reconciler.audit.repository import AuditRepository, _walk_of
+from reconciler.audit.changes import walk_of
+from reconciler.audit.repository import AuditRepository
 from reconciler.audit.timeline import ACCOUNT, IDENTITY
 from reconciler.testing.access_repo import company
 from tests.audit.test_audit_person import cycle
@@ -15,7 +16,7 @@ def app_paths(app: str) -> list[str]:
 
 def test_many_paths_are_walked_as_their_directories_and_filtered_after():
     paths = [p for app in ("a", "b", "c") for p in app_paths(app)]
-    walked, wanted = _walk_of([*paths, "state/identities/corp.yaml"])
+    walked, wanted = walk_of([*paths, "state/identities/corp.yaml"])
     assert walked == ["state/apps", "state/identities"]
     assert wanted("a", ACCOUNT) and wanted("corp", IDENTITY)
     assert not wanted("d", ACCOUNT) and not wanted("hr", IDENTITY)
@@ -23,7 +24,7 @@ def test_many_paths_are_walked_as_their_directories_and_filtered_after():
 
 
 def test_few_paths_are_walked_as_they_are():
-    walked, wanted = _walk_of(["state/identities", *app_paths("a")])
+    walked, wanted = walk_of(["state/identities", *app_paths("a")])
     assert walked == ["state/identities", *app_paths("a")]
     assert wanted("any-source", IDENTITY) and wanted("a", ACCOUNT)
     assert not wanted("b", ACCOUNT)
