@@ -167,14 +167,14 @@ class AuditRepository:
         index of changed records.
 
         One `git log --grep` over the messages finds the commits whose index names one
-        of `index_keys` (index tokens, `changeindex.search_text`, as the index spells
-        them: ids as they are, emails and usernames normalised); `keep`
-        then picks the records among their entries (the same key as a substring of
-        another picks nothing), and each record's line is read from the file at the
-        commit and at its parent (`locate` says which snapshots count). Commits the
-        index cannot speak for (no index, a malformed one, hand edits of `state/`),
-        and in `fallback` paths (apps matched on a field the index does not hold) every
-        commit, are diffed by pickaxe on `keys` instead. The walks run side by side.
+        of `index_keys` (index tokens, `changeindex.search_text`, spelled as the index
+        spells them: ids as they are, emails and usernames normalised); `keep` then
+        picks the records among their entries (a key inside a longer name picks
+        nothing), and each record's line is read from the file at the commit and at its
+        parent (`locate` says which snapshots count). Commits the index cannot speak
+        for (no index, a malformed one, hand edits of `state/`), and in `fallback`
+        paths (apps matched on a field the index does not hold) every commit, are
+        diffed by pickaxe on `keys` instead. The walks run side by side.
         """
         needles = sorted({key for key in index_keys if key})
         walks = [
