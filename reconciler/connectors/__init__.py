@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from reconciler.connectors import file as file
+from reconciler.connectors import postgres as postgres
 from reconciler.connectors import scim as scim
 from reconciler.connectors.base import Connector, ConnectorContext, ConnectorType, Mode
 from reconciler.errors import ConfigError
 
 CONNECTORS: dict[str, ConnectorType] = {
     file.TYPE.name: file.TYPE,
+    postgres.TYPE.name: postgres.TYPE,
     scim.TYPE.name: scim.TYPE,
 }
 

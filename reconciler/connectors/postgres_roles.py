@@ -1,0 +1,639 @@
+"""PostgreSQL: an app whose accounts are the cluster's login roles (psycopg 3).
+
+What is an account. Every role that can log in (`rolcanlogin`), plus every NOLOGIN role
+whose comment starts with `reconciler: disabled`, the marker a disable writes, so that a
+disabled account stays visible as `disabled` instead of vanishing from the snapshot.
+Roles named `pg_*` and the roles in `exclude_roles` are never accounts. A group role
+(NOLOGIN, no marker) is not an account. The account id is the role's oid: a role renamed
+keeps it, a role dropped and made again gets another.
+
+- username: the role's name; email: the role's comment when that is an email address
+  (after a disable, the comment that was there before); status `active` when the role can
+  log in and `rolvaliduntil` is unset or in the future, else `disabled`.
+- type: `service` for the role this connector connects as (the policy then protects it),
+  `human` for every other role.
+- roles: every role it is a member of, directly or through other roles (`pg_auth_members`,
+  predefined `pg_*` roles included); a superuser also carries the role `(superuser)`, a
+  marker no grant gives, so that reviewers see it. A superuser stays type `human`: if one
+  leaves, the plan proposes it and the apply refuses it with what to do (remove SUPERUSER
+  by hand first), rather than the policy hiding it as a service account.
+- entitlements: what is granted to the role itself, read from the catalogs of every
+  database in `databases` (`aclexplode` over the ACLs, `acldefault` when an object has
+  never been granted on, so an owner's privileges always show): `database:D:PRIV`,
+  `schema:D.S:PRIV`, `table:D.S.T:PRIV` (tables, views, materialized views, foreign
+  tables), `sequence:D.S.Q:PRIV`, `column:D.S.T.C:PRIV`, and the role's attributes
+  (`attribute:SUPERUSER`, `CREATEROLE`, `CREATEDB`, `REPLICATION`, `BYPASSRLS`). What it
+  has through other roles shows as those roles. System schemas are left out.
+
+The role catalogue (`pull_roles`) holds every role that some non-`pg_*` role belongs to,
+directly or not (so every role an account shows), with its comment as description and its
+own entitlements.
+
+Deprovisioning. A superuser, the connecting role and `exclude_roles` are refused. The role
+is found again by oid and must still have the snapshot's name (a renamed role, or an oid
+reused by another role, is refused). Disable: in one transaction NOLOGIN, the marker
+comment (the earlier comment kept after it) and REVOKE of each membership; then every
+session of the role is ended (`pg_terminate_backend`). Delete: that disable first (so a
+delete that fails half-way leaves a disabled account), then in every database of
+`databases` `REASSIGN OWNED BY` the role `TO reassign_to` and `DROP OWNED BY` it, then
+`DROP ROLE`. Both are safe to repeat; a role already gone is done. Identifiers always go
+through `psycopg.sql.Identifier`, values are query parameters.
+
+The connecting role needs CREATEROLE (or to be superuser) and `pg_signal_backend`; for
+delete, membership in the roles whose objects it reassigns (in practice: superuser).
+
+Errors from psycopg become `ConnectorError` (`PullError` during a pull) naming the
+system and the fix; the password is never part of a message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, LiteralString
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+
+from reconciler.connectors.base import ConnectorContext, Mode
+from reconciler.connectors.postgres import PostgresOptions
+from reconciler.errors import ConfigError, ConnectorError, PullError
+from reconciler.model import Account, Identity, Role, clean_text
+
+DISABLED_MARKER = "reconciler: disabled"
+SUPERUSER_ROLE = "(superuser)"
+# How long ending one session may take before deprovisioning says it failed.
+TERMINATE_WAIT_MS = 5000
+
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+OID = re.compile(r"[1-9][0-9]{0,9}")
+MAX_OID = 2**32 - 1
+
+# ---------------------------------------------------------------------------------------
+# Catalog queries. Role names are never spliced in: values are parameters, identifiers
+# `sql.Identifier`.
+
+_ROLE_COLUMNS: LiteralString = """
+    r.oid::bigint, r.rolname, r.rolcanlogin, r.rolsuper,
+    (r.rolvaliduntil IS NULL OR r.rolvaliduntil > now()) AS valid,
+    coalesce(shobj_description(r.oid, 'pg_authid'), '') AS comment,
+    array_remove(ARRAY[
+        CASE WHEN r.rolsuper THEN 'SUPERUSER' END,
+        CASE WHEN r.rolcreaterole THEN 'CREATEROLE' END,
+        CASE WHEN r.rolcreatedb THEN 'CREATEDB' END,
+        CASE WHEN r.rolreplication THEN 'REPLICATION' END,
+        CASE WHEN r.rolbypassrls THEN 'BYPASSRLS' END], NULL) AS attributes
+"""
+# Accounts: login roles, and roles a disable left NOLOGIN with the marker.
+_ACCOUNT_FILTER: LiteralString = """
+    r.rolname !~ '^pg_'
+    AND (r.rolcanlogin
+         OR starts_with(coalesce(shobj_description(r.oid, 'pg_authid'), ''),
+                        'reconciler: disabled'))
+"""
+ACCOUNTS_SQL: LiteralString = (
+    "SELECT " + _ROLE_COLUMNS + " FROM pg_roles r WHERE " + _ACCOUNT_FILTER + " ORDER BY r.oid"
+)
+# Any role but a predefined one: a role made NOLOGIN by someone else is still there,
+# and must not read as deleted.
+ACCOUNT_SQL: LiteralString = (
+    "SELECT " + _ROLE_COLUMNS + " FROM pg_roles r WHERE r.oid = %s AND r.rolname !~ '^pg_'"
+)
+_CLOSURE: LiteralString = """
+    WITH RECURSIVE closure(member, roleid) AS (
+        SELECT member, roleid FROM pg_auth_members
+        UNION
+        SELECT c.member, m.roleid FROM closure c JOIN pg_auth_members m ON m.member = c.roleid
+    )
+"""
+# Member oid → every role it belongs to, through any depth of nesting.
+MEMBERSHIPS_SQL: LiteralString = (
+    _CLOSURE
+    + "SELECT c.member::bigint, g.rolname FROM closure c JOIN pg_roles g ON g.oid = c.roleid"
+)
+# Every role some role of the cluster's own belongs to (predefined roles granted only to
+# other predefined roles, as pg_monitor's, are no one's role).
+GROUPS_SQL: LiteralString = (
+    _CLOSURE
+    + """
+    SELECT g.oid::bigint, g.rolname, coalesce(shobj_description(g.oid, 'pg_authid'), '')
+    FROM pg_roles g
+    WHERE g.oid IN (SELECT c.roleid FROM closure c JOIN pg_roles m ON m.oid = c.member
+                    WHERE m.rolname !~ '^pg_')
+    ORDER BY g.rolname
+"""
+)
+DATABASE_PRIVILEGES_SQL: LiteralString = """
+    SELECT a.grantee::bigint, 'database:' || d.datname || ':' || a.privilege_type
+    FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+    WHERE a.grantee <> 0
+"""
+_USER_SCHEMA: LiteralString = """
+    n.nspname NOT IN ('pg_catalog', 'information_schema')
+    AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
+"""
+# Schema, table, sequence and column privileges of the connected database.
+LOCAL_PRIVILEGES_SQL: LiteralString = (
+    """
+    SELECT a.grantee::bigint,
+           'schema:' || current_database() || '.' || n.nspname || ':' || a.privilege_type
+    FROM pg_namespace n, aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
+    WHERE a.grantee <> 0 AND """
+    + _USER_SCHEMA
+    + """
+    UNION ALL
+    SELECT a.grantee::bigint,
+           CASE WHEN c.relkind = 'S' THEN 'sequence:' ELSE 'table:' END
+           || current_database() || '.' || n.nspname || '.' || c.relname
+           || ':' || a.privilege_type
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
+         aclexplode(coalesce(c.relacl,
+                             acldefault(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::"char",
+                                        c.relowner))) a
+    WHERE a.grantee <> 0 AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND """
+    + _USER_SCHEMA
+    + """
+    UNION ALL
+    SELECT a.grantee::bigint,
+           'column:' || current_database() || '.' || n.nspname || '.' || c.relname
+           || '.' || t.attname || ':' || a.privilege_type
+    FROM pg_attribute t JOIN pg_class c ON c.oid = t.attrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(t.attacl) a
+    WHERE a.grantee <> 0 AND t.attnum > 0 AND NOT t.attisdropped AND """
+    + _USER_SCHEMA
+)
+ALL_DATABASES_SQL: LiteralString = """
+    SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname
+"""
+ROLE_BY_OID_SQL: LiteralString = """
+    SELECT rolname, rolsuper, coalesce(shobj_description(oid, 'pg_authid'), ''), rolcanlogin
+    FROM pg_roles WHERE oid = %s
+"""
+DIRECT_GROUPS_SQL: LiteralString = """
+    SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+    WHERE m.member = %s ORDER BY g.rolname
+"""
+TERMINATE_SQL: LiteralString = """
+    SELECT pid, pg_terminate_backend(pid, %s) FROM pg_stat_activity
+    WHERE usesysid = %s AND pid <> pg_backend_pid()
+"""
+
+
+@dataclass(frozen=True)
+class _RoleRow:
+    oid: int
+    name: str
+    can_login: bool
+    superuser: bool
+    valid: bool
+    comment: str
+    attributes: tuple[str, ...]
+
+    @classmethod
+    def of(cls, found: Sequence[Any]) -> _RoleRow:
+        """From a row of `_ROLE_COLUMNS`."""
+        oid, name, can_login, superuser, valid, comment, attributes = found
+        return cls(oid, name, can_login, superuser, valid, comment, tuple(attributes))
+
+
+def earlier_comment(comment: str) -> str:
+    """The comment as it was before a disable added the marker (the whole comment when
+    there is no marker)."""
+    if not comment.startswith(DISABLED_MARKER):
+        return comment
+    _, _, rest = comment.partition("\n")
+    return rest
+
+
+def disabled_comment(comment: str, at: datetime) -> str:
+    """The comment a disable leaves: the marker line, then the earlier comment."""
+    if comment.startswith(DISABLED_MARKER):
+        return comment  # already disabled: keep the first time and text
+    stamp = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    marker = f"{DISABLED_MARKER} {stamp} by access reconciler"
+    return f"{marker}\n{comment}" if comment else marker
+
+
+def account_from_row(
+    row: _RoleRow,
+    *,
+    roles: Iterable[str],
+    entitlements: Iterable[str],
+    connecting_user: str,
+) -> Account:
+    """An Account from a role's catalog row, its memberships and its privileges."""
+    earlier = earlier_comment(row.comment).strip()
+    superuser = (SUPERUSER_ROLE,) if row.superuser else ()
+    return Account.build(
+        id=str(row.oid),
+        username=row.name,
+        email=earlier if EMAIL.fullmatch(earlier) else "",
+        display_name=row.name,
+        status="active" if row.can_login and row.valid else "disabled",
+        type="service" if row.name == connecting_user else "human",
+        roles=[*roles, *superuser],
+        entitlements=[*entitlements, *(f"attribute:{a}" for a in row.attributes)],
+    )
+
+
+def parse_oid(account_id: str) -> int | None:
+    """The oid an account id names, or None if it cannot be one."""
+    if not OID.fullmatch(account_id) or int(account_id) > MAX_OID:
+        return None
+    return int(account_id)
+
+
+class PostgresConnector:
+    """A PostgreSQL cluster as an app; see the module docstring for what is read and done."""
+
+    def __init__(self, name: str, options: PostgresOptions, *, password: str | None) -> None:
+        self.name = name
+        self.options = options
+        self._password = password
+        modes = {Mode.DISABLE}
+        if options.reassign_to:
+            modes.add(Mode.DELETE)
+        self.modes = frozenset(modes)
+        self._conn: psycopg.Connection[Any] | None = None
+
+    @classmethod
+    def from_context(cls, context: ConnectorContext) -> PostgresConnector:
+        """Build from a `type: postgres` section of reconciler.yaml."""
+        options = PostgresOptions.from_mapping(context.name, context.options, context.base_dir)
+        password = None
+        if options.password_env:
+            password = context.env.get(options.password_env, "")
+            if not password:
+                raise ConfigError(
+                    f"{context.name}: environment variable {options.password_env} is not "
+                    "set or empty; export the PostgreSQL password in it (password_env names it)"
+                )
+        return cls(context.name, options, password=password)
+
+    # -- the Connector contract --
+
+    def pull_accounts(self) -> Iterator[Account]:
+        """Every account, read in full before the first is handed out."""
+        with self._failing_as(PullError, "pulling accounts"):
+            return iter(self._accounts())
+
+    def pull_roles(self) -> list[Role]:
+        """Every role an account can belong to, with its comment and own entitlements."""
+        with self._failing_as(PullError, "pulling roles"):
+            conn = self._main()
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                groups = conn.execute(GROUPS_SQL).fetchall()
+                granted = self._entitlements(conn, self._databases(conn))
+            return [
+                Role(name=clean_text(name), description=clean_text(comment),
+                     entitlements=tuple(sorted(set(granted.get(oid, ())))))
+                for oid, name, comment in groups
+            ]  # fmt: skip
+
+    def pull_identities(self) -> Iterator[Identity]:
+        """PostgreSQL roles are accounts, not people: it cannot be an identity source."""
+        raise PullError(self.name, self._not_an_identity_source())
+
+    def lookup_account(self, account_id: str) -> Account | None:
+        """One role read live, or None if no role has that oid any more (or it is a
+        predefined or excluded role). Any other role is read, even one a pull would not
+        list (NOLOGIN without the marker), so that a role still there never reads as gone.
+
+        Its roles, attributes and database privileges are read; schema, table and column
+        privileges need a connection to every database and come only from a pull."""
+        oid = parse_oid(account_id)
+        if oid is None:
+            return None
+        with self._failing_as(ConnectorError, f"reading account {account_id}"):
+            conn = self._main()
+            with conn.transaction():
+                found = conn.execute(ACCOUNT_SQL, (oid,)).fetchone()
+                if found is None:
+                    return None
+                row = _RoleRow.of(found)
+                if row.name in self.options.exclude_roles:
+                    return None
+                roles = [g for m, g in conn.execute(MEMBERSHIPS_SQL).fetchall() if m == oid]
+                privileges = [p for g, p in conn.execute(DATABASE_PRIVILEGES_SQL) if g == oid]
+            return account_from_row(
+                row, roles=roles, entitlements=privileges, connecting_user=self.options.user
+            )
+
+    def lookup_identity(self, identity_id: str) -> Identity | None:
+        """PostgreSQL roles are accounts, not people: it cannot be an identity source."""
+        raise ConnectorError(self.name, self._not_an_identity_source())
+
+    def deprovision(self, account: Account, mode: Mode) -> None:
+        """Disable or delete the role; a role already gone is done."""
+        what = f"{getattr(mode, 'value', mode)} account {account.username!r} (oid {account.id})"
+        if mode not in self.modes:
+            hint = (
+                "set `reassign_to` to the role that should receive its objects"
+                if mode is Mode.DELETE
+                else "use disable or delete"
+            )
+            raise ConnectorError(self.name, f"cannot {what}: mode not supported; {hint}")
+        oid = parse_oid(account.id)
+        if oid is None:
+            raise ConnectorError(self.name, f"cannot {what}: the id is not a PostgreSQL oid")
+        with self._failing_as(ConnectorError, what):
+            if self._refuse_or_gone(oid, account, what):
+                return
+            if mode is Mode.DISABLE:
+                self._disable(oid, account.username)
+            else:
+                self._delete(oid, account.username)
+        after = self.lookup_account(account.id)
+        if mode is Mode.DISABLE and (after is None or after.status != "disabled"):
+            raise ConnectorError(
+                self.name, f"{what}: done, but the role does not read back as disabled; "
+                "check it by hand",
+            )  # fmt: skip
+        if mode is Mode.DELETE and after is not None:
+            raise ConnectorError(
+                self.name, f"{what}: done, but the role still exists; check it by hand"
+            )
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- reading --
+
+    def _accounts(self) -> list[Account]:
+        conn = self._main()
+        with conn.transaction():
+            # One snapshot of the shared catalogs: roles and memberships agree.
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            rows = [_RoleRow.of(found) for found in conn.execute(ACCOUNTS_SQL).fetchall()]
+            memberships: dict[int, list[str]] = defaultdict(list)
+            for member, group in conn.execute(MEMBERSHIPS_SQL).fetchall():
+                memberships[member].append(group)
+            granted = self._entitlements(conn, self._databases(conn))
+        return [
+            account_from_row(
+                row,
+                roles=memberships.get(row.oid, ()),
+                entitlements=granted.get(row.oid, ()),
+                connecting_user=self.options.user,
+            )
+            for row in rows
+            if row.name not in self.options.exclude_roles
+        ]
+
+    def _databases(self, conn: psycopg.Connection[Any]) -> Sequence[str]:
+        if self.options.databases is not None:
+            return self.options.databases
+        return [name for (name,) in conn.execute(ALL_DATABASES_SQL).fetchall()]
+
+    def _entitlements(
+        self, conn: psycopg.Connection[Any], databases: Sequence[str]
+    ) -> dict[int, list[str]]:
+        """Grantee oid → privileges, from the shared catalog and each database."""
+        granted: dict[int, list[str]] = defaultdict(list)
+        for grantee, privilege in conn.execute(DATABASE_PRIVILEGES_SQL).fetchall():
+            granted[grantee].append(privilege)
+        for database in databases:
+            with self._connect(database) as local, local.transaction():
+                local.execute("SET TRANSACTION READ ONLY")
+                for grantee, privilege in local.execute(LOCAL_PRIVILEGES_SQL).fetchall():
+                    granted[grantee].append(privilege)
+        return granted
+
+    # -- deprovisioning --
+
+    def _refuse_or_gone(self, oid: int, account: Account, what: str) -> bool:
+        """True if the role is gone (nothing to do); ConnectorError if it may not be
+        touched; False to go on."""
+        found = self._main().execute(ROLE_BY_OID_SQL, (oid,)).fetchone()
+        if found is None:
+            return True
+        name, superuser = found[0], found[1]
+        if name != account.username:
+            raise ConnectorError(
+                self.name,
+                f"cannot {what}: oid {oid} now belongs to role {name!r}, not "
+                f"{account.username!r} (renamed, or dropped and its oid reused); nothing "
+                "was done: run a check to see the role as it is now",
+            )
+        why = None
+        if name == self.options.user:
+            why = "it is the role this connector connects as"
+        elif name in self.options.exclude_roles:
+            why = "it is listed in `exclude_roles`"
+        elif superuser:
+            why = (
+                "it is a superuser; if the person left, remove SUPERUSER by hand "
+                "(ALTER ROLE … NOSUPERUSER) and run the plan again"
+            )
+        if why:
+            raise ConnectorError(self.name, f"refusing to {what}: {why}")
+        return False
+
+    def _disable(self, oid: int, role: str) -> None:
+        conn = self._main()
+        ident = sql.Identifier(role)
+        with conn.transaction():
+            conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(ident))
+            current = conn.execute(ROLE_BY_OID_SQL, (oid,)).fetchone()
+            comment = current[2] if current else ""
+            wanted = disabled_comment(comment, datetime.now(UTC))
+            if wanted != comment:
+                conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(ident, sql.Literal(wanted)))
+            for (group,) in conn.execute(DIRECT_GROUPS_SQL, (oid,)).fetchall():
+                conn.execute(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(group), ident))
+            left = conn.execute(DIRECT_GROUPS_SQL, (oid,)).fetchall()
+            if left:
+                # PostgreSQL 16 keeps one grant per grantor; REVOKE drops only ours.
+                groups = ", ".join(repr(g) for (g,) in left)
+                raise ConnectorError(
+                    self.name,
+                    f"disable {role!r}: memberships in {groups} were granted by other "
+                    "roles and remain; nothing was changed: revoke them by hand",
+                )
+        self._terminate(oid, role)
+
+    def _delete(self, oid: int, role: str) -> None:
+        # Disabled first, marker included: a delete that fails later (an object left in a
+        # database not listed) leaves an account that reads as disabled, not one in use.
+        self._disable(oid, role)
+        conn = self._main()
+        ident = sql.Identifier(role)
+        assert self.options.reassign_to is not None, "delete is a mode only with reassign_to"
+        heir = sql.Identifier(self.options.reassign_to)
+        for database in self._databases(conn):
+            # REASSIGN/DROP OWNED act only on the database they run in.
+            with self._connect(database) as local, local.transaction():
+                local.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(ident, heir))
+                local.execute(sql.SQL("DROP OWNED BY {}").format(ident))
+        try:
+            conn.execute(sql.SQL("DROP ROLE {}").format(ident))
+        except pg_errors.UndefinedObject:
+            return  # dropped meanwhile: done
+        except pg_errors.DependentObjectsStillExist as exc:
+            raise ConnectorError(
+                self.name,
+                f"delete {role!r}: the role still owns objects or holds privileges in a "
+                "database not in `databases` (PostgreSQL says: "
+                f"{self._server_text(exc)}); add that database to `databases`",
+            ) from exc
+
+    def _terminate(self, oid: int, role: str) -> None:
+        # NOLOGIN stops new sessions only; open ones keep every privilege until ended.
+        rows = self._main().execute(TERMINATE_SQL, (TERMINATE_WAIT_MS, oid)).fetchall()
+        alive = [str(pid) for pid, ended in rows if not ended]
+        if alive:
+            raise ConnectorError(
+                self.name,
+                f"sessions of {role!r} (pid {', '.join(alive)}) did not end within "
+                f"{TERMINATE_WAIT_MS // 1000} s; end them by hand (pg_terminate_backend)",
+            )
+
+    # -- connections and errors --
+
+    def _main(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = self._connect(self.options.database)
+        return self._conn
+
+    def _connect(self, database: str) -> psycopg.Connection[Any]:
+        options = self.options
+        params: dict[str, Any] = {
+            "host": options.host,
+            "port": options.port,
+            "dbname": database,
+            "user": options.user,
+            "sslmode": options.sslmode,
+            "connect_timeout": options.connect_timeout,
+            "application_name": "access-reconciler",
+            "options": f"-c statement_timeout={options.statement_timeout * 1000}",
+        }
+        if self._password is not None:
+            params["password"] = self._password
+        if options.sslrootcert is not None:
+            params["sslrootcert"] = str(options.sslrootcert)
+        try:
+            return psycopg.connect(autocommit=True, **params)
+        except psycopg.Error as exc:
+            problem = self._connect_problem(exc, database)
+        # Raised outside the handler, so that nothing chains to psycopg's error: its
+        # `pgconn` holds the connection parameters, password included.
+        raise _Unreachable(problem)
+
+    def _connect_problem(self, exc: psycopg.Error, database: str) -> str:
+        where = f"{self.options.host}:{self.options.port}, database {database!r}"
+        user = self.options.user
+        # libpq gives no SQLSTATE for a failed connection: the server's FATAL text (in
+        # English unless its lc_messages says otherwise) is all there is to tell by.
+        text = str(exc)
+        kind = exc.sqlstate
+        if "authentication" in text or "pg_hba.conf" in text:
+            kind = "28000"
+        elif "does not exist" in text and "database" in text:
+            kind = "3D000"
+        elif "permission denied" in text:
+            kind = "42501"
+        match kind:
+            case "28P01" | "28000":
+                secret = (
+                    f"the password in environment variable {self.options.password_env}"
+                    if self.options.password_env
+                    else "the password (set password_env)"
+                )
+                return (
+                    f"{where}: the server refused role {user!r} ({self._server_text(exc)}); "
+                    f"check {secret}, and that pg_hba.conf lets {user!r} connect from here"
+                )
+            case "3D000":
+                return f"{where}: the database does not exist; fix `database` or `databases`"
+            case "42501":
+                return (
+                    f"{where}: role {user!r} may not connect ({self._server_text(exc)}); "
+                    "grant it CONNECT on the database, or leave the database out of `databases`"
+                )
+        if isinstance(exc, psycopg.errors.ConnectionTimeout):
+            return (
+                f"{where}: no answer within connect_timeout ({self.options.connect_timeout} s); "
+                "check host, port and firewalls, or raise connect_timeout"
+            )
+        return (
+            f"{where}: cannot connect ({self._server_text(exc)}); check host and port, "
+            "and that the server is running and reachable from here"
+        )
+
+    def _server_text(self, exc: psycopg.Error) -> str:
+        """What the server or libpq said, on one line, with the password removed."""
+        diag = exc.diag.message_primary if exc.diag else None
+        text = " ".join(str(diag or exc).split())
+        if self._password:
+            text = text.replace(self._password, "[REDACTED]")
+        return text[:300]
+
+    def _failing_as(self, error: type[ConnectorError], doing: str) -> _Translate:
+        return _Translate(self, error, doing)
+
+    def _not_an_identity_source(self) -> str:
+        return (
+            "a PostgreSQL cluster holds accounts, not identities: list it under `apps:`, "
+            "not `identity_sources:`"
+        )
+
+
+class _Unreachable(Exception):
+    """A connection failed; its text is the message already written for the user."""
+
+
+class _Translate:
+    """A context that turns psycopg errors into `error` (a ConnectorError class) with a
+    message that names the system, what was being done and what to fix."""
+
+    def __init__(
+        self, connector: PostgresConnector, error: type[ConnectorError], doing: str
+    ) -> None:
+        self.connector = connector
+        self.error = error
+        self.doing = doing
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        connector = self.connector
+        if exc is None or (isinstance(exc, ConnectorError) and isinstance(exc, self.error)):
+            return
+        if isinstance(exc, ConnectorError):
+            raise self.error(connector.name, str(exc).removeprefix(f"{connector.name}: ")) from exc
+        if isinstance(exc, _Unreachable):
+            raise self.error(connector.name, f"{self.doing} failed: {exc}") from None
+        if not isinstance(exc, psycopg.Error):
+            return
+        if connector._conn is not None and connector._conn.broken:
+            connector._conn = None  # reconnect next time
+        said = connector._server_text(exc)
+        user = connector.options.user
+        if isinstance(exc, pg_errors.InsufficientPrivilege):
+            hint = (
+                f"role {user!r} lacks a privilege this needs ({said}); give it CREATEROLE "
+                "and pg_signal_backend (and, to delete, membership in the roles it "
+                "deletes, or make it superuser)"
+            )
+        elif isinstance(exc, pg_errors.QueryCanceled):
+            hint = (
+                f"a statement ran longer than statement_timeout "
+                f"({connector.options.statement_timeout} s), perhaps waiting for a lock "
+                "held by another session; retry, or raise statement_timeout"
+            )
+        elif isinstance(exc, psycopg.OperationalError):
+            hint = f"the connection failed ({said}); check that the server is up, then retry"
+        else:
+            hint = f"the server answered: {said}"
+        raise self.error(connector.name, f"{self.doing} failed: {hint}") from exc

@@ -1,0 +1,476 @@
+"""The postgres connector against a real PostgreSQL cluster on 127.0.0.1.
+
+One cluster serves the whole session (`cluster`); each test gets its own database and
+role names with its own prefix (`box`), all dropped when it ends.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+if importlib.util.find_spec("psycopg") is None and not os.environ.get("CI"):
+    pytest.skip(
+        "psycopg is not installed: pip install 'psycopg[binary]>=3.1'", allow_module_level=True
+    )
+
+import jsonschema
+import psycopg
+from psycopg import sql
+
+from reconciler.connectors import postgres
+from reconciler.connectors.base import ConnectorContext, Mode
+from reconciler.connectors.postgres import OPTIONS_SCHEMA, PostgresOptions
+from reconciler.connectors.postgres_roles import (
+    DISABLED_MARKER,
+    SUPERUSER_ROLE,
+    PostgresConnector,
+)
+from reconciler.errors import ConfigError, ConnectorError, PullError
+from reconciler.model import Account
+
+from .contract import Expect, exercise_connector
+from .postgres_server import Cluster, Sandbox, initdb_missing, start_cluster
+
+HOSTILE = 'x"; DROP TABLE orders; --'
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    """One cluster for the session; a missing server fails in CI and skips elsewhere."""
+    missing = initdb_missing()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must have PostgreSQL: {missing}")
+        pytest.skip(missing)
+    with start_cluster() as running:
+        yield running
+
+
+@pytest.fixture
+def box(cluster: Cluster) -> Iterator[Sandbox]:
+    sandbox = Sandbox(cluster, f"t{secrets.token_hex(3)}_")
+    try:
+        yield sandbox
+    finally:
+        sandbox.drop()
+
+
+def build(
+    box: Sandbox,
+    *,
+    user: str | None = None,
+    password: str | None = None,
+    **options: Any,
+) -> PostgresConnector:
+    """A connector built the way reconciler.yaml builds it, through the registry entry."""
+    cluster = box.cluster
+    context = ConnectorContext(
+        name="pgapp",
+        options={
+            "host": cluster.host,
+            "port": cluster.port,
+            "database": box.database,
+            "user": user or cluster.superuser,
+            "password_env": "PG_PASSWORD",
+            **options,
+        },
+        base_dir=Path("."),
+        env={"PG_PASSWORD": password or cluster.password},
+    )
+    made = postgres.TYPE.build(context)
+    assert isinstance(made, PostgresConnector)
+    return made
+
+
+def seed(box: Sandbox) -> dict[str, str]:
+    """Groups readers ⊂ staff, four people and an excluded service role; name → role."""
+    r = {s: box.role(s) for s in ("readers", "staff", "alice", "bob", "carol", "dave", "svc")}
+    r["heir"] = box.role("heir")
+    box.create_role(r["readers"], "NOLOGIN")
+    box.create_role(r["staff"], "NOLOGIN")
+    box.create_role(r["heir"], "NOLOGIN")
+    for person in ("alice", "carol", "dave", "svc"):
+        box.create_role(r[person], "LOGIN", password="pw-" + person)
+    box.create_role(r["bob"], "LOGIN VALID UNTIL '2001-01-01'")
+    box.run(
+        f"""
+        GRANT "{r["readers"]}" TO "{r["staff"]}";
+        GRANT "{r["staff"]}" TO "{r["alice"]}", "{r["dave"]}";
+        GRANT "{r["readers"]}" TO "{r["carol"]}";
+        COMMENT ON ROLE "{r["alice"]}" IS 'alice@acme.example';
+        COMMENT ON ROLE "{r["readers"]}" IS 'Read-only access to the app';
+        CREATE TABLE orders (id int, amount numeric);
+        GRANT SELECT ON orders TO "{r["readers"]}";
+        GRANT CREATE ON SCHEMA public TO "{r["dave"]}";
+        """
+    )
+    box.run(f'SET ROLE "{r["dave"]}"; CREATE TABLE public.dave_notes (note text)')
+    return r
+
+
+# -- The contract ---------------------------------------------------------------------
+
+
+def test_postgres_meets_the_connector_contract(box: Sandbox) -> None:
+    r = seed(box)
+    pg = build(box, reassign_to=r["heir"], exclude_roles=[r["svc"]])
+    assert pg.modes == {Mode.DISABLE, Mode.DELETE}
+    seen = exercise_connector(
+        pg,
+        Expect(
+            accounts=5,  # alice, bob, carol, dave and the connecting superuser
+            victim=r["dave"],
+            roles=(r["readers"], r["staff"]),
+            account_roles={
+                r["alice"]: (r["readers"], r["staff"]),
+                r["carol"]: (r["readers"],),
+                r["dave"]: (r["readers"], r["staff"]),
+                box.cluster.superuser: (SUPERUSER_ROLE,),
+            },
+        ),
+    )
+    alice = seen.accounts[r["alice"]]
+    assert (alice.email, alice.status, alice.type) == ("alice@acme.example", "active", "human")
+    assert seen.accounts[r["bob"]].status == "disabled", "VALID UNTIL in the past"
+    admin = seen.accounts[box.cluster.superuser]
+    assert admin.type == "service" and "attribute:SUPERUSER" in admin.entitlements
+    assert r["svc"] not in seen.accounts
+    readers = {role.name: role for role in seen.roles}[r["readers"]]
+    assert readers.description == "Read-only access to the app"
+    assert f"table:{box.database}.public.orders:SELECT" in readers.entitlements
+    # dave's table went to the heir, in place.
+    assert box.run("SELECT tableowner FROM pg_tables WHERE tablename = 'dave_notes'") == [
+        (r["heir"],)
+    ]
+    pg.close()
+
+
+# -- What is read -----------------------------------------------------------------------
+
+
+def test_roles_are_transitive_through_nested_groups(box: Sandbox) -> None:
+    a, b, c, person = (box.role(s) for s in ("a", "b", "c", "person"))
+    for group in (a, b, c):
+        box.create_role(group, "NOLOGIN")
+    box.create_role(person)
+    box.run(f'GRANT "{a}" TO "{b}"; GRANT "{b}" TO "{c}"; GRANT "{c}" TO "{person}"')
+    pg = build(box)
+    accounts = {x.username: x for x in pg.pull_accounts()}
+    assert accounts[person].roles == (a, b, c)
+    assert [role.name for role in pg.pull_roles()] == [a, b, c]
+    looked_up = pg.lookup_account(accounts[person].id)
+    assert looked_up is not None and looked_up.roles == (a, b, c)
+
+
+def test_each_kind_of_privilege_is_an_entitlement(box: Sandbox) -> None:
+    person, group = box.role("person"), box.role("group")
+    box.create_role(person, "LOGIN CREATEDB")
+    box.create_role(group, "NOLOGIN")
+    db = box.database
+    box.run(
+        f"""
+        CREATE SCHEMA app;
+        CREATE TABLE app.orders (id int, amount numeric);
+        CREATE SEQUENCE app.order_ids;
+        GRANT CONNECT, TEMPORARY ON DATABASE "{db}" TO "{person}";
+        GRANT USAGE ON SCHEMA app TO "{person}";
+        GRANT SELECT, INSERT ON app.orders TO "{person}";
+        GRANT UPDATE (amount) ON app.orders TO "{person}";
+        GRANT USAGE ON SEQUENCE app.order_ids TO "{person}";
+        GRANT DELETE ON app.orders TO "{group}";
+        GRANT "{group}" TO "{person}";
+        """
+    )
+    pg = build(box, databases=[db])
+    account = {x.username: x for x in pg.pull_accounts()}[person]
+    assert account.entitlements == (
+        "attribute:CREATEDB",
+        f"column:{db}.app.orders.amount:UPDATE",
+        f"database:{db}:CONNECT",
+        f"database:{db}:TEMPORARY",
+        f"schema:{db}.app:USAGE",
+        f"sequence:{db}.app.order_ids:USAGE",
+        f"table:{db}.app.orders:INSERT",
+        f"table:{db}.app.orders:SELECT",
+    ), "only what is granted to the role itself; DELETE comes through its group"
+    assert account.roles == (group,)
+
+
+def test_a_pull_that_cannot_read_a_database_fails_whole(box: Sandbox) -> None:
+    box.create_role(box.role("person"))
+    pg = build(box, databases=[box.database, box.role("nonexistent")])
+    with pytest.raises(PullError, match=r"pgapp: pulling accounts failed: .*does not exist"):
+        list(pg.pull_accounts())
+
+
+# -- Disable and delete -----------------------------------------------------------------
+
+
+def test_disable_revokes_memberships_keeps_the_comment_and_ends_sessions(box: Sandbox) -> None:
+    r = seed(box)
+    pg = build(box)
+    dave = {x.username: x for x in pg.pull_accounts()}[r["dave"]]
+    box.run(f"COMMENT ON ROLE \"{r['dave']}\" IS 'dave@acme.example'")
+    session = box.cluster.connect(box.database, user=r["dave"], password="pw-dave")
+    assert session.execute("SELECT 1").fetchone() == (1,)
+
+    pg.deprovision(dave, Mode.DISABLE)
+
+    with pytest.raises(psycopg.OperationalError):
+        session.execute("SELECT count(*) FROM orders")
+    with pytest.raises(psycopg.OperationalError):
+        box.cluster.connect(box.database, user=r["dave"], password="pw-dave")
+    after = pg.lookup_account(dave.id)
+    assert after is not None
+    assert (after.status, after.roles, after.email) == ("disabled", (), "dave@acme.example")
+    comment_sql = f"SELECT shobj_description('\"{r['dave']}\"'::regrole, 'pg_authid')"
+    [(comment,)] = box.run(comment_sql)
+    assert comment.startswith(DISABLED_MARKER) and comment.endswith("\ndave@acme.example")
+    pg.deprovision(dave, Mode.DISABLE)
+    assert box.run(comment_sql) == [(comment,)], "a repeat changes nothing"
+    # Others keep theirs.
+    alice = {x.username: x for x in pg.pull_accounts()}[r["alice"]]
+    assert alice.roles == (r["readers"], r["staff"])
+
+
+def test_delete_reassigns_owned_objects_in_every_database(box: Sandbox) -> None:
+    victim, heir = box.role("victim"), box.role("heir")
+    box.create_role(victim, "LOGIN")
+    box.create_role(heir, "NOLOGIN")
+    other = box.new_database("other")
+    for db in (box.database, other):
+        box.run(f'GRANT CREATE ON SCHEMA public TO "{victim}"', db)
+        box.run(f'SET ROLE "{victim}"; CREATE TABLE kept (x int)', db)
+    pg = build(box, databases=[box.database, other], reassign_to=heir)
+    account = {x.username: x for x in pg.pull_accounts()}[victim]
+    assert f"table:{other}.public.kept:SELECT" in account.entitlements
+
+    pg.deprovision(account, Mode.DELETE)
+
+    assert pg.lookup_account(account.id) is None
+    for db in (box.database, other):
+        assert box.run("SELECT tableowner FROM pg_tables WHERE tablename = 'kept'", db) == [(heir,)]
+    pg.deprovision(account, Mode.DELETE)  # already gone: done
+
+
+def test_delete_leaving_objects_in_an_unlisted_database_says_which_option(box: Sandbox) -> None:
+    victim, heir = box.role("victim"), box.role("heir")
+    box.create_role(victim, "LOGIN")
+    box.create_role(heir, "NOLOGIN")
+    other = box.new_database("other")
+    box.run(f'GRANT CREATE ON SCHEMA public TO "{victim}"', other)
+    box.run(f'SET ROLE "{victim}"; CREATE TABLE kept (x int)', other)
+    pg = build(box, databases=[box.database], reassign_to=heir)
+    account = {x.username: x for x in pg.pull_accounts()}[victim]
+    with pytest.raises(ConnectorError, match="`databases`"):
+        pg.deprovision(account, Mode.DELETE)
+    assert pg.lookup_account(account.id) is not None
+
+
+def test_delete_is_not_offered_without_reassign_to(box: Sandbox) -> None:
+    person = box.create_role(box.role("person"))
+    pg = build(box)
+    assert pg.modes == {Mode.DISABLE}
+    account = {x.username: x for x in pg.pull_accounts()}[person]
+    with pytest.raises(ConnectorError, match="reassign_to"):
+        pg.deprovision(account, Mode.DELETE)
+
+
+# -- Safety -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["superuser", "connecting role", "excluded role"])
+def test_protected_roles_are_refused(box: Sandbox, which: str) -> None:
+    root, svc = box.role("root"), box.role("svc")
+    box.create_role(root, "LOGIN SUPERUSER")
+    box.create_role(svc, "LOGIN")
+    pg = build(box, reassign_to=root)
+    accounts = {x.username: x for x in pg.pull_accounts()}
+    assert SUPERUSER_ROLE in accounts[root].roles
+    name = {"superuser": root, "connecting role": box.cluster.superuser, "excluded role": svc}
+    target = accounts[name[which]]
+    why = {"superuser": "superuser", "connecting role": "connects as", "excluded role": "exclude"}
+    guarded = build(box, reassign_to=root, exclude_roles=[svc])
+    for mode in (Mode.DISABLE, Mode.DELETE):
+        with pytest.raises(ConnectorError, match=rf"refusing to .*{target.username}.*{why[which]}"):
+            guarded.deprovision(target, mode)
+    live = pg.lookup_account(target.id)
+    assert live is not None and live.status == "active"
+
+
+def test_a_hostile_role_name_is_only_ever_an_identifier(box: Sandbox) -> None:
+    heir = box.create_role(box.role("heir"), "NOLOGIN")
+    box.create_role(HOSTILE, "LOGIN")
+    box.run("CREATE TABLE orders (id int)")
+    with box.cluster.connect(box.database) as conn:
+        conn.execute(sql.SQL("GRANT SELECT ON orders TO {}").format(sql.Identifier(HOSTILE)))
+    pg = build(box, databases=[box.database], reassign_to=heir)
+    account = {x.username: x for x in pg.pull_accounts()}[HOSTILE]
+    assert f"table:{box.database}.public.orders:SELECT" in account.entitlements
+    pg.deprovision(account, Mode.DISABLE)
+    pg.deprovision(account, Mode.DELETE)
+    assert pg.lookup_account(account.id) is None
+    assert box.run("SELECT count(*) FROM orders") == [(0,)], "the table is still there"
+
+
+def test_a_renamed_role_or_a_reused_oid_is_refused(box: Sandbox) -> None:
+    old, new = box.role("old"), box.role("new")
+    box.create_role(old, "LOGIN")
+    box.roles.append(new)
+    pg = build(box, reassign_to=box.cluster.superuser)
+    account = {x.username: x for x in pg.pull_accounts()}[old]
+    box.run(f'ALTER ROLE "{old}" RENAME TO "{new}"')
+    for mode in (Mode.DISABLE, Mode.DELETE):
+        with pytest.raises(ConnectorError, match=rf"oid {account.id} now belongs to role '{new}'"):
+            pg.deprovision(account, mode)
+    live = pg.lookup_account(account.id)
+    assert live is not None and (live.username, live.status) == (new, "active")
+
+
+# -- Failures -----------------------------------------------------------------------------
+
+
+def test_a_wrong_password_is_refused_without_the_password(box: Sandbox) -> None:
+    wrong = "Wr0ng-pa55word-Zq8vK3"
+    pg = build(box, password=wrong)
+    victim = Account.build(id="16384", username="someone")
+    attempts = [
+        lambda: list(pg.pull_accounts()),
+        pg.pull_roles,
+        lambda: pg.lookup_account("16384"),
+        lambda: pg.deprovision(victim, Mode.DISABLE),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ConnectorError) as caught:
+            attempt()
+        text = f"{caught.value} {caught.value!r}"
+        # Nothing reachable from the error holds it either (psycopg's own error does).
+        chained: BaseException | None = caught.value
+        while chained is not None:
+            assert wrong not in f"{chained!r} {getattr(chained, 'pgconn', '')!r}"
+            chained = chained.__cause__ or chained.__context__
+        assert "pgapp" in text and "PG_PASSWORD" in text and "pg_hba.conf" in text
+        assert wrong not in text and box.cluster.password not in text
+    with pytest.raises(PullError):
+        list(pg.pull_accounts())
+
+
+def test_an_unreachable_port_names_host_and_port(box: Sandbox) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    pg = build(box, port=closed_port, connect_timeout=2)
+    with pytest.raises(
+        PullError, match=rf"pgapp: .*127\.0\.0\.1:{closed_port}.*check host and port"
+    ):
+        list(pg.pull_accounts())
+
+
+def test_a_connecting_role_without_createrole_is_told_what_it_lacks(box: Sandbox) -> None:
+    weak, person = box.role("weak"), box.role("person")
+    box.create_role(weak, "LOGIN", password="weak-pw")
+    box.create_role(person, "LOGIN")
+    pg = build(box, user=weak, password="weak-pw")
+    account = {x.username: x for x in pg.pull_accounts()}[person]
+    with pytest.raises(ConnectorError, match=rf"role '{weak}' lacks a privilege.*CREATEROLE"):
+        pg.deprovision(account, Mode.DISABLE)
+    live = pg.lookup_account(account.id)
+    assert live is not None and live.status == "active", "the failed disable changed nothing"
+
+
+def test_a_createrole_role_with_pg_signal_backend_can_disable(box: Sandbox) -> None:
+    r = seed(box)
+    operator = box.create_role(box.role("operator"), "LOGIN CREATEROLE", password="op-pw")
+    box.run(f'GRANT pg_signal_backend TO "{operator}"')
+    pg = build(box, user=operator, password="op-pw")
+    dave = {x.username: x for x in pg.pull_accounts()}[r["dave"]]
+    session = box.cluster.connect(box.database, user=r["dave"], password="pw-dave")
+    pg.deprovision(dave, Mode.DISABLE)
+    with pytest.raises(psycopg.OperationalError):
+        session.execute("SELECT 1")
+    after = pg.lookup_account(dave.id)
+    assert after is not None and (after.status, after.roles) == ("disabled", ())
+
+
+def test_a_lock_held_elsewhere_ends_in_statement_timeout(box: Sandbox) -> None:
+    person = box.create_role(box.role("person"))
+    pg = build(box, statement_timeout=1)
+    account = {x.username: x for x in pg.pull_accounts()}[person]
+    with box.cluster.connect() as holder:
+        holder.execute("BEGIN")
+        holder.execute(f'ALTER ROLE "{person}" CONNECTION LIMIT 5')
+        with pytest.raises(ConnectorError, match="statement_timeout"):
+            pg.deprovision(account, Mode.DISABLE)
+        holder.execute("ROLLBACK")
+    pg.deprovision(account, Mode.DISABLE)  # the connector recovers once the lock is gone
+    after = pg.lookup_account(account.id)
+    assert after is not None and after.status == "disabled"
+
+
+# -- Options ------------------------------------------------------------------------------
+
+
+def test_options_are_checked() -> None:
+    jsonschema.Draft202012Validator.check_schema(OPTIONS_SCHEMA)
+    defaults = {k: v.get("default") for k, v in OPTIONS_SCHEMA["properties"].items()}
+    options = PostgresOptions.from_mapping(
+        "pgapp", {"host": "h", "database": "d", "user": "u"}, Path(".")
+    )
+    assert (options.port, options.sslmode, options.connect_timeout) == (
+        defaults["port"],
+        defaults["sslmode"],
+        defaults["connect_timeout"],
+    )
+    assert options.statement_timeout == defaults["statement_timeout"]
+    assert options.databases is None and options.exclude_roles == frozenset()
+    with_cert = PostgresOptions.from_mapping(
+        "pgapp", {"host": "h", "database": "d", "user": "u", "sslrootcert": "ca.pem"}, Path("/repo")
+    )
+    assert with_cert.sslrootcert == Path("/repo/ca.pem")
+    with pytest.raises(ConfigError, match=r"unknown option.*pasword_env"):
+        PostgresOptions.from_mapping(
+            "pgapp", {"host": "h", "database": "d", "user": "u", "pasword_env": "X"}, Path(".")
+        )
+    with pytest.raises(ConfigError, match="database is required"):
+        PostgresOptions.from_mapping("pgapp", {"host": "h", "user": "u"}, Path("."))
+    assert postgres.TYPE.secret_env_options == ("password_env",)
+    context = ConnectorContext(
+        name="pgapp",
+        options={"host": "h", "database": "d", "user": "u", "password_env": "PG_PASSWORD"},
+        base_dir=Path("."),
+        env={},
+    )
+    with pytest.raises(ConfigError, match="environment variable PG_PASSWORD is not set"):
+        postgres.TYPE.build(context)
+
+
+def test_it_is_not_an_identity_source() -> None:
+    options = PostgresOptions(host="127.0.0.1", database="d", user="u")
+    pg = PostgresConnector("pgapp", options, password=None)
+    with pytest.raises(PullError, match="not identities"):
+        list(pg.pull_identities())
+    with pytest.raises(ConnectorError, match="not identities"):
+        pg.lookup_identity("1")
+
+
+def test_a_server_that_never_answers_ends_in_connect_timeout() -> None:
+    with socket.socket() as silent:
+        # The kernel completes the TCP handshake; nothing ever answers libpq's startup.
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        port = silent.getsockname()[1]
+        options = PostgresOptions(
+            host="127.0.0.1", port=port, database="d", user="u", connect_timeout=2
+        )
+        pg = PostgresConnector("pgapp", options, password=None)
+        with pytest.raises(PullError, match=r"pgapp: .*connect_timeout \(2 s\)") as caught:
+            list(pg.pull_accounts())
+    assert "raise connect_timeout" in str(caught.value)
