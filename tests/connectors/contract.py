@@ -1,15 +1,20 @@
 """One harness that drives any connector through the contract of `connectors/base.py`.
 
 Each connector's test file seeds its real server, builds the connector and calls
-`exercise_connector`, then adds only what is particular to that system (STYLE §16).
+`exercise_connector`, then `exercise_failures` with connectors that cannot use their
+system (nothing listening, credentials refused), and adds only what is particular to
+that system (STYLE §16).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+import pytest
+
 from reconciler.connectors.base import Connector, Mode
+from reconciler.errors import ConnectorError, PullError
 from reconciler.model import Account, Identity, Role
 
 
@@ -122,3 +127,33 @@ def _pull_identities(connector: Connector, expect: Expect) -> dict[str, Identity
     for username, groups in expect.identity_groups.items():
         assert by_name[username].groups == groups, username
     return by_name
+
+
+def exercise_failures(broken: Connector, secret: str | None, *, identities: bool) -> None:
+    """A connector whose system cannot be used (nothing listening, credentials refused,
+    an export gone): every call fails with the tool's own error naming the system — a
+    pull as PullError, never a shorter list; a lookup or a deprovision as ConnectorError
+    — and `secret` appears in no message, repr or chained exception."""
+    nobody = Account.build("1", "someone", "someone@example.com")
+    calls: list[tuple[Callable[[], object], type[ConnectorError]]] = [
+        (lambda: list(broken.pull_accounts()), PullError),
+        (broken.pull_roles, PullError),
+        (lambda: broken.lookup_account("1"), ConnectorError),
+    ]
+    if identities:
+        calls += [
+            (lambda: list(broken.pull_identities()), PullError),
+            (lambda: broken.lookup_identity("1"), ConnectorError),
+        ]
+    if Mode.DISABLE in broken.modes:
+        calls.append((lambda: broken.deprovision(nobody, Mode.DISABLE), ConnectorError))
+    for call, error in calls:
+        with pytest.raises(error) as caught:
+            call()
+        assert broken.name in str(caught.value), "the message names the system"
+        if secret is None:
+            continue
+        chained: BaseException | None = caught.value
+        while chained is not None:
+            assert secret not in f"{chained} {chained!r}", "the secret stays out of errors"
+            chained = chained.__cause__ or chained.__context__

@@ -16,7 +16,7 @@ from reconciler.connectors.base import ConnectorContext, Mode
 from reconciler.connectors.file import TYPE, FileConnector
 from reconciler.errors import ConfigError, ConnectorError, PullError
 from reconciler.model import Account, Identity, Role
-from tests.connectors.contract import Expect, exercise_connector
+from tests.connectors.contract import Expect, exercise_connector, exercise_failures
 
 
 def build(tmp_path: Path, **options: Any) -> FileConnector:
@@ -368,3 +368,7 @@ def test_an_unreadable_status_time_names_the_line(tmp_path: Path) -> None:
     connector = build(tmp_path, path="wiki.csv", identities_path="hr.csv")
     with pytest.raises(PullError, match=r"line 3: status_changed_at 'last week' is not a time"):
         list(connector.pull_identities())
+
+
+def test_an_export_that_is_gone_fails_every_call(tmp_path: Path) -> None:
+    exercise_failures(build(tmp_path, path="gone.csv"), None, identities=True)

@@ -36,7 +36,7 @@ from reconciler.connectors.postgres_roles import (
 from reconciler.errors import ConfigError, ConnectorError, PullError
 from reconciler.model import Account
 
-from .contract import Expect, exercise_connector
+from .contract import Expect, exercise_connector, exercise_failures
 from .postgres_server import Cluster, Sandbox, initdb_missing, start_cluster
 
 HOSTILE = 'x"; DROP TABLE orders; --'
@@ -341,6 +341,7 @@ def test_a_renamed_role_or_a_reused_oid_is_refused(box: Sandbox) -> None:
 def test_a_wrong_password_is_refused_without_the_password(box: Sandbox) -> None:
     wrong = "Wr0ng-pa55word-Zq8vK3"
     pg = build(box, password=wrong)
+    exercise_failures(pg, wrong, identities=False)
     victim = Account.build(id="16384", username="someone")
     attempts = [
         lambda: list(pg.pull_accounts()),
@@ -368,6 +369,7 @@ def test_an_unreachable_port_names_host_and_port(box: Sandbox) -> None:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
     pg = build(box, port=closed_port, connect_timeout=2)
+    exercise_failures(pg, box.cluster.password, identities=False)
     with pytest.raises(
         PullError, match=rf"pgapp: .*127\.0\.0\.1:{closed_port}.*check host and port"
     ):

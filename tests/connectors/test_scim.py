@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -56,7 +57,7 @@ from reconciler.testing.scim_server import (
     start_scim_server,
 )
 
-from .contract import Expect, exercise_connector
+from .contract import Expect, exercise_connector, exercise_failures
 
 TOKEN = "s3cret-T0KEN-for-tests"
 
@@ -238,6 +239,24 @@ OWN_GROUPS: list[dict[str, Any]] = [
     {"displayName": "staff", "members": ["alice"]},
     {"displayName": "contractors", "members": []},
 ]
+
+
+@pytest.mark.parametrize("trouble", ["nothing listening", "token refused"])
+def test_a_scim_server_that_cannot_be_used_fails_every_call_without_the_token(
+    directory: tuple[ScimServer, SeedResult], trouble: str
+) -> None:
+    server, _ = directory
+    wrong = "Wr0ng-T0KEN-nobody-has"
+    if trouble == "nothing listening":
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            closed = probe.getsockname()[1]
+        url = re.sub(r"//127\.0\.0\.1:\d+", f"//127.0.0.1:{closed}", server.url)
+        scim = built(server, {"SCIM_TOKEN": TOKEN}, token_env="SCIM_TOKEN", url=url, max_retries=0)
+        exercise_failures(scim, TOKEN, identities=True)
+    else:
+        scim = built(server, {"SCIM_TOKEN": wrong}, token_env="SCIM_TOKEN", max_retries=0)
+        exercise_failures(scim, wrong, identities=True)
 
 
 def _groups_with_user_ids(

@@ -1,0 +1,514 @@
+"""The ldap connector against a real OpenLDAP slapd on 127.0.0.1.
+
+One slapd serves the whole session (`directory`); each test gets its own subtree
+`ou=tXXXX,dc=test` (`sub`). AD cannot run here: its dialect's parsing is tested as pure
+functions.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+if importlib.util.find_spec("ldap3") is None and not os.environ.get("CI"):
+    pytest.skip("ldap3 is not installed: pip install 'ldap3>=2.9'", allow_module_level=True)
+
+import jsonschema
+
+from reconciler.connectors import ldap
+from reconciler.connectors.base import ConnectorContext, Mode
+from reconciler.connectors.ldap import OPTIONS_SCHEMA, LdapOptions
+from reconciler.connectors.ldap_directory import (
+    LdapConnector,
+    account_expired,
+    filetime_to_datetime,
+    id_filter,
+    id_text,
+    uac_disabled,
+    with_disabled_bit,
+)
+from reconciler.errors import ConfigError, ConnectorError, PullError
+
+from .contract import Expect, exercise_connector
+from .ldap_server import (
+    CAPPED_DN,
+    READER_DN,
+    SIZE_LIMIT,
+    WRITER_DN,
+    Directory,
+    Subtree,
+    TlsFiles,
+    slapd_missing,
+    start_slapd,
+)
+
+HOSTILE = "*)(uid=*"
+DISABLE = {"attribute": "employeeType", "value": "disabled"}
+
+
+@pytest.fixture(scope="session")
+def directory() -> Iterator[Directory]:
+    """One slapd for the session; a missing server fails in CI and skips elsewhere."""
+    missing = slapd_missing()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must have OpenLDAP: {missing}")
+        pytest.skip(missing)
+    with start_slapd() as running:
+        yield running
+
+
+@pytest.fixture
+def sub(directory: Directory) -> Iterator[Subtree]:
+    subtree = Subtree(directory)
+    try:
+        yield subtree
+    finally:
+        subtree.close()
+
+
+def build(
+    sub: Subtree, *, bind_dn: str = WRITER_DN, password: str | None = None, **options: Any
+) -> LdapConnector:
+    """A connector built the way reconciler.yaml builds it, through the registry entry.
+    `disable=None` leaves `disable` out."""
+    settings: dict[str, Any] = {
+        "url": sub.directory.url,
+        "bind_dn": bind_dn,
+        "password_env": "LDAP_PASSWORD",
+        "base_dn": sub.base,
+        "disable": DISABLE,
+        **options,
+    }
+    if settings["disable"] is None:
+        del settings["disable"]
+    context = ConnectorContext(
+        name="corp-ldap",
+        options=settings,
+        base_dir=Path("."),
+        env={"LDAP_PASSWORD": password or sub.directory.passwords[bind_dn]},
+    )
+    made = ldap.TYPE.build(context)
+    assert isinstance(made, LdapConnector)
+    return made
+
+
+def seed(sub: Subtree) -> dict[str, str]:
+    """readers ⊂ staff; admins; five people, bob disabled. Name → DN."""
+    dn = {
+        "alice": sub.person("alice", mail="alice@acme.example", displayName="Alice L."),
+        "bob": sub.person("bob", mail="bob@acme.example", employeeType="disabled"),
+        "carol": sub.person("carol"),
+        "dave": sub.person("dave", mail="dave@acme.example"),
+        "erin": sub.person("erin"),
+    }
+    dn["readers"] = sub.group("readers", [dn["alice"], dn["carol"]], "Read-only access")
+    dn["staff"] = sub.group("staff", [dn["readers"], dn["dave"], dn["erin"]], "Everyone")
+    dn["admins"] = sub.group("admins", [dn["alice"], dn["dave"]])
+    return dn
+
+
+# -- The contract ---------------------------------------------------------------------
+
+
+def test_ldap_meets_the_connector_contract(sub: Subtree) -> None:
+    dn = seed(sub)
+    directory = build(sub, display_name_attribute="displayName")
+    assert directory.modes == {Mode.DISABLE, Mode.DELETE}
+    seen = exercise_connector(
+        directory,
+        Expect(
+            accounts=5,
+            identities=5,
+            victim="dave",
+            roles=("admins", "readers", "staff"),
+            account_roles={
+                "alice": ("admins", "readers", "staff"),
+                "carol": ("readers", "staff"),
+                "dave": ("admins", "staff"),
+                "erin": ("staff",),
+            },
+            identity_groups={"alice": ("admins", "readers", "staff"), "bob": ()},
+        ),
+    )
+    alice = seen.accounts["alice"]
+    assert (alice.email, alice.display_name, alice.status) == (
+        "alice@acme.example",
+        "Alice L.",
+        "active",
+    )
+    assert seen.accounts["bob"].status == "disabled"
+    assert seen.identities["bob"].status == "deprovisioned"
+    assert {r.name: r.description for r in seen.roles}["readers"] == "Read-only access"
+    # The server's own memberOf (direct groups only) agrees with what was worked out.
+    member_of = sub.read(dn["alice"], "memberOf")
+    assert member_of is not None
+    assert {v.split(",")[0].removeprefix("cn=") for v in member_of["memberOf"]} <= set(alice.roles)
+    # dave's DN left every group before his entry went.
+    assert sub.read(dn["dave"]) is None
+    for group in ("staff", "admins"):
+        found = sub.read(dn[group], "member")
+        assert found is not None and dn["dave"] not in found["member"]
+    directory.close()
+
+
+def test_without_disable_it_is_an_app_that_deletes(sub: Subtree) -> None:
+    seed(sub)
+    directory = build(sub, disable=None)
+    assert directory.modes == {Mode.DELETE}
+    seen = exercise_connector(directory, Expect(accounts=5, victim="erin"))
+    assert seen.accounts["bob"].status == "active", "nothing marks an entry disabled"
+    with pytest.raises(ConnectorError, match="mode not supported; set `disable`"):
+        directory.deprovision(seen.accounts["alice"], Mode.DISABLE)
+
+
+# -- What is read -----------------------------------------------------------------------
+
+
+def test_nested_groups_count_transitively_and_a_cycle_ends(sub: Subtree) -> None:
+    person = sub.person("person")
+    a = sub.group("a", [person])
+    b = sub.group("b", [a])
+    sub.group("c", [b])
+    # b and a are members of each other: a cycle must not loop or lose anything.
+    sub.conn.modify(a, {"member": [("MODIFY_ADD", [b])]})
+    directory = build(sub)
+    [account] = directory.pull_accounts()
+    assert account.roles == ("a", "b", "c")
+    [identity] = directory.pull_identities()
+    assert identity.groups == ("a", "b", "c")
+
+
+def test_a_size_limit_fails_the_pull_instead_of_shortening_it(sub: Subtree) -> None:
+    for n in range(SIZE_LIMIT + 2):
+        sub.person(f"p{n}")
+    # The reader may read everything: paging through small pages yields all of them.
+    for page_size in (2, 500):
+        paged = build(sub, bind_dn=READER_DN, page_size=page_size)
+        assert len(list(paged.pull_accounts())) == SIZE_LIMIT + 2
+    # The capped bind DN gets SIZE_LIMIT entries, then sizeLimitExceeded.
+    for page_size in (2, 500):
+        capped = build(sub, bind_dn=CAPPED_DN, page_size=page_size)
+        for pull in (capped.pull_accounts, capped.pull_identities):
+            with pytest.raises(PullError, match="sizeLimitExceeded") as caught:
+                list(pull())
+            text = str(caught.value)
+            assert text.startswith("corp-ldap: ")
+            assert f'olcLimits: dn.exact="{CAPPED_DN}"' in text and "size.prtotal" in text
+
+
+def test_a_hostile_username_and_id_are_data(sub: Subtree) -> None:
+    hostile = sub.person(HOSTILE, mail="odd@acme.example")
+    plain = sub.person("plain")
+    sub.group("both", [hostile, plain])
+    directory = build(sub)
+    accounts = {a.username: a for a in directory.pull_accounts()}
+    assert set(accounts) == {HOSTILE, "plain"}
+    assert accounts[HOSTILE].roles == ("both",)
+    assert directory.lookup_account(HOSTILE) is None
+    assert directory.lookup_identity("*") is None
+    # With uid as the id, the filter holds the value escaped: it finds exactly one.
+    by_uid = build(sub, id_attribute="uid")
+    found = by_uid.lookup_account(HOSTILE)
+    assert found is not None and found.username == HOSTILE
+    assert by_uid.lookup_account("*") is None
+    by_uid.deprovision(found, Mode.DELETE)
+    assert sub.read(hostile) is None
+    assert sub.read(plain) is not None
+    assert [a.username for a in directory.pull_accounts()] == ["plain"]
+
+
+def test_a_missing_base_dn_fails_the_pull(sub: Subtree) -> None:
+    directory = build(sub, base_dn=f"ou=nowhere,{sub.base}")
+    with pytest.raises(PullError, match=r"does not exist on the server; fix base_dn"):
+        list(directory.pull_accounts())
+
+
+# -- Disable and delete -----------------------------------------------------------------
+
+
+def test_disable_writes_the_mark_and_an_identity_reads_as_inactive_status(
+    sub: Subtree,
+) -> None:
+    entry = sub.person("frank")
+    directory = build(sub, inactive_status="suspended")
+    [account] = directory.pull_accounts()
+    directory.deprovision(account, Mode.DISABLE)
+    found = sub.read(entry, "employeeType")
+    assert found is not None and found["employeeType"] == ["disabled"]
+    identity = directory.lookup_identity(account.id)
+    assert identity is not None and identity.status == "suspended"
+
+
+def test_delete_refuses_to_empty_a_group_and_changes_nothing(sub: Subtree) -> None:
+    lonely = sub.person("lonely")
+    other = sub.person("other")
+    solo = sub.group("solo", [lonely])
+    shared = sub.group("shared", [lonely, other])
+    directory = build(sub)
+    account = {a.username: a for a in directory.pull_accounts()}["lonely"]
+    with pytest.raises(ConnectorError, match=r"last member of .*cn=solo.*nothing was changed"):
+        directory.deprovision(account, Mode.DELETE)
+    assert sub.read(lonely) is not None
+    for group in (solo, shared):
+        found = sub.read(group, "member")
+        assert found is not None and lonely in found["member"]
+    # Once the group has another member, the delete goes through.
+    sub.conn.modify(solo, {"member": [("MODIFY_ADD", [other])]})
+    directory.deprovision(account, Mode.DELETE)
+    assert directory.lookup_account(account.id) is None
+    assert sub.read(solo, "member") == {"member": [other]}
+
+
+def test_a_read_only_bind_dn_is_told_it_may_not_write(sub: Subtree) -> None:
+    entry = sub.person("gina")
+    directory = build(sub, bind_dn=READER_DN)
+    [account] = directory.pull_accounts()
+    with pytest.raises(ConnectorError, match=rf"bind DN '{READER_DN}' may not do this"):
+        directory.deprovision(account, Mode.DISABLE)
+    found = sub.read(entry, "employeeType")
+    assert found is not None and found.get("employeeType", []) == []
+    live = directory.lookup_account(account.id)
+    assert live is not None and live.status == "active"
+
+
+# -- Errors -------------------------------------------------------------------------------
+
+
+def test_a_wrong_password_is_never_shown(sub: Subtree) -> None:
+    entry = sub.person("hank")
+    right = build(sub)
+    [account] = right.pull_accounts()
+    wrong = "Wr0ng-pa55word-for-tests"
+    directory = build(sub, password=wrong)
+    attempts = [
+        lambda: list(directory.pull_accounts()),
+        lambda: list(directory.pull_identities()),
+        directory.pull_roles,
+        lambda: directory.lookup_account(account.id),
+        lambda: directory.lookup_identity(account.id),
+        lambda: directory.deprovision(account, Mode.DISABLE),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ConnectorError) as caught:
+            attempt()
+        chained: BaseException | None = caught.value
+        while chained is not None:
+            assert wrong not in f"{chained} {chained!r} {chained.args!r}"
+            chained = chained.__cause__ or chained.__context__
+        text = str(caught.value)
+        assert "corp-ldap" in text and "LDAP_PASSWORD" in text and WRITER_DN in text
+    with pytest.raises(PullError):
+        list(directory.pull_accounts())
+    assert sub.read(entry, "employeeType") == {"employeeType": []}
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_an_unreachable_server_names_the_url(sub: Subtree) -> None:
+    port = _closed_port()
+    directory = build(sub, url=f"ldap://127.0.0.1:{port}", timeout=2)
+    with pytest.raises(PullError, match=rf"corp-ldap: .*127\.0\.0\.1:{port}.*check url"):
+        list(directory.pull_accounts())
+    with pytest.raises(ConnectorError, match="check url"):
+        directory.lookup_account("4b1c1d8e-0000-0000-0000-000000000000")
+
+
+def test_a_server_that_never_answers_ends_in_timeout(sub: Subtree) -> None:
+    with socket.socket() as silent:
+        # The kernel completes the TCP handshake; nothing ever answers the bind.
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        port = silent.getsockname()[1]
+        directory = build(sub, url=f"ldap://127.0.0.1:{port}", timeout=1)
+        with pytest.raises(PullError, match=r"did not answer within timeout \(1 s\)"):
+            list(directory.pull_accounts())
+
+
+# -- TLS ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls(directory: Directory) -> TlsFiles:
+    if directory.tls is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have openssl to test LDAPS and StartTLS")
+        pytest.skip("openssl not found: apt-get install openssl")
+    return directory.tls
+
+
+@pytest.mark.parametrize("how", ["ldaps", "start_tls"])
+def test_tls_is_verified_against_ca_file(sub: Subtree, tls: TlsFiles, how: str) -> None:
+    sub.person("ivy")
+    secure = {"url": tls.ldaps_url} if how == "ldaps" else {"start_tls": True}
+    trusted = build(sub, ca_file=str(tls.ca_file), **secure)
+    assert [a.username for a in trusted.pull_accounts()] == ["ivy"]
+    untrusted = build(sub, ca_file=str(tls.other_ca_file), **secure)
+    with pytest.raises(PullError, match=r"corp-ldap: .*TLS .*failed.*chains to ca_file"):
+        list(untrusted.pull_accounts())
+
+
+def test_an_unreadable_ca_file_is_named(sub: Subtree, tls: TlsFiles) -> None:
+    directory = build(sub, url=tls.ldaps_url, ca_file="/nonexistent/ca.pem")
+    with pytest.raises(PullError, match=r"ca_file '/nonexistent/ca\.pem' cannot be read"):
+        list(directory.pull_accounts())
+
+
+# -- Options ------------------------------------------------------------------------------
+
+
+def test_options_are_checked() -> None:
+    jsonschema.Draft202012Validator.check_schema(OPTIONS_SCHEMA)
+    validator = jsonschema.Draft202012Validator(OPTIONS_SCHEMA)
+    required = {"url": "ldaps://ldap.example.com", "bind_dn": "cn=x", "base_dn": "dc=x"}
+    assert validator.is_valid(required)
+    assert not validator.is_valid({**required, "url": "https://ldap.example.com"})
+    assert not validator.is_valid({**required, "disable": {"attribute": "x"}})
+    assert not validator.is_valid({**required, "pasword_env": "X"})
+    options = LdapOptions.from_mapping("corp-ldap", required, Path("/repo"))
+    defaults = {k: v.get("default") for k, v in OPTIONS_SCHEMA["properties"].items()}
+    assert (options.user_filter, options.group_filter, options.page_size, options.timeout) == (
+        defaults["user_filter"],
+        defaults["group_filter"],
+        defaults["page_size"],
+        defaults["timeout"],
+    )
+    assert (options.id_attribute, options.username_attribute) == ("entryUUID", "uid")
+    assert options.groups_under == "dc=x" and options.disable is None
+    ad = LdapOptions.from_mapping(
+        "corp-ldap", {**required, "dialect": "ad", "ca_file": "ca.pem"}, Path("/repo")
+    )
+    assert (ad.id_attribute, ad.username_attribute) == ("objectGUID", "sAMAccountName")
+    assert ad.ca_file == Path("/repo/ca.pem")
+    assert LdapConnector("corp-ldap", ad, password=None).modes == {Mode.DISABLE, Mode.DELETE}
+    with pytest.raises(ConfigError, match=r"unknown option.*pasword_env"):
+        LdapOptions.from_mapping("corp-ldap", {**required, "pasword_env": "X"}, Path("."))
+    with pytest.raises(ConfigError, match="base_dn is required"):
+        LdapOptions.from_mapping("corp-ldap", {"url": "ldap://h", "bind_dn": "x"}, Path("."))
+    with pytest.raises(ConfigError, match="dialect ad disables through userAccountControl"):
+        LdapOptions.from_mapping(
+            "corp-ldap", {**required, "dialect": "ad", "disable": DISABLE}, Path(".")
+        )
+    with pytest.raises(ConfigError, match="remove start_tls"):
+        LdapOptions.from_mapping("corp-ldap", {**required, "start_tls": True}, Path("."))
+    assert ldap.TYPE.secret_env_options == ("password_env",)
+    context = ConnectorContext(
+        name="corp-ldap",
+        options={**required, "password_env": "LDAP_PASSWORD"},
+        base_dir=Path("."),
+        env={},
+    )
+    with pytest.raises(ConfigError, match="environment variable LDAP_PASSWORD is not set"):
+        ldap.TYPE.build(context)
+
+
+def test_build_names_the_extra_when_ldap3_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ldap3", None)
+    monkeypatch.delitem(sys.modules, "reconciler.connectors.ldap_directory")
+    context = ConnectorContext(
+        name="corp-ldap",
+        options={"url": "ldap://h", "bind_dn": "cn=x", "base_dn": "dc=x"},
+        base_dir=Path("."),
+    )
+    with pytest.raises(ConfigError, match=r"pip install 'access-reconciler\[ldap\]'"):
+        ldap.TYPE.build(context)
+
+
+# -- The AD dialect, as pure parsing --------------------------------------------------------
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+
+
+def _filetime(moment: datetime) -> int:
+    return int((moment - datetime(1601, 1, 1, tzinfo=UTC)).total_seconds()) * 10**7
+
+
+@pytest.mark.parametrize(
+    ("uac", "disabled"),
+    [
+        (None, False),
+        (0x200, False),  # NORMAL_ACCOUNT
+        (0x202, True),  # NORMAL_ACCOUNT | ACCOUNTDISABLE
+        (0x10200, False),  # DONT_EXPIRE_PASSWORD
+        (0x10202, True),
+        (0x2, True),
+        (0x1, False),  # SCRIPT only
+    ],
+)
+def test_user_account_control_bit_2_is_disabled(uac: int | None, disabled: bool) -> None:
+    assert uac_disabled(uac) is disabled
+
+
+@pytest.mark.parametrize(
+    ("before", "after"), [(0x200, 0x202), (0x202, 0x202), (0x10200, 0x10202), (0, 0x2)]
+)
+def test_a_disable_sets_only_bit_2(before: int, after: int) -> None:
+    assert with_disabled_bit(before) == after
+    assert uac_disabled(with_disabled_bit(before))
+
+
+@pytest.mark.parametrize(
+    ("account_expires", "expired"),
+    [
+        (None, False),
+        (0, False),  # never
+        (0x7FFFFFFFFFFFFFFF, False),  # never
+        (_filetime(datetime(2020, 1, 1, tzinfo=UTC)), True),
+        (_filetime(NOW), True),
+        (_filetime(datetime(2030, 1, 1, tzinfo=UTC)), False),
+    ],
+)
+def test_account_expires_in_the_past_is_disabled(
+    account_expires: int | None, expired: bool
+) -> None:
+    assert account_expired(account_expires, NOW) is expired
+
+
+@pytest.mark.parametrize(
+    ("filetime", "moment"),
+    [
+        (0, None),
+        (-5, None),
+        (0x7FFFFFFFFFFFFFFF, None),  # past datetime's range: "never"
+        (116_444_736_000_000_000, datetime(1970, 1, 1, tzinfo=UTC)),
+        (133_801_632_000_000_000, datetime(2025, 1, 1, tzinfo=UTC)),
+        (133_801_632_000_000_000 + 15, datetime(2025, 1, 1, 0, 0, 0, 1, tzinfo=UTC)),
+    ],
+)
+def test_filetime_converts_to_utc(filetime: int, moment: datetime | None) -> None:
+    assert filetime_to_datetime(filetime) == moment
+
+
+def test_object_guid_is_read_and_searched_in_its_windows_byte_order() -> None:
+    guid = "00112233-4455-6677-8899-aabbccddeeff"
+    raw = bytes.fromhex("33221100554477668899aabbccddeeff")  # first three fields reversed
+    assert id_text([raw], "objectGUID") == guid
+    assert id_filter("objectGUID", guid) == (
+        r"(objectGUID=\33\22\11\00\55\44\77\66\88\99\aa\bb\cc\dd\ee\ff)"
+    )
+    assert id_filter("objectGUID", "not-a-guid") is None
+    assert id_filter("entryUUID", HOSTILE) is None
+    assert id_filter("uid", HOSTILE) == r"(uid=\2a\29\28uid=\2a)"
+
+
+def test_deprovisioning_an_id_that_cannot_be_one_is_refused(sub: Subtree) -> None:
+    sub.person("jo")
+    directory = build(sub)
+    [account] = directory.pull_accounts()
+    for mode in (Mode.DISABLE, Mode.DELETE):
+        with pytest.raises(ConnectorError, match="the id is not a entryUUID value"):
+            directory.deprovision(account._replace(id="jo"), mode)
+    assert directory.lookup_account(account.id) == account
