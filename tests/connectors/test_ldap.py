@@ -509,6 +509,6 @@ def test_deprovisioning_an_id_that_cannot_be_one_is_refused(sub: Subtree) -> Non
     directory = build(sub)
     [account] = directory.pull_accounts()
     for mode in (Mode.DISABLE, Mode.DELETE):
-        with pytest.raises(ConnectorError, match="the id is not a entryUUID value"):
+        with pytest.raises(ConnectorError, match="the id is not a valid entryUUID"):
             directory.deprovision(account._replace(id="jo"), mode)
     assert directory.lookup_account(account.id) == account
