@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from reconciler.connectors import file as file
+from reconciler.connectors import ldap as ldap
 from reconciler.connectors import postgres as postgres
 from reconciler.connectors import scim as scim
 from reconciler.connectors.base import Connector, ConnectorContext, ConnectorType, Mode
@@ -10,6 +11,7 @@ from reconciler.errors import ConfigError
 
 CONNECTORS: dict[str, ConnectorType] = {
     file.TYPE.name: file.TYPE,
+    ldap.TYPE.name: ldap.TYPE,
     postgres.TYPE.name: postgres.TYPE,
     scim.TYPE.name: scim.TYPE,
 }

@@ -37,7 +37,7 @@ from reconciler.connectors.ldap_directory import (
 )
 from reconciler.errors import ConfigError, ConnectorError, PullError
 
-from .contract import Expect, exercise_connector
+from .contract import Expect, exercise_connector, exercise_failures
 from .ldap_server import (
     CAPPED_DN,
     READER_DN,
@@ -280,6 +280,24 @@ def test_a_read_only_bind_dn_is_told_it_may_not_write(sub: Subtree) -> None:
     assert live is not None and live.status == "active"
 
 
+def test_deprovisioning_an_id_that_cannot_be_one_is_refused(sub: Subtree) -> None:
+    sub.person("jo")
+    directory = build(sub)
+    [account] = directory.pull_accounts()
+    for mode in (Mode.DISABLE, Mode.DELETE):
+        with pytest.raises(ConnectorError, match="the id is not a valid entryUUID"):
+            directory.deprovision(account._replace(id="jo"), mode)
+    assert directory.lookup_account(account.id) == account
+
+
+def test_an_id_attribute_shared_by_two_users_fails_the_pull(sub: Subtree) -> None:
+    sub.person("kim", mail="shared@acme.example")
+    sub.person("lee", mail="shared@acme.example")
+    directory = build(sub, id_attribute="mail")
+    with pytest.raises(PullError, match=r"have the same mail 'shared@acme\.example'"):
+        list(directory.pull_accounts())
+
+
 # -- Errors -------------------------------------------------------------------------------
 
 
@@ -289,6 +307,7 @@ def test_a_wrong_password_is_never_shown(sub: Subtree) -> None:
     [account] = right.pull_accounts()
     wrong = "Wr0ng-pa55word-for-tests"
     directory = build(sub, password=wrong)
+    exercise_failures(directory, wrong, identities=True)
     attempts = [
         lambda: list(directory.pull_accounts()),
         lambda: list(directory.pull_identities()),
@@ -321,6 +340,7 @@ def _closed_port() -> int:
 def test_an_unreachable_server_names_the_url(sub: Subtree) -> None:
     port = _closed_port()
     directory = build(sub, url=f"ldap://127.0.0.1:{port}", timeout=2)
+    exercise_failures(directory, sub.directory.passwords[WRITER_DN], identities=True)
     with pytest.raises(PullError, match=rf"corp-ldap: .*127\.0\.0\.1:{port}.*check url"):
         list(directory.pull_accounts())
     with pytest.raises(ConnectorError, match="check url"):
@@ -502,13 +522,3 @@ def test_object_guid_is_read_and_searched_in_its_windows_byte_order() -> None:
     assert id_filter("objectGUID", "not-a-guid") is None
     assert id_filter("entryUUID", HOSTILE) is None
     assert id_filter("uid", HOSTILE) == r"(uid=\2a\29\28uid=\2a)"
-
-
-def test_deprovisioning_an_id_that_cannot_be_one_is_refused(sub: Subtree) -> None:
-    sub.person("jo")
-    directory = build(sub)
-    [account] = directory.pull_accounts()
-    for mode in (Mode.DISABLE, Mode.DELETE):
-        with pytest.raises(ConnectorError, match="the id is not a valid entryUUID"):
-            directory.deprovision(account._replace(id="jo"), mode)
-    assert directory.lookup_account(account.id) == account
