@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from reconciler.errors import ConfigError
 from reconciler.model import Account, Identity, Role
 
 
@@ -75,3 +76,41 @@ class ConnectorType:
     # Options that name environment variables holding secrets (e.g. `token_env`).
     secret_env_options: tuple[str, ...] = ()
     description: str = ""
+
+
+def secret_from_env(context: ConnectorContext, variable: str | None, what: str) -> str | None:
+    """The secret held by the environment variable an `*_env` option names (None when
+    the option is not set); a ConfigError naming the variable when it is unset or empty.
+    `what` says what the secret is ("the bind password")."""
+    if not variable:
+        return None
+    secret = context.env.get(variable, "")
+    if not secret:
+        raise ConfigError(
+            f"{context.name}: environment variable {variable} is not set or empty; "
+            f"export {what} in it"
+        )
+    return secret
+
+
+def needs_extra(
+    load: Callable[[], Callable[[ConnectorContext], Connector]], *, library: str, extra: str
+) -> Callable[[ConnectorContext], Connector]:
+    """A `build` for a connector whose implementation needs `library`, installed by the
+    package's `extra`: `load` imports the implementation when a system of the type is
+    built, so reconciler.yaml is validated without the library; a ConfigError names the
+    extra when the library is missing."""
+
+    def build(context: ConnectorContext) -> Connector:
+        try:
+            make = load()
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not exc.name.startswith(library):
+                raise
+            raise ConfigError(
+                f"{context.name}: the {extra} connector needs {library}; install it with "
+                f"`pip install 'access-reconciler[{extra}]'`"
+            ) from None
+        return make(context)
+
+    return build

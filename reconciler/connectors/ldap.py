@@ -8,12 +8,12 @@ the library is not installed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from reconciler.connectors.base import Connector, ConnectorContext, ConnectorType
+from reconciler.connectors.base import Connector, ConnectorContext, ConnectorType, needs_extra
 from reconciler.errors import ConfigError
 
 DIALECTS = ("openldap", "ad")
@@ -228,25 +228,16 @@ class LdapOptions:
         )
 
 
-def build(context: ConnectorContext) -> Connector:
-    """The connector for one system; a ConfigError naming the extra if ldap3 is not
-    installed."""
-    try:
-        from reconciler.connectors.ldap_directory import LdapConnector
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not exc.name.startswith("ldap3"):
-            raise
-        raise ConfigError(
-            f"{context.name}: the ldap connector needs ldap3; install it with "
-            "`pip install 'access-reconciler[ldap]'`"
-        ) from None
-    return LdapConnector.from_context(context)
+def _load() -> Callable[[ConnectorContext], Connector]:
+    from reconciler.connectors.ldap_directory import LdapConnector
+
+    return LdapConnector.from_context
 
 
 TYPE = ConnectorType(
     name="ldap",
     options_schema=OPTIONS_SCHEMA,
-    build=build,
+    build=needs_extra(_load, library="ldap3", extra="ldap"),
     secret_env_options=("password_env",),
     description="An LDAP directory (OpenLDAP or Active Directory), as an identity "
     "source or an app: users as accounts, groups (nested) as roles.",

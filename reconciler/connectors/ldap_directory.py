@@ -60,9 +60,9 @@ from ldap3.core import exceptions as ldap_errors
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import parse_dn
 
-from reconciler.connectors.base import ConnectorContext, Mode
+from reconciler.connectors.base import ConnectorContext, Mode, secret_from_env
 from reconciler.connectors.ldap import LdapOptions
-from reconciler.errors import ConfigError, ConnectorError, PullError
+from reconciler.errors import ConnectorError, PullError
 from reconciler.model import Account, Identity, Role
 
 PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
@@ -276,14 +276,7 @@ class LdapConnector:
     def from_context(cls, context: ConnectorContext) -> LdapConnector:
         """Build from a `type: ldap` section of reconciler.yaml."""
         options = LdapOptions.from_mapping(context.name, context.options, context.base_dir)
-        password = None
-        if options.password_env:
-            password = context.env.get(options.password_env, "")
-            if not password:
-                raise ConfigError(
-                    f"{context.name}: environment variable {options.password_env} is not "
-                    "set or empty; export the bind password in it (password_env names it)"
-                )
+        password = secret_from_env(context, options.password_env, "the bind password")
         return cls(context.name, options, password=password)
 
     # -- the Connector contract --

@@ -8,12 +8,12 @@ the driver is not installed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.connectors.base import Connector, ConnectorContext, ConnectorType
+from reconciler.connectors.base import Connector, ConnectorContext, ConnectorType, needs_extra
 from reconciler.errors import ConfigError
 
 # libpq's sslmode values (https://www.postgresql.org/docs/current/libpq-ssl.html).
@@ -134,25 +134,16 @@ class PostgresOptions:
         )
 
 
-def build(context: ConnectorContext) -> Connector:
-    """The connector for one system; a ConfigError naming the extra if psycopg is not
-    installed."""
-    try:
-        from reconciler.connectors.postgres_roles import PostgresConnector
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not exc.name.startswith("psycopg"):
-            raise
-        raise ConfigError(
-            f"{context.name}: the postgres connector needs psycopg; install it with "
-            "`pip install 'access-reconciler[postgres]'`"
-        ) from None
-    return PostgresConnector.from_context(context)
+def _load() -> Callable[[ConnectorContext], Connector]:
+    from reconciler.connectors.postgres_roles import PostgresConnector
+
+    return PostgresConnector.from_context
 
 
 TYPE = ConnectorType(
     name="postgres",
     options_schema=OPTIONS_SCHEMA,
-    build=build,
+    build=needs_extra(_load, library="psycopg", extra="postgres"),
     secret_env_options=("password_env",),
     description="A PostgreSQL cluster: login roles as accounts, group roles and "
     "privileges as roles and entitlements.",

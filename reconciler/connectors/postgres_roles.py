@@ -59,9 +59,9 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from reconciler.connectors.base import ConnectorContext, Mode
+from reconciler.connectors.base import ConnectorContext, Mode, secret_from_env
 from reconciler.connectors.postgres import PostgresOptions
-from reconciler.errors import ConfigError, ConnectorError, PullError
+from reconciler.errors import ConnectorError, PullError
 from reconciler.model import Account, Identity, Role, clean_text
 
 DISABLED_MARKER = "reconciler: disabled"
@@ -264,14 +264,7 @@ class PostgresConnector:
     def from_context(cls, context: ConnectorContext) -> PostgresConnector:
         """Build from a `type: postgres` section of reconciler.yaml."""
         options = PostgresOptions.from_mapping(context.name, context.options, context.base_dir)
-        password = None
-        if options.password_env:
-            password = context.env.get(options.password_env, "")
-            if not password:
-                raise ConfigError(
-                    f"{context.name}: environment variable {options.password_env} is not "
-                    "set or empty; export the PostgreSQL password in it (password_env names it)"
-                )
+        password = secret_from_env(context, options.password_env, "the PostgreSQL password")
         return cls(context.name, options, password=password)
 
     # -- the Connector contract --
