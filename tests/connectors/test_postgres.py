@@ -10,6 +10,7 @@ import importlib.util
 import os
 import secrets
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -418,6 +419,18 @@ def test_a_lock_held_elsewhere_ends_in_statement_timeout(box: Sandbox) -> None:
 
 
 # -- Options ------------------------------------------------------------------------------
+
+
+def test_build_names_the_extra_when_psycopg_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    monkeypatch.delitem(sys.modules, "reconciler.connectors.postgres_roles")
+    context = ConnectorContext(
+        name="pgapp",
+        options={"host": "db", "database": "app", "user": "reconciler"},
+        base_dir=Path("."),
+    )
+    with pytest.raises(ConfigError, match=r"pip install 'access-reconciler\[postgres\]'"):
+        postgres.TYPE.build(context)
 
 
 def test_options_are_checked() -> None:
