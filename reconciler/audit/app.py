@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-from reconciler.audit.repository import AuditRepository
+from reconciler.audit.repository import PLAN_ID, AuditRepository
 from reconciler.audit.timeline import Event, app_timeline
 from reconciler.config import Settings
 from reconciler.errors import ConfigError
-
-_PLAN_ID = re.compile(r"^Plan-Id:\s*([0-9a-f]{8,64})\s*$", re.MULTILINE)
 
 
 def audit_app(
@@ -40,7 +37,7 @@ def audit_app(
         journals = repo.journals(app)
         plan_commits = []
         for commit, message in proposals.result():
-            found = _PLAN_ID.search(message)
+            found = PLAN_ID.search(message)
             if found:
                 plan_commits.append((commit, found.group(1)))
         return app_timeline(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -84,8 +83,7 @@ def parse_log(output: bytes, wanted: Iterable[str] | None = None) -> Iterator[Li
         if line.startswith(COMMIT_MARK):
             yield from flush(current)
             _, sha, stamp, subject = line[len(COMMIT_MARK) - 1 :].split(b"\x00", 3)
-            at = datetime.fromtimestamp(int(stamp), UTC)
-            current = _Pending(Commit(sha.decode(), at, subject.decode("utf-8", "replace")), {}, {})
+            current = _Pending(Commit.logged(sha, stamp, subject), {}, {})
             where = None
         elif line.startswith(b"diff --git "):
             # "diff --git a/PATH b/PATH": snapshot paths hold no spaces.

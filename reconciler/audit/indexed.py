@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from reconciler import changeindex
 from reconciler.audit.timeline import Commit, LineChange
@@ -145,9 +144,6 @@ def parse(
             if not wanted:
                 continue
             lines = [line for line, tokens in zip(lines, split, strict=True) if tokens[1] in wanted]
-        commit = Commit(
-            sha, datetime.fromtimestamp(int(stamp), UTC), subject.decode("utf-8", "replace")
-        )
-        found.append(IndexedCommit(commit, system, kind, tuple(lines)))
+        found.append(IndexedCommit(Commit.logged(sha, stamp, subject), system, kind, tuple(lines)))
     # git walks newest first; the commits are wanted in the order they happened.
     return Indexed(tuple(reversed(found)), tuple(unindexed), tuple(order))

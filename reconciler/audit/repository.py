@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -52,7 +52,8 @@ from reconciler.clock import read_time
 from reconciler.errors import GitError, YamlError
 from reconciler.git import Git, batch_contents
 
-_PLAN_ID = re.compile(r"^Plan-Id:\s*([0-9a-f]{8,64})\s*$", re.MULTILINE)
+# A plan's id as its proposing commit names it (trailer `Plan-Id:`).
+PLAN_ID = re.compile(r"^Plan-Id:\s*([0-9a-f]{8,64})\s*$", re.MULTILINE)
 
 
 def _journal(
@@ -290,11 +291,7 @@ class AuditRepository:
         for mark in out.split(b"\n"):
             if mark.startswith(COMMIT_MARK):
                 _, sha, stamp, subject = mark[len(COMMIT_MARK) - 1 :].split(b"\x00", 3)
-                commit = Commit(
-                    sha.decode(),
-                    datetime.fromtimestamp(int(stamp), UTC),
-                    subject.decode("utf-8", "replace"),
-                )
+                commit = Commit.logged(sha, stamp, subject)
                 commits[commit.sha] = (commit, [])
         for change in parse_log(out):
             commits[change.commit.sha][1].append(change)
@@ -311,12 +308,7 @@ class AuditRepository:
             if not entry.startswith(COMMIT_MARK):
                 continue
             _, sha, stamp, subject, body = entry[len(COMMIT_MARK) - 1 :].split(b"\x00", 4)
-            commit = Commit(
-                sha.decode(),
-                datetime.fromtimestamp(int(stamp), UTC),
-                subject.decode("utf-8", "replace"),
-            )
-            found.append((commit, body.decode("utf-8", "replace")))
+            found.append((Commit.logged(sha, stamp, subject), body.decode("utf-8", "replace")))
         return found
 
     def show(self, rev: str, path: str) -> bytes | None:
@@ -410,7 +402,7 @@ class AuditRepository:
         for chunk in out.decode("utf-8", "replace").split("\x1e")[1:]:
             head, _, names = chunk.partition("\n")
             sha, stamp, subject = head.split("\x00", 2)
-            commit = Commit(sha, datetime.fromtimestamp(int(stamp), UTC), subject)
+            commit = Commit.logged(sha, stamp, subject)
             for name in names.split("\n"):
                 if name:
                     found.setdefault(name, commit)  # newest first: the last addition
@@ -432,10 +424,10 @@ class AuditRepository:
         found: dict[str, Commit] = {}
         for chunk in out.decode("utf-8", "replace").split("\x1e")[1:]:
             sha, stamp, subject, body = chunk.split("\x00", 3)
-            plan = _PLAN_ID.search(body)
+            plan = PLAN_ID.search(body)
             if plan and (wanted is None or plan.group(1) in wanted):
-                commit = Commit(sha, datetime.fromtimestamp(int(stamp), UTC), subject)
-                found[plan.group(1)] = commit  # newest first: the first proposal wins
+                # Newest first: the first proposal wins.
+                found[plan.group(1)] = Commit.logged(sha, stamp, subject)
         return found
 
     def pending_plans(self, app: str | None = None) -> list[PendingPlan]:
@@ -534,7 +526,7 @@ class AuditRepository:
         found = []
         for line in out.decode("utf-8", "replace").splitlines():
             sha, at, subject = line.split("\x00", 2)
-            commit = Commit(sha, datetime.fromtimestamp(int(at), UTC), subject)
+            commit = Commit.logged(sha, at, subject)
             if since <= commit.at <= until:
                 found.append(commit)
         return found[::-1]

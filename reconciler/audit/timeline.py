@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reconciler.clock import timestamp
@@ -29,6 +29,15 @@ class Commit:
     sha: str
     at: datetime
     subject: str
+
+    @classmethod
+    def logged(cls, sha: str | bytes, stamp: str | bytes, subject: str | bytes) -> Commit:
+        """A commit as `git log` prints its `%H`, `%ct` (Unix time) and `%s`."""
+        if isinstance(sha, bytes):
+            sha = sha.decode()
+        if isinstance(subject, bytes):
+            subject = subject.decode("utf-8", "replace")
+        return cls(sha, datetime.fromtimestamp(int(stamp), UTC), subject)
 
 
 @dataclass(frozen=True)

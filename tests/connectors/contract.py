@@ -8,6 +8,7 @@ that system (STYLE §16).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -157,3 +158,14 @@ def exercise_failures(broken: Connector, secret: str | None, *, identities: bool
         while chained is not None:
             assert secret not in f"{chained} {chained!r}", "the secret stays out of errors"
             chained = chained.__cause__ or chained.__context__
+
+
+def require(missing: str | None, what: str) -> None:
+    """Stop a test whose real server (or tool) is missing: `missing` says what is not
+    there and how to install it. Under CI, where `.ci/run` installs every one, that is a
+    failure; elsewhere a skip."""
+    if missing is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must have {what}: {missing}")
+    pytest.skip(missing)

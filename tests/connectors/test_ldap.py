@@ -37,7 +37,7 @@ from reconciler.connectors.ldap_directory import (
 )
 from reconciler.errors import ConfigError, ConnectorError, PullError
 
-from .contract import Expect, exercise_connector, exercise_failures
+from .contract import Expect, exercise_connector, exercise_failures, require
 from .ldap_server import (
     CAPPED_DN,
     READER_DN,
@@ -57,11 +57,7 @@ DISABLE = {"attribute": "employeeType", "value": "disabled"}
 @pytest.fixture(scope="session")
 def directory() -> Iterator[Directory]:
     """One slapd for the session; a missing server fails in CI and skips elsewhere."""
-    missing = slapd_missing()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must have OpenLDAP: {missing}")
-        pytest.skip(missing)
+    require(slapd_missing(), "OpenLDAP")
     with start_slapd() as running:
         yield running
 
@@ -363,10 +359,11 @@ def test_a_server_that_never_answers_ends_in_timeout(sub: Subtree) -> None:
 
 @pytest.fixture
 def tls(directory: Directory) -> TlsFiles:
-    if directory.tls is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must have openssl to test LDAPS and StartTLS")
-        pytest.skip("openssl not found: apt-get install openssl")
+    require(
+        "openssl not found: apt-get install openssl" if directory.tls is None else None,
+        "openssl to test LDAPS and StartTLS",
+    )
+    assert directory.tls is not None
     return directory.tls
 
 

@@ -37,7 +37,7 @@ from reconciler.connectors.postgres_roles import (
 from reconciler.errors import ConfigError, ConnectorError, PullError
 from reconciler.model import Account
 
-from .contract import Expect, exercise_connector, exercise_failures
+from .contract import Expect, exercise_connector, exercise_failures, require
 from .postgres_server import Cluster, Sandbox, initdb_missing, start_cluster
 
 HOSTILE = 'x"; DROP TABLE orders; --'
@@ -46,11 +46,7 @@ HOSTILE = 'x"; DROP TABLE orders; --'
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     """One cluster for the session; a missing server fails in CI and skips elsewhere."""
-    missing = initdb_missing()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must have PostgreSQL: {missing}")
-        pytest.skip(missing)
+    require(initdb_missing(), "PostgreSQL")
     with start_cluster() as running:
         yield running
 
