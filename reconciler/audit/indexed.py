@@ -68,13 +68,6 @@ class Indexed:
 
     commits: tuple[IndexedCommit, ...]
     unindexed: tuple[str, ...]  # shas, newest first as git walked them
-    order: tuple[str, ...]  # every sha read, newest first
-
-    @property
-    def changes(self) -> list[LineChange]:
-        """Every named record's line change (partial records: id, email, username,
-        status), in the order they happened."""
-        return [change for found in self.commits for change in found.line_changes()]
 
 
 def changes_of(
@@ -115,11 +108,9 @@ def parse(
     where: dict[str, tuple[str, str] | None] = {}
     found: list[IndexedCommit] = []
     unindexed: list[str] = []
-    order: list[str] = []
     for chunk in output.split(b"\x1e")[1:]:
         sha_raw, stamp, subject, body, names = chunk.split(b"\x00", 4)
         sha = sha_raw.decode()
-        order.append(sha)
         systems: set[tuple[str, str]] = set()
         for name in names.decode("utf-8", "replace").split("\n"):
             if name:
@@ -146,4 +137,4 @@ def parse(
             lines = [line for line, tokens in zip(lines, split, strict=True) if tokens[1] in wanted]
         found.append(IndexedCommit(Commit.logged(sha, stamp, subject), system, kind, tuple(lines)))
     # git walks newest first; the commits are wanted in the order they happened.
-    return Indexed(tuple(reversed(found)), tuple(unindexed), tuple(order))
+    return Indexed(tuple(reversed(found)), tuple(unindexed))
