@@ -197,7 +197,8 @@ def parse(message: str, containing: Sequence[str] = ()) -> frozenset[IndexEntry]
     the whole paragraph is still checked.
 
     Raises MalformedIndex when the last paragraph starts with the header but a line
-    after it is not `<-|+> <id> <email> <username> <status>` in index tokens.
+    after it is not `<-|+> <id> <email> <username> <status>` in index tokens, or when
+    the message holds more than one index (a squash of several commits).
     """
     lines = lines_of(message, containing)
     return None if lines is None else frozenset(entry(line) for line in lines)
@@ -208,6 +209,10 @@ def lines_of(message: str, containing: Sequence[str] = ()) -> list[str] | None:
     _, found, lines = _split(message)
     if not found:
         return None
+    if message.count(f"\n{HEADER}\n") + message.startswith(f"{HEADER}\n") > 1:
+        # Several commits' messages squashed into one: the last index is not the
+        # commit's, and the others are not at the end.
+        raise MalformedIndex("the message holds more than one index")
     text = "\n".join(lines)
     if _LINES.fullmatch(text) is None or ("%" in text and _BAD_ESCAPE.search(text)):
         for number, line in enumerate(lines, 1):
@@ -215,9 +220,22 @@ def lines_of(message: str, containing: Sequence[str] = ()) -> list[str] | None:
                 raise MalformedIndex(
                     f"line {number} of the index is not `<-|+> <id> <email> <username> <status>`"
                 )
-    if containing:
-        return [line for line in lines if any(text in line for text in containing)]
-    return lines
+    return _holding(text, containing) if containing else lines
+
+
+def _holding(text: str, containing: Sequence[str]) -> list[str]:
+    """The lines of `text` holding one of `containing`, in order: found by searching
+    the whole text for each (an index can hold hundreds of thousands of lines)."""
+    spans = set()
+    for needle in containing:
+        at = text.find(needle)
+        while at >= 0:
+            start = text.rfind("\n", 0, at) + 1
+            end = text.find("\n", at)
+            end = len(text) if end < 0 else end
+            spans.add((start, end))
+            at = text.find(needle, end)
+    return [text[start:end] for start, end in sorted(spans)]
 
 
 def entry(line: str) -> IndexEntry:

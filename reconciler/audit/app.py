@@ -5,8 +5,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-from reconciler.audit.repository import PLAN_ID, AuditRepository
-from reconciler.audit.timeline import Event, app_timeline
+from reconciler.audit.repository import AuditRepository
+from reconciler.audit.timeline import PLAN_ID, Event, app_timeline
 from reconciler.config import Settings
 from reconciler.errors import ConfigError
 

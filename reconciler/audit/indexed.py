@@ -31,6 +31,16 @@ LOG_FORMAT = ("--format=%x1e%H%x00%ct%x00%s%x00%B%x00", "--name-only", "--no-ren
 Keep = Callable[[Sequence[str]], bool]
 
 
+def naming(tokens: frozenset[str]) -> Keep:
+    """Keep a record when one of its lines names one of `tokens` (`tokens_of`) as its
+    id, email or username exactly (a search key also matches inside longer names)."""
+
+    def keep(line_tokens: Sequence[str]) -> bool:
+        return line_tokens[1] in tokens or line_tokens[2] in tokens or line_tokens[3] in tokens
+
+    return keep
+
+
 @dataclass(frozen=True)
 class IndexedCommit:
     """One snapshot commit as its index names it: the versions of the records it

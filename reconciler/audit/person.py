@@ -10,10 +10,8 @@ from typing import Any
 import orjson
 
 from reconciler.audit.changes import snapshot_of
-from reconciler.audit.indexed import Keep
 from reconciler.audit.repository import AuditRepository
 from reconciler.audit.timeline import ACCOUNT, IDENTITY, LineChange, PersonTimeline, person_timeline
-from reconciler.changeindex import search_text, tokens_of
 from reconciler.config import Policy, Settings
 from reconciler.correlate import normalise
 from reconciler.errors import ReconcilerError
@@ -102,21 +100,6 @@ def _keys(
     return sorted(keys)
 
 
-def _index_keys(keys: Iterable[str]) -> list[str]:
-    return sorted({search_text(key) for key in keys})
-
-
-def _keeps(keys: Iterable[str]) -> Keep:
-    """Whether an index line is one of the person's versions: its id, email or
-    username is one of `keys` exactly (a key is also a substring of longer names)."""
-    wanted = tokens_of(keys)
-
-    def keep(tokens: Sequence[str]) -> bool:
-        return tokens[1] in wanted or tokens[2] in wanted or tokens[3] in wanted
-
-    return keep
-
-
 def _identity_snapshot(path: str) -> tuple[str, str] | None:
     """`snapshot_of` for identity sources' snapshots only."""
     found = snapshot_of(path)
@@ -158,9 +141,7 @@ def audit_person(
     if not identities:
         # Gone from every source's snapshot: their lines in history, through the index.
         query_keys = _keys((), query, policies)
-        found = repo.chosen_line_changes(
-            _index_keys(query_keys), _keeps(query_keys), query_keys, _identity_snapshot
-        )
+        found = repo.chosen_line_changes(query_keys, _identity_snapshot)
         for change in found:
             record = change.after or change.before or {}
             if identity_matches(record, query, all_aliases):
@@ -189,7 +170,7 @@ def audit_person(
             keys, *(f"state/apps/{a}/accounts" for a in sharded), names_only=True
         ):
             fallback.append(name.split(":", 1)[1])
-    changes = repo.chosen_line_changes(_index_keys(keys), _keeps(keys), keys, fallback=fallback)
+    changes = repo.chosen_line_changes(keys, fallback=fallback)
 
     # 3. Keep the person's lines only, linked the way correlation links them.
     ids = {identity_id for _, identity_id in identities}

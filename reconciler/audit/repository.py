@@ -11,7 +11,7 @@ and many are parsed on every core (`parallel`).
 from __future__ import annotations
 
 import contextlib
-import re
+import functools
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,21 +39,20 @@ from reconciler.audit.changes import (
     snapshot_of,
 )
 from reconciler.audit.indexed import LOG_FORMAT, IndexedCommit, Keep
+from reconciler.audit.lookup import Lookup, open_lookup
 from reconciler.audit.timeline import (
     IDENTITY,
+    PLAN_ID,
     Commit,
     Journal,
     JournalAction,
     LineChange,
     PendingPlan,
 )
-from reconciler.changeindex import HEADER_PATTERN
+from reconciler.changeindex import HEADER_PATTERN, search_text, tokens_of
 from reconciler.clock import read_time
 from reconciler.errors import GitError, YamlError
 from reconciler.git import Git, batch_contents
-
-# A plan's id as its proposing commit names it (trailer `Plan-Id:`).
-PLAN_ID = re.compile(r"^Plan-Id:\s*([0-9a-f]{8,64})\s*$", re.MULTILINE)
 
 
 def _journal(
@@ -100,7 +99,8 @@ class AuditRepository:
     def __init__(self, root: Any, rev: str = "HEAD", until: datetime | None = None) -> None:
         """The history as of `rev` (a commit of main), and of `until` for the plans on
         branches (their last commit at or before it); HEAD and now by default."""
-        self.repo = Git.open(Path(root)).history()
+        self.local = Git.open(Path(root))
+        self.repo = self.local.history()
         self.git = self.repo.git
         self.rev = rev
         self.until = until
@@ -117,6 +117,17 @@ class AuditRepository:
             self.git.execute(
                 ["git", "commit-graph", "write", "--reachable", "--changed-paths", "--split"]
             )
+
+    @functools.cached_property
+    def lookup(self) -> Lookup | None:
+        """The lookup of which commits name whom (`audit.lookup`) as of `rev`, opened
+        on first use and brought up to date; None where it cannot be kept."""
+        try:
+            directory = self.local.private_dir()
+        except OSError:
+            return None
+        rev = self._run("rev-parse", "--verify", f"{self.rev}^{{commit}}").decode().strip()
+        return open_lookup(self._run, directory, rev)
 
     def _run(self, *args: str, stdin: bytes | None = None) -> bytes:
         try:
@@ -157,38 +168,49 @@ class AuditRepository:
 
     def chosen_line_changes(
         self,
-        index_keys: Sequence[str],
-        keep: Keep,
         keys: Sequence[str],
         locate: Callable[[str], tuple[str, str] | None] = snapshot_of,
         fallback: Sequence[str] = (),
     ) -> list[LineChange]:
-        """Every change to a snapshot line of the records `keep` keeps, oldest first,
-        with both versions read whole, reading no diff of any commit that carries an
-        index of changed records.
+        """Every change to a snapshot line of a record whose id, email or username is
+        one of `keys` (normalised as the index spells them), oldest first, with both
+        versions read whole, reading no diff of any commit that carries an index of
+        changed records.
 
-        One `git log --grep` over the messages finds the commits whose index names one
-        of `index_keys` (index tokens, `changeindex.search_text`, spelled as the index
-        spells them: ids as they are, emails and usernames normalised); `keep` then
-        picks the records among their entries (a key inside a longer name picks
+        The commits whose index names a key come from the lookup (`audit.lookup`), or
+        where it cannot be kept from one `git log --grep` over the messages; the
+        records are picked among their entries (a key inside a longer name picks
         nothing), and each record's line is read from the file at the commit and at its
         parent (`locate` says which snapshots count). Commits the index cannot speak
         for (no index, a malformed one, hand edits of `state/`), and in `fallback`
         paths (apps matched on a field the index does not hold) every commit, are
-        diffed by pickaxe on `keys` instead. The walks run side by side.
+        diffed by pickaxe on `keys` instead.
         """
-        needles = sorted({key for key in index_keys if key})
-        walks = [
-            ("log", self.rev, *LOG_FORMAT, "-F", *(f"--grep={key}" for key in needles)),
-            ("log", self.rev, "--format=%H", "--invert-grep", f"--grep={HEADER_PATTERN}",
-             "--", STATE),
-        ]  # fmt: skip
+        needles = sorted({search_text(key) for key in keys if key})
+        keep = indexed.naming(tokens_of(keys))
+        lookup = self.lookup
+        walks: list[tuple[str, ...]] = []
+        if lookup is None:
+            walks += [
+                ("log", self.rev, *LOG_FORMAT, "-F", *(f"--grep={key}" for key in needles)),
+                ("log", self.rev, "--format=%H", "--invert-grep", f"--grep={HEADER_PATTERN}",
+                 "--", STATE),
+            ]  # fmt: skip
         if fallback:
             walks.append(("log", self.rev, "--format=%H", "--", *fallback))
-        with ThreadPoolExecutor(len(walks)) as pool:
-            named, bare, *others = pool.map(lambda args: self._run(*args), walks)
+        with ThreadPoolExecutor(max(len(walks), 1)) as pool:
+            walked = list(pool.map(lambda args: self._run(*args), walks))
+        if lookup is None:
+            named, bare, *others = walked
+            to_diff = dict.fromkeys(bare.decode().split())
+        else:
+            chosen = "".join(f"{sha}\n" for sha in lookup.naming(tokens_of(keys)))
+            named = self._run("log", "--no-walk=unsorted", "--stdin", *LOG_FORMAT,
+                              stdin=chosen.encode()) if chosen else b""  # fmt: skip
+            to_diff = dict.fromkeys(lookup.bare())
+            others = walked
         found = indexed.parse(named, locate, keep, needles)
-        to_diff = dict.fromkeys([*found.unindexed, *bare.decode().split()])
+        to_diff.update(dict.fromkeys(found.unindexed))
         to_diff.update(dict.fromkeys(others[0].decode().split() if others else ()))
         changes: list[LineChange] = []
         for named_commit in found.commits:
@@ -204,9 +226,12 @@ class AuditRepository:
             return changes
         done = {c.commit.sha for c in diffed}
         changes = [c for c in changes if c.commit.sha not in done] + diffed
-        # One order for both: the walk's (commits of one second keep their order).
-        walk = self._run("log", self.rev, "--format=%H", "--", STATE).decode().split()
-        position = {sha: index for index, sha in enumerate(reversed(walk))}
+        # One order for both: the history's (commits of one second keep their order).
+        if lookup is not None:
+            position = lookup.positions(c.commit.sha for c in changes)
+        else:
+            walk = self._run("log", self.rev, "--format=%H", "--", STATE).decode().split()
+            position = {sha: index for index, sha in enumerate(reversed(walk))}
         return sorted(changes, key=lambda c: position.get(c.commit.sha, -1))
 
     def _pickaxe(
@@ -393,7 +418,10 @@ class AuditRepository:
 
     def added(self, where: Sequence[str]) -> dict[str, Commit]:
         """The commit that added each file in or under `where` (the last, if added
-        again)."""
+        again); of given journal files, the lookup answers when it is open."""
+        journals = all(path.startswith("history/") and path.endswith(".yaml") for path in where)
+        if where and journals and self.lookup is not None:
+            return self.lookup.added(where)
         out = self._run(
             "log", self.rev, "--diff-filter=A", "--name-only", "--no-renames",
             "--format=%x1e%H%x00%ct%x00%s", "--", *where,
@@ -415,7 +443,14 @@ class AuditRepository:
         adding or changing a plan file in or under `where`; only of `plans` when given.
 
         Only the messages of such commits are read: the applies that remove a plan
-        carry the index of changed records, which a `--grep` would read through."""
+        carry the index of changed records, which a `--grep` would read through. Of
+        given plans in given files, the lookup answers when it is open."""
+        if (
+            plans is not None
+            and self.lookup is not None
+            and all(PurePosixPath(path).suffix == ".yaml" for path in where)
+        ):
+            return self.lookup.first_proposals(where, plans)
         out = self._run(
             "log", self.rev, "--no-merges", "--full-history", "--diff-filter=AM",
             "--format=%x1e%H%x00%ct%x00%s%x00%B", "--", *where,

@@ -7,6 +7,7 @@ plans still waiting for review or for apply.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,8 @@ LEFT = frozenset({"deprovisioned", "suspended", "missing"})
 # Where an identity's snapshot line holds the source's own time of its status change
 # (`Identity.status_changed_at`); "left at" in the audit, never its detection.
 LEFT_AT_KEYS = ("status_changed_at",)
+# A plan's id as its proposing commit names it (trailer `Plan-Id:`).
+PLAN_ID = re.compile(r"^Plan-Id:\s*([0-9a-f]{8,64})\s*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)

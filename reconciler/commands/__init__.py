@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.config import CONFIG_FILE, POLICY_DIR, Settings
 from reconciler.errors import ConfigError
 from reconciler.forge.base import Forge
-from reconciler.forge.github import DEFAULT_API_URL, GitHubForge, GitHubOptions
 from reconciler.forge.local import LocalForge
 from reconciler.git import Git
 from reconciler.settings import load_settings
+
+if TYPE_CHECKING:
+    from reconciler.forge.github import GitHubForge
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -64,7 +67,10 @@ class Repo:
 
 
 def github_forge(git: Git, settings: Settings) -> GitHubForge:
-    """The github forge as reconciler.yaml configures it, its token from the environment."""
+    """The github forge as reconciler.yaml configures it, its token from the environment
+    (imported here: the commands that read only the repository start faster)."""
+    from reconciler.forge.github import DEFAULT_API_URL, GitHubForge, GitHubOptions
+
     forge = settings.config.forge
     if not forge.repository or not forge.token_env:
         raise ConfigError("forge github needs `repository` and `token_env` in reconciler.yaml")

@@ -9,6 +9,9 @@ import pytest
 from reconciler import demo
 from reconciler.testing.access_repo import Company, company
 
+# Every test runs with the lookup and with a search of the messages.
+pytestmark = pytest.mark.usefixtures("lookup_or_messages")
+
 
 def cycle(c: Company) -> None:
     assert c.cli("check").exit_code == 0

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import orjson
+import pytest
 
 from reconciler import changeindex, demo
 from reconciler.audit.person import audit_person
@@ -17,6 +18,9 @@ from reconciler.commands import open_repo
 from reconciler.config import MatchRule, Settings
 from reconciler.testing.access_repo import Company, company
 from tests.audit.test_audit_person import cycle
+
+# Every test runs with the lookup and with a search of the messages.
+pytestmark = pytest.mark.usefixtures("lookup_or_messages")
 
 
 def edit_line(c: Company, path: str, username: str, **fields: object) -> None:

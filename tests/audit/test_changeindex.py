@@ -149,6 +149,14 @@ def test_a_message_without_an_index_parses_as_none() -> None:
     assert changeindex.without_index(message) == "import wiki: 1 new\n"
 
 
+def test_a_squash_of_several_indexed_commits_is_no_index_to_trust() -> None:
+    index = f"{changeindex.HEADER}\n+ 1 a b active"
+    with pytest.raises(changeindex.MalformedIndex, match="more than one index"):
+        parse(f"import wiki\n\n{index}\n\nimport wiki\n\n{index}\n")
+    with pytest.raises(changeindex.MalformedIndex):
+        parse(f"{index}\n\nimport wiki\n\n{index}")
+
+
 def change(
     record_id: str, before: dict[str, str] | None, after: dict[str, str] | None
 ) -> LineChange:
