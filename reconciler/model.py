@@ -59,6 +59,13 @@ def clean_time(value: object) -> str:
     if value is None or value == "":
         return ""
     text = str(value).strip()
+    if len(text) == 20 and text[19] == "Z" and text[10] == "T" and text[13] == text[16] == ":":
+        # Already in the form written here (a snapshot's, or most exports'): only check it.
+        try:
+            datetime.fromisoformat(text[:19])
+        except ValueError:
+            return ""
+        return text
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -160,7 +167,17 @@ class Identity(NamedTuple):
 
 
 class Account(NamedTuple):
-    """An account in an app, keyed by the app's own stable id."""
+    """An account in an app, keyed by the app's own stable id.
+
+    `last_login` is when the account last signed in, as the app says now (UTC, `…Z`),
+    or '' when the app does not say: unknown, which is never the same as any date (a
+    rule about inactivity must not read it as "never signed in"). It is live data only:
+    it changes every day for everyone who works, so it is never written to a snapshot
+    (DESIGN §3): `to_record` leaves it out. It is for rules a check evaluates on what it
+    pulled, and for a plan to record as evidence. Some apps lag themselves: Active
+    Directory's lastLogonTimestamp is replicated only when it is about 14 days old
+    (ms-DS-Logon-Time-Sync-Interval).
+    """
 
     id: str
     username: str = ""
@@ -170,6 +187,7 @@ class Account(NamedTuple):
     type: AccountType = "human"
     roles: tuple[str, ...] = ()
     entitlements: tuple[str, ...] = ()
+    last_login: str = ""
 
     @classmethod
     def build(
@@ -182,6 +200,7 @@ class Account(NamedTuple):
         type: str = "human",
         roles: Iterable[object] | None = (),
         entitlements: Iterable[object] | None = (),
+        last_login: object = "",
     ) -> Account:
         if status not in ACCOUNT_STATUSES:
             raise ValueError(f"account status {status!r} is not one of {ACCOUNT_STATUSES}")
@@ -196,6 +215,7 @@ class Account(NamedTuple):
             type,  # type: ignore[arg-type]
             sorted_names(roles),
             sorted_names(entitlements),
+            clean_time(last_login) if last_login else "",
         )
 
     def to_record(self) -> dict[str, Any]:

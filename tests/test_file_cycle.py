@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 from click.testing import CliRunner
@@ -64,3 +65,37 @@ def test_init_refuses_to_overwrite(tmp_path):
     assert result.exit_code == 1
     assert "never overwrites" in result.output
     assert (tmp_path / "reconciler.yaml").read_text() == "version: 1\n"
+
+
+def test_a_last_login_that_moves_every_day_changes_no_snapshot(tmp_path):
+    repo = tmp_path / "access"
+    assert cli("init", str(repo)).exit_code == 0
+    export = repo / "exports/payroll-accounts.csv"
+    original = export.read_text()
+
+    def signed_in(at: str) -> None:
+        lines = original.splitlines()
+        rows = [f"{lines[0]},last_login"] + [
+            f"{row},{at if row.startswith('p-1,') else ''}" for row in lines[1:]
+        ]
+        export.write_text("\n".join(rows) + "\n")
+
+    def check() -> bytes:
+        checked = cli("check", "--repo", str(repo))
+        assert checked.exit_code == 0, checked.output
+        return (repo / "state/apps/payroll/accounts.yaml").read_bytes()
+
+    def head() -> str:
+        return subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+
+    signed_in("2026-11-01T09:00:00Z")
+    first = check()
+    assert b"last_login" not in first and b"2026-11-01" not in first
+    imported = head()
+    for day in ("02", "10"):
+        signed_in(f"2026-11-{day}T09:00:00Z")
+        assert check() == first
+        assert head() == imported  # nothing to commit

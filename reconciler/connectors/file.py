@@ -244,7 +244,10 @@ def _account(record: _Record, separator: str) -> Account:
         and _is_names(roles)
         and _is_names(entitlements)
     ):
-        return Account.build(id_.strip(), username, email, name, status, kind, roles, entitlements)
+        login = _last_login(record) if get("last_login") or get("last_login_at") else ""
+        return Account.build(
+            id_.strip(), username, email, name, status, kind, roles, entitlements, login
+        )
     kind = _text(record, "type").strip().lower() or "human"
     if kind not in ("human", "service"):
         raise _Invalid(f"type {kind!r} is not one of: human, service")
@@ -257,6 +260,7 @@ def _account(record: _Record, separator: str) -> Account:
         type=kind,
         roles=_names(record, "roles", separator),
         entitlements=_names(record, "entitlements", separator),
+        last_login=_last_login(record),
     )
 
 
@@ -297,9 +301,24 @@ def _identity(record: _Record, separator: str) -> Identity:
 STATUS_TIME_COLUMNS = ("status_changed_at", "left_at")
 
 
+# Columns that may hold when the account last signed in (the first one given).
+LAST_LOGIN_COLUMNS = ("last_login", "last_login_at")
+
+
 def _status_time(record: _Record) -> str:
     """The optional `status_changed_at` (or `left_at`) column as a UTC time; '' if empty."""
-    for name in STATUS_TIME_COLUMNS:
+    return _time(record, STATUS_TIME_COLUMNS)
+
+
+def _last_login(record: _Record) -> str:
+    """The optional `last_login` (or `last_login_at`) column as a UTC time; '' if empty,
+    which means the app does not know (not "never")."""
+    return _time(record, LAST_LOGIN_COLUMNS)
+
+
+def _time(record: _Record, columns: Sequence[str]) -> str:
+    """The first non-empty of `columns` as a UTC time; '' if all are empty."""
+    for name in columns:
         raw = _text(record, name).strip()
         if raw:
             moment = clean_time(raw)

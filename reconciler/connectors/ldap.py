@@ -18,14 +18,19 @@ from reconciler.errors import ConfigError
 
 DIALECTS = ("openldap", "ad")
 DEFAULT_USER_FILTER = "(objectClass=inetOrgPerson)"
+# AD's users are objectClass `user` (inetOrgPerson is a rare subclass of it), and so are
+# computer accounts, which objectCategory leaves out.
+AD_USER_FILTER = "(&(objectCategory=person)(objectClass=user))"
 DEFAULT_GROUP_FILTER = "(|(objectClass=groupOfNames)(objectClass=group))"
-# Per dialect: id, username attribute.
-DIALECT_DEFAULTS: dict[str, tuple[str, str]] = {
-    "openldap": ("entryUUID", "uid"),
-    "ad": ("objectGUID", "sAMAccountName"),
+# Per dialect: id, username attribute, user filter.
+DIALECT_DEFAULTS: dict[str, tuple[str, str, str]] = {
+    "openldap": ("entryUUID", "uid", DEFAULT_USER_FILTER),
+    "ad": ("objectGUID", "sAMAccountName", AD_USER_FILTER),
 }
 
 _ATTRIBUTE: dict[str, Any] = {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9-]*$"}
+# AD's last sign-in, replicated to every domain controller (lastLogon is not).
+AD_LAST_LOGIN_ATTRIBUTE = "lastLogonTimestamp"
 
 OPTIONS_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -56,8 +61,8 @@ OPTIONS_SCHEMA: dict[str, Any] = {
         "user_filter": {
             "type": "string",
             "pattern": r"^\(.*\)$",
-            "default": DEFAULT_USER_FILTER,
-            "description": "LDAP filter selecting the user entries.",
+            "description": f"LDAP filter selecting the user entries. Default: "
+            f"{DEFAULT_USER_FILTER} (openldap), {AD_USER_FILTER} (ad).",
         },
         "group_base_dn": {
             "type": "string",
@@ -80,6 +85,15 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "description": "Default: uid (openldap), sAMAccountName (ad).",
         },
         "email_attribute": {**_ATTRIBUTE, "default": "mail"},
+        "last_login_attribute": {
+            **_ATTRIBUTE,
+            "type": ["string", "null"],
+            "description": "When an account last signed in: a FILETIME (AD) or a "
+            "GeneralizedTime such as the pwdLastSuccess that OpenLDAP's olcLastBind "
+            "writes, or the lastbind overlay's authTimestamp. Default: "
+            f"{AD_LAST_LOGIN_ATTRIBUTE} (ad, up to about 14 days stale by design), none "
+            "(openldap); null reads none.",
+        },
         "display_name_attribute": {**_ATTRIBUTE, "default": "cn"},
         "dialect": {
             "enum": list(DIALECTS),
@@ -156,6 +170,7 @@ class LdapOptions:
     username_attribute: str = "uid"
     email_attribute: str = "mail"
     display_name_attribute: str = "cn"
+    last_login_attribute: str | None = None
     dialect: Literal["openldap", "ad"] = "openldap"
     start_tls: bool = False
     ca_file: Path | None = None
@@ -187,7 +202,7 @@ class LdapOptions:
         dialect = options.get("dialect", "openldap")
         if dialect not in DIALECTS:
             raise ConfigError(f"{system}: dialect must be one of {', '.join(DIALECTS)}")
-        id_default, username_default = DIALECT_DEFAULTS[dialect]
+        id_default, username_default, user_filter_default = DIALECT_DEFAULTS[dialect]
         disable = options.get("disable")
         if disable is not None and (
             not isinstance(disable, Mapping) or set(disable) != {"attribute", "value"}
@@ -209,13 +224,16 @@ class LdapOptions:
             bind_dn=options["bind_dn"],
             base_dn=options["base_dn"],
             password_env=options.get("password_env"),
-            user_filter=options.get("user_filter", DEFAULT_USER_FILTER),
+            user_filter=options.get("user_filter", user_filter_default),
             group_base_dn=options.get("group_base_dn") or options["base_dn"],
             group_filter=options.get("group_filter", DEFAULT_GROUP_FILTER),
             id_attribute=options.get("id_attribute", id_default),
             username_attribute=options.get("username_attribute", username_default),
             email_attribute=options.get("email_attribute", "mail"),
             display_name_attribute=options.get("display_name_attribute", "cn"),
+            last_login_attribute=options.get(
+                "last_login_attribute", AD_LAST_LOGIN_ATTRIBUTE if dialect == "ad" else None
+            ),
             dialect=dialect,
             start_tls=bool(options.get("start_tls", False)),
             ca_file=base_dir / ca_file if ca_file else None,

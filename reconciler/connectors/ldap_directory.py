@@ -26,8 +26,14 @@ Disabled. OpenLDAP has no standard flag: an entry is disabled when `disable.attr
 holds `disable.value` (for example pwdAccountLockedTime `000001010000Z` with the ppolicy
 overlay, or an employeeType a login ACL checks); without `disable`, every entry is active
 and accounts can only be deleted. AD: userAccountControl bit 0x2 (ACCOUNTDISABLE), or an
-accountExpires in the past. AD's lastLogonTimestamp (replicated only every ~14 days, so
-up to ~14 days stale) is not read: the model has no last-login field.
+accountExpires in the past.
+
+Last login. An account's `last_login` is read from `last_login_attribute`: AD's
+lastLogonTimestamp by default, a FILETIME that AD replicates only when it is about 14
+days old (ms-DS-Logon-Time-Sync-Interval), so it can be that stale by design; on
+OpenLDAP, a GeneralizedTime the admin names (pwdLastSuccess, written on each bind with
+olcLastBind, or the lastbind overlay's authTimestamp). No value, 0 or "never" is ''
+(unknown), never a date.
 
 Deprovisioning, both safe to repeat (an entry already gone is done), each read back:
 - disable: OpenLDAP replaces `disable.attribute` with `disable.value`; AD reads
@@ -46,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import ssl
 import uuid
 from collections import defaultdict
@@ -63,7 +70,7 @@ from ldap3.utils.dn import parse_dn
 from reconciler.connectors.base import ConnectorContext, Mode, secret_from_env
 from reconciler.connectors.ldap import LdapOptions
 from reconciler.errors import ConnectorError, PullError
-from reconciler.model import Account, Identity, Role
+from reconciler.model import Account, Identity, Role, clean_time
 
 PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
 # AD userAccountControl flag ACCOUNTDISABLE.
@@ -78,6 +85,7 @@ UUID_ATTRIBUTES = ("entryuuid", "objectguid")
 SUCCESS = 0
 TIME_LIMIT_EXCEEDED = 3
 SIZE_LIMIT_EXCEEDED = 4
+STRONGER_AUTH_REQUIRED = 8
 NO_SUCH_ATTRIBUTE = 16
 NO_SUCH_OBJECT = 32
 INVALID_CREDENTIALS = 49
@@ -97,6 +105,59 @@ def filetime_to_datetime(value: int) -> datetime | None:
         return FILETIME_EPOCH + timedelta(microseconds=value // 10)
     except OverflowError:
         return None
+
+
+# RFC 4517 GeneralizedTime: YYYYMMDDHH[MM[SS]][(.|,)fraction](Z|+-HH[MM]).
+GENERALIZED_TIME = re.compile(
+    r"(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)?(\d\d)?(?:[.,](\d+))?(Z|[+-]\d\d(?:\d\d)?)?"
+)
+
+
+def generalized_time(text: str) -> datetime | None:
+    """An LDAP GeneralizedTime (`20261120093000Z`, `202611201030+0100`, `…30.5Z`) as a
+    UTC datetime; None when it is not one. A value without a zone is read as UTC."""
+    match = GENERALIZED_TIME.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    try:
+        moment = datetime(
+            int(year), int(month), int(day), int(hour), int(minute or 0), int(second or 0),
+            tzinfo=UTC,
+        )  # fmt: skip
+    except ValueError:
+        return None
+    if fraction:
+        # The fraction is of the last unit given: second, minute or hour.
+        unit = 1 if second else 60 if minute else 3600
+        moment += timedelta(seconds=unit * int(fraction) / 10 ** len(fraction))
+    if zone and zone != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5] or 0))
+        moment -= sign * offset
+    return moment
+
+
+def last_login_time(value: object) -> str:
+    """A last-login value as the model writes times (`clean_time`), or '' (unknown):
+    a FILETIME (AD's lastLogonTimestamp, as a number or its text), a GeneralizedTime
+    (OpenLDAP), or a datetime (a library that already converted it). 0, AD's "never"
+    and anything unreadable are ''."""
+    if isinstance(value, datetime):
+        return clean_time(value.isoformat())
+    if isinstance(value, int) and not isinstance(value, bool):
+        moment = filetime_to_datetime(value)
+    else:
+        raw = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        text = raw.strip()
+        # A FILETIME of any date since 1900 has 17 digits or more; a GeneralizedTime has
+        # at most 14 before its fraction and zone, so the two cannot be taken for each other.
+        moment = generalized_time(text)
+        if moment is None and text.lstrip("-").isdigit():
+            moment = filetime_to_datetime(int(text))
+        elif moment is None:
+            return clean_time(text)  # ISO 8601, as a library prints a datetime
+    return "" if moment is None else clean_time(moment.isoformat())
 
 
 def account_expired(account_expires: int | None, now: datetime) -> bool:
@@ -368,6 +429,8 @@ class LdapConnector:
         o = self.options
         names = [o.id_attribute, o.username_attribute, o.email_attribute]
         names.append(o.display_name_attribute)
+        if o.last_login_attribute:
+            names.append(o.last_login_attribute)
         if o.dialect == "ad":
             names += ["userAccountControl", "accountExpires"]
         elif o.disable is not None:
@@ -474,7 +537,13 @@ class LdapConnector:
             display_name=entry.text(o.display_name_attribute),
             status="disabled" if self._is_disabled(entry) else "active",
             roles=groups_of(entry.dn),
+            last_login=self._last_login(entry),
         )
+
+    def _last_login(self, entry: LdapEntry) -> str:
+        attribute = self.options.last_login_attribute
+        found = entry.get(attribute) if attribute else ()
+        return last_login_time(found[0]) if found else ""
 
     def _identity(self, entry: LdapEntry, groups_of: Callable[[str], frozenset[str]]) -> Identity:
         o = self.options
@@ -660,6 +729,13 @@ class LdapConnector:
             return (
                 f"{doing}: the server's time limit ended the search ({said}); raise the "
                 "limit for this bind DN, or narrow the filter"
+            )
+        if code == STRONGER_AUTH_REQUIRED:
+            # AD domain controllers refuse a simple bind over plain LDAP by default.
+            return (
+                f"{doing}: the server refused a password sent unencrypted ({said}); use "
+                "an ldaps:// url or start_tls, with ca_file if its certificate is not "
+                "signed by a system CA"
             )
         if code == INVALID_CREDENTIALS:
             secret = (

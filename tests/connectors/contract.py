@@ -103,8 +103,9 @@ def exercise_connector(connector: Connector, expect: Expect) -> Exercised:
 def _pull_accounts(connector: Connector, expect: Expect) -> dict[str, Account]:
     pulled = list(connector.pull_accounts())
     assert all(isinstance(a, Account) for a in pulled)
-    # A valid model value survives the snapshot round trip unchanged.
-    assert all(Account.from_record(a.to_record()) == a for a in pulled)
+    # A valid model value survives the snapshot round trip unchanged, but for its last
+    # login, which is live only and never written.
+    assert all(Account.from_record(a.to_record()) == a._replace(last_login="") for a in pulled)
     assert all(a.id for a in pulled), "every account has an id"
     ids = [a.id for a in pulled]
     assert len(ids) == len(set(ids)), "account ids are unique"

@@ -9,7 +9,9 @@ The database holds three service entries the connector binds as:
   `SIZE_LIMIT`, on purpose, to show that a paged search cut short fails the pull.
 
 The memberof overlay is loaded so that tests can cross-check membership against the
-`memberOf` the server keeps; the connector does not rely on it.
+`memberOf` the server keeps; the connector does not rely on it. `olcLastBind` makes the
+server record each entry's last successful bind in `pwdLastSuccess` (GeneralizedTime), a
+last login the connector can be told to read.
 """
 
 from __future__ import annotations
@@ -155,6 +157,7 @@ olcDbDirectory: {root}/data
 olcDbNoSync: TRUE
 olcDbIndex: objectClass eq
 olcDbIndex: entryUUID eq
+olcLastBind: TRUE
 olcLimits: {{0}}dn.exact="{WRITER_DN}"{limits}
 olcLimits: {{1}}dn.exact="{READER_DN}"{limits}
 olcAccess: {{0}}to attrs=userPassword by anonymous auth by * none

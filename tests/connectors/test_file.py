@@ -67,7 +67,9 @@ def test_csv_accounts(tmp_path: Path) -> None:
             "Alice Liddell",
             roles=["admin", "viewer"],
             entitlements=["repo:a:write"],
+            last_login="2026-01-01T00:00:00Z",  # `Last Login`, a date: UTC midnight
         ),
+        # An empty cell is an unknown last login.
         Account.build("2", "bob", "bob@acme.com", "Bob, Jr.", "disabled", roles=["viewer"]),
         Account.build("3", "ci-bot", "", "CI", type="service"),
     ]
@@ -368,6 +370,34 @@ def test_an_unreadable_status_time_names_the_line(tmp_path: Path) -> None:
     connector = build(tmp_path, path="wiki.csv", identities_path="hr.csv")
     with pytest.raises(PullError, match=r"line 3: status_changed_at 'last week' is not a time"):
         list(connector.pull_identities())
+
+
+def test_accounts_carry_the_apps_last_login(tmp_path: Path) -> None:
+    export = {
+        "accounts": [
+            # The plain shape of a JSON export, and one that needs the lenient reading.
+            {"id": "1", "username": "alice", "status": "active", "type": "human",
+             "last_login": "2026-11-20T10:30:00+01:00"},
+            {"id": "2", "username": "bob", "active": True, "last_login_at": "2026-11-21"},
+            {"id": "3", "username": "carol", "status": "active", "type": "human",
+             "last_login": ""},
+            {"id": "4", "username": "dave"},
+        ]
+    }  # fmt: skip
+    write(tmp_path / "wiki.json", json.dumps(export))
+    logins = {a.username: a.last_login for a in build(tmp_path, path="wiki.json").pull_accounts()}
+    assert logins == {
+        "alice": "2026-11-20T09:30:00Z",
+        "bob": "2026-11-21T00:00:00Z",
+        "carol": "",
+        "dave": "",
+    }
+
+
+def test_an_unreadable_last_login_names_the_line(tmp_path: Path) -> None:
+    write(tmp_path / "wiki.csv", "id,username,last_login\n1,alice,2026-11-20\n2,bob,recently\n")
+    with pytest.raises(PullError, match=r"line 3: last_login 'recently' is not a time"):
+        list(build(tmp_path, path="wiki.csv").pull_accounts())
 
 
 def test_an_export_that_is_gone_fails_every_call(tmp_path: Path) -> None:

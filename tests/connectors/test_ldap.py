@@ -1,8 +1,8 @@
 """The ldap connector against a real OpenLDAP slapd on 127.0.0.1.
 
 One slapd serves the whole session (`directory`); each test gets its own subtree
-`ou=tXXXX,dc=test` (`sub`). AD cannot run here: its dialect's parsing is tested as pure
-functions.
+`ou=tXXXX,dc=test` (`sub`). The AD dialect's parsing is tested here as pure functions,
+and against a real Samba domain controller in test_ldap_ad.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 import socket
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ if importlib.util.find_spec("ldap3") is None and not os.environ.get("CI"):
     pytest.skip("ldap3 is not installed: pip install 'ldap3>=2.9'", allow_module_level=True)
 
 import jsonschema
+import ldap3  # type: ignore[import-untyped]
 
 from reconciler.connectors import ldap
 from reconciler.connectors.base import ConnectorContext, Mode
@@ -32,6 +33,7 @@ from reconciler.connectors.ldap_directory import (
     filetime_to_datetime,
     id_filter,
     id_text,
+    last_login_time,
     uac_disabled,
     with_disabled_bit,
 )
@@ -397,18 +399,20 @@ def test_options_are_checked() -> None:
     assert not validator.is_valid({**required, "pasword_env": "X"})
     options = LdapOptions.from_mapping("corp-ldap", required, Path("/repo"))
     defaults = {k: v.get("default") for k, v in OPTIONS_SCHEMA["properties"].items()}
-    assert (options.user_filter, options.group_filter, options.page_size, options.timeout) == (
-        defaults["user_filter"],
+    assert (options.group_filter, options.page_size, options.timeout) == (
         defaults["group_filter"],
         defaults["page_size"],
         defaults["timeout"],
     )
     assert (options.id_attribute, options.username_attribute) == ("entryUUID", "uid")
+    assert options.user_filter == "(objectClass=inetOrgPerson)"
     assert options.groups_under == "dc=x" and options.disable is None
     ad = LdapOptions.from_mapping(
         "corp-ldap", {**required, "dialect": "ad", "ca_file": "ca.pem"}, Path("/repo")
     )
     assert (ad.id_attribute, ad.username_attribute) == ("objectGUID", "sAMAccountName")
+    # AD's users are objectClass user; computer accounts are too, but not persons.
+    assert ad.user_filter == "(&(objectCategory=person)(objectClass=user))"
     assert ad.ca_file == Path("/repo/ca.pem")
     assert LdapConnector("corp-ldap", ad, password=None).modes == {Mode.DISABLE, Mode.DELETE}
     with pytest.raises(ConfigError, match=r"unknown option.*pasword_env"):
@@ -519,3 +523,78 @@ def test_object_guid_is_read_and_searched_in_its_windows_byte_order() -> None:
     assert id_filter("objectGUID", "not-a-guid") is None
     assert id_filter("entryUUID", HOSTILE) is None
     assert id_filter("uid", HOSTILE) == r"(uid=\2a\29\28uid=\2a)"
+
+
+# -- Last login -----------------------------------------------------------------------------
+
+
+def _sign_in(sub: Subtree, dn: str, password: str) -> None:
+    server = ldap3.Server(sub.directory.url, get_info=ldap3.NONE, connect_timeout=5)
+    ldap3.Connection(server, dn, password, auto_bind=True, raise_exceptions=True).unbind()
+
+
+def test_last_login_is_read_from_the_attribute_named(sub: Subtree) -> None:
+    # The test server records each successful bind in pwdLastSuccess (olcLastBind).
+    dn = seed(sub)
+    sub.conn.modify(dn["alice"], {"userPassword": [(ldap3.MODIFY_REPLACE, ["alice-pw-1"])]})
+    before = datetime.now(UTC).replace(microsecond=0)
+    _sign_in(sub, dn["alice"], "alice-pw-1")
+    after = datetime.now(UTC)
+    stored = sub.read(dn["alice"], "pwdLastSuccess")
+    assert stored is not None and stored["pwdLastSuccess"], "the server recorded no bind"
+
+    accounts = {
+        a.username: a for a in build(sub, last_login_attribute="pwdLastSuccess").pull_accounts()
+    }
+    signed_in = datetime.fromisoformat(accounts["alice"].last_login.replace("Z", "+00:00"))
+    assert before <= signed_in <= after
+    # Never signed in: unknown, not a date.
+    assert accounts["carol"].last_login == ""
+    # OpenLDAP has no last login by default: none is read unless an attribute is named.
+    assert {a.last_login for a in build(sub).pull_accounts()} == {""}
+
+
+@pytest.mark.parametrize(
+    ("options", "attribute"),
+    [
+        ({}, None),
+        ({"dialect": "ad"}, "lastLogonTimestamp"),
+        ({"dialect": "ad", "last_login_attribute": None}, None),
+        ({"last_login_attribute": "authTimestamp"}, "authTimestamp"),
+    ],
+)
+def test_the_last_login_attribute_defaults_by_dialect(
+    options: dict[str, Any], attribute: str | None
+) -> None:
+    required = {"url": "ldaps://ldap.example.com", "bind_dn": "cn=x", "base_dn": "dc=x"}
+    assert jsonschema.Draft202012Validator(OPTIONS_SCHEMA).is_valid({**required, **options})
+    parsed = LdapOptions.from_mapping("corp-ldap", {**required, **options}, Path("."))
+    assert parsed.last_login_attribute == attribute
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        # AD's lastLogonTimestamp: a FILETIME, as the server sends it or as a number.
+        (b"133801632000000000", "2025-01-01T00:00:00Z"),
+        (_filetime(datetime(2026, 11, 20, 9, 30, tzinfo=UTC)), "2026-11-20T09:30:00Z"),
+        (b"0", ""),  # never signed in (or not since the attribute was set up)
+        (b"9223372036854775807", ""),  # AD's "never"
+        # GeneralizedTime (OpenLDAP pwdLastSuccess, authTimestamp).
+        (b"20261120093000Z", "2026-11-20T09:30:00Z"),
+        (b"20261120093000.123Z", "2026-11-20T09:30:00Z"),
+        (b"20261120103000+0100", "2026-11-20T09:30:00Z"),
+        (b"202611201030-01", "2026-11-20T11:30:00Z"),
+        (b"2026112009.5Z", "2026-11-20T09:30:00Z"),  # a fraction of the hour
+        (b"20261320093000Z", ""),  # month 13
+        # A library that already turned the value into a datetime.
+        (
+            datetime(2026, 11, 20, 10, 30, tzinfo=timezone(timedelta(hours=1))),
+            "2026-11-20T09:30:00Z",
+        ),
+        (b"", ""),
+        (b"yesterday", ""),
+    ],
+)
+def test_last_login_values_become_utc_or_unknown(value: object, expected: str) -> None:
+    assert last_login_time(value) == expected
