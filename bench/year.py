@@ -508,7 +508,12 @@ def _keys_of(record: Account | Identity) -> set[str]:
 
 
 def judge(
-    state: AppState, ids: set[str], identities: IdentityState, policy: Policy, mode: str
+    state: AppState,
+    ids: set[str],
+    identities: IdentityState,
+    policy: Policy,
+    mode: str,
+    stamp: str,
 ) -> None:
     """`evaluate` the accounts `ids` again (their record, or an identity they can match,
     changed) and keep each verdict; an account gone from the app has none."""
@@ -517,7 +522,8 @@ def judge(
     accounts = {i: state.accounts[i] for i in ids if i in state.accounts}
     candidates = identities.for_accounts(accounts.values())
     links = correlate(accounts.values(), candidates.values(), policy.match, policy.domain_aliases)
-    evaluation = evaluate(accounts, candidates, links, policy, mode)
+    now = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    evaluation = evaluate(accounts, candidates, links, policy, mode, app=state.name, now=now)
     for action in evaluation.actions:
         state.verdicts[action.account_id] = ("action", action)
     for kept in evaluation.protected:
@@ -526,6 +532,8 @@ def judge(
         state.verdicts[account.id] = ("unmatched", account)
     for found in evaluation.ambiguous:
         state.verdicts[found.account.id] = ("ambiguous", found)
+    for excepted in evaluation.excepted:
+        state.verdicts[excepted.account.id] = ("excepted", excepted)
 
 
 def assessment_of(
@@ -533,7 +541,9 @@ def assessment_of(
 ) -> Assessment:
     """`policy.assess` from the kept verdicts: the same evaluation, in account id order,
     and the same blocked reasons."""
-    lists: dict[str, list[Any]] = {"action": [], "protected": [], "unmatched": [], "ambiguous": []}
+    lists: dict[str, list[Any]] = {
+        kind: [] for kind in ("action", "protected", "unmatched", "ambiguous", "excepted")
+    }
     for account_id in sorted(state.verdicts):
         kind, item = state.verdicts[account_id]
         lists[kind].append(item)
@@ -542,6 +552,7 @@ def assessment_of(
         tuple(lists["protected"]),
         tuple(lists["unmatched"]),
         tuple(lists["ambiguous"]),
+        tuple(lists["excepted"]),
     )
     blocked: list[str] = []
     if mode is None and evaluation.actions:
@@ -721,7 +732,14 @@ class YearWriter:
             meta = snapshot.Meta(app, "accounts", pulled_at, len(state.lines), state.digest())
             files[f"{state.directory}/meta.yaml"] = meta_bytes(meta)
             self.main_commit(report.import_commit_message(app, diff), next(clock), files)
-        judge(state, changed | state.holding(self.touched), self.idp, self.policy, self.mode or "")
+        judge(
+            state,
+            changed | state.holding(self.touched),
+            self.idp,
+            self.policy,
+            self.mode or "",
+            pulled_at,
+        )
         assessment = assessment_of(app, state, self.pull, self.policy, self.mode)
         if not (assessment.actions or assessment.blocked_reasons):
             return None
@@ -847,7 +865,7 @@ class YearWriter:
         state = self.apps[app]
         accounts = self.accounts[app].of(company.apps[app])
         snapshot_files, changed, diff = state.update(accounts)
-        judge(state, changed, self.idp, self.policy, self.mode or "")
+        judge(state, changed, self.idp, self.policy, self.mode or "", stamp)
         if snapshot_files:
             files.update(snapshot_files)
             meta = snapshot.Meta(app, "accounts", stamp, len(state.lines), state.digest())

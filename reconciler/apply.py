@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from reconciler import changeindex, inert, snapshot
+from reconciler import changeindex, gone, inert, snapshot
 from reconciler.actor import Person
-from reconciler.clock import timestamp, utc_now
+from reconciler.clock import read_time, timestamp, utc_now
 from reconciler.config import Policy, Settings
 from reconciler.connectors.base import Connector, Mode
 from reconciler.correlate import correlate, normalise
@@ -30,15 +30,19 @@ from reconciler.errors import ApprovalError, PlanError, ReconcilerError
 from reconciler.forge.base import Approval, Forge
 from reconciler.git import Git
 from reconciler.history import FINAL, Entry, Journal
-from reconciler.model import Account, Identity
+from reconciler.model import Account, Identity, clean_time
 from reconciler.plan import Action, Plan, check_subset, new_plan
 from reconciler.planfile import plan_path, read_plan, report_path
 from reconciler.policy import (
+    INACTIVE,
+    LAST_LOGIN,
     PullState,
-    assess,
+    assess_with_grace,
     check_approvers,
+    exception_for,
     identity_blocks,
     identity_shrink_block,
+    idle_since,
     protection,
     still_proposed,
 )
@@ -148,13 +152,28 @@ def rebuild(
                 f"{where}: its snapshot digests do not match commit "
                 f"{plan.base_commit[:10]}; the plan was edited. Revert it"
             )
-        accounts = dict(snapshot.read_accounts(root, plan.app) or {})
+        accounts = with_claimed_logins(dict(snapshot.read_accounts(root, plan.app) or {}), plan)
         identities = dict(snapshot.read_identities(root, source) or {})
         meta = snapshot.read_meta(snapshot.identities_meta_file(root, source)) or {}
     pull = PullState(
         source, count=meta.get("count") or 0, previous_count=meta.get("previous_count")
     )
-    assessment = assess(plan.app, accounts, identities, pull, policy, modes)
+    # As of when the plan was made: an exception that ran out since then does not add
+    # to what was reviewed.
+    made = read_time(plan.created_at)
+    if made is None:
+        raise PlanError(f"{where}: created_at is not a time; the plan was edited. Revert it")
+    # Grace judged on the history the plan was made from, as the check judged it.
+    assessment = assess_with_grace(
+        plan.app,
+        accounts,
+        identities,
+        pull,
+        policy,
+        modes,
+        made,
+        lambda people: gone.gone_since(git, source, people, plan.base_commit),
+    )
     generated = new_plan(
         plan.app,
         assessment.actions,
@@ -165,6 +184,19 @@ def rebuild(
         policy_digest=plan.policy_digest,
     )
     return Basis(generated, identities)
+
+
+def with_claimed_logins(accounts: dict[str, Account], plan: Plan) -> dict[str, Account]:
+    """The snapshot's accounts with the last sign-in the reviewed plan records for each
+    inactive one: snapshots never hold last logins (live data), so the plan's record is
+    all a rebuild has. Only a claim, and verified: apply reads the account's last
+    sign-in from the app before acting (`verify_live`), and skips it if it is recent."""
+    for action in plan.actions:
+        claimed = action.evidence.get(LAST_LOGIN)
+        found = accounts.get(action.account_id)
+        if action.reason == INACTIVE and isinstance(claimed, str) and found is not None:
+            accounts[action.account_id] = found._replace(last_login=clean_time(claimed))
+    return accounts
 
 
 def shows_done(account: Account | None, mode: str) -> bool:
@@ -190,9 +222,10 @@ def verify_live(
     identities: Mapping[str, Identity],
     policy: Policy,
     app: str,
+    now: datetime,
 ) -> str | None:
     """Why the action must not run now, or None to go ahead. `live` is the account and
-    `identities` the identity source as read now (tombstones merged in)."""
+    `identities` the identity source as read `now` (tombstones merged in)."""
     if live is None:
         return f"account no longer exists in {app}"
     changed = owner_change(action, live)
@@ -203,15 +236,26 @@ def verify_live(
         )
     if action.mode == Mode.DISABLE.value and live.status == "disabled":
         return f"account is already disabled in {app}"
-    planned = identities.get(action.identity_id)
-    if planned is not None and planned.status == "active":
-        return f"identity {action.identity_id} is active again in {policy.identity_source}"
-    if still_proposed(live, identities, policy, action.mode) is None:
-        return f"no longer proposed: {_link_now(live, identities, policy)}"
+    if action.reason == INACTIVE:
+        if idle_since(live, policy, now) is None:
+            signed_in = inert.terminal(live.last_login) if live.last_login else "unknown now"
+            return f"the account is not inactive now: {app} says its last sign-in is {signed_in}"
+    else:
+        planned = identities.get(action.identity_id)
+        if planned is not None and planned.status == "active":
+            return f"identity {action.identity_id} is active again in {policy.identity_source}"
+    if still_proposed(live, identities, policy, action.mode, app=app, now=now) is None:
+        return f"no longer proposed: {_link_now(live, identities, policy, app, now)}"
     return None
 
 
-def _link_now(account: Account, identities: Mapping[str, Identity], policy: Policy) -> str:
+def _link_now(
+    account: Account,
+    identities: Mapping[str, Identity],
+    policy: Policy,
+    app: str,
+    now: datetime,
+) -> str:
     protected = protection(account, policy)
     if protected:
         return f"the account is protected now ({protected})"
@@ -223,6 +267,12 @@ def _link_now(account: Account, identities: Mapping[str, Identity], policy: Poli
     if link.identity_id is None:
         return "the account matches no identity now"
     identity = identities[link.identity_id]
+    granted = exception_for(account, identity, policy, app)
+    if granted is not None and now.date() <= granted.until:
+        return (
+            f"{policy.source_file} grants an exception for {inert.terminal(granted.names)} "
+            f"until {granted.until.isoformat()} ({inert.terminal(granted.reason)})"
+        )
     return (
         f"the account matches identity {identity.id} ({inert.terminal(identity.email)}), "
         f"which is {identity.status}"
@@ -293,7 +343,20 @@ class Applier:
         app_conn = self.factory(self.settings.config.apps[app])
         try:
             basis = rebuild(self.git, plan, approval, policy, app_conn.modes)
-            check_subset(plan, basis.plan)
+            try:
+                check_subset(plan, basis.plan)
+            except PlanError as exc:
+                now = (self.settings.root / policy.source_file).read_bytes()
+                if hashlib.sha256(now).hexdigest() == plan.policy_digest:
+                    raise
+                raise PlanError(
+                    f"{policy.source_file} changed since plan {plan.id} was made, and "
+                    "under it the plan holds actions the tool would not propose now (a new "
+                    "exception or protection, say); nothing was applied. Withdraw the "
+                    f"approval (`git revert` its commit {approval.commit[:10]}, with `-m 1` "
+                    "for a merge): the next check proposes the plan again under the new "
+                    "policy, for review"
+                ) from exc
             generated = basis.plan
             if generated.blocked_reasons and generated.id not in policy.guards.allow_blocked_plans:
                 reasons = "; ".join(generated.blocked_reasons)
@@ -327,7 +390,9 @@ class Applier:
         for action in ctx.plan.active_actions:
             try:
                 live = ctx.app_conn.lookup_account(action.account_id)
-                why = verify_live(action, live, ctx.identities, ctx.policy, ctx.plan.app)
+                why = verify_live(
+                    action, live, ctx.identities, ctx.policy, ctx.plan.app, self.now()
+                )
             except ReconcilerError as exc:
                 why = f"cannot verify: {exc}"
             outcome, detail = ("skipped", why) if why else ("pending", f"would {action.mode}")
@@ -380,7 +445,7 @@ class Applier:
                 # The run that recorded `pending` acted before it stopped.
                 journal.record(self.entry(action, "done", f"{VERBS[mode]} by an earlier run"))
                 return
-            why = verify_live(action, live, ctx.identities, ctx.policy, ctx.plan.app)
+            why = verify_live(action, live, ctx.identities, ctx.policy, ctx.plan.app, self.now())
             if why:
                 journal.record(self.entry(action, "skipped", why))
                 return

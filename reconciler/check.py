@@ -15,10 +15,8 @@ from typing import Any
 
 import orjson
 
-from reconciler import changeindex, report, snapshot, yamlio
-from reconciler.audit.changes import indexed_changes
-from reconciler.audit.timeline import gone_since
-from reconciler.clock import timestamp, utc_now
+from reconciler import changeindex, clock, gone, report, snapshot, yamlio
+from reconciler.clock import timestamp
 from reconciler.config import Settings, SystemConfig
 from reconciler.connectors.base import Connector, Mode
 from reconciler.diff import diff_accounts
@@ -30,7 +28,13 @@ from reconciler.outcome import AppCheck
 from reconciler.phases import Phases
 from reconciler.plan import Plan, new_plan
 from reconciler.planfile import plan_path
-from reconciler.policy import Assessment, PullState, app_shrink_block, assess, identity_blocks
+from reconciler.policy import (
+    Assessment,
+    PullState,
+    app_shrink_block,
+    assess_with_grace,
+    identity_blocks,
+)
 from reconciler.progress import NoProgress, Progress
 from reconciler.pull import collect, collect_records, merge_tombstones, pull_identities
 from reconciler.snapshot import Records
@@ -167,7 +171,7 @@ class Checker:
         git: Git,
         forge: Forge,
         factory: ConnectorFactory,
-        now: Callable[[], datetime] = utc_now,
+        now: Callable[[], datetime] | None = None,
         phases: Phases | None = None,
         progress: Progress | None = None,
     ) -> None:
@@ -178,7 +182,8 @@ class Checker:
         self.git = git
         self.forge = forge
         self.factory = factory
-        self.now = now()
+        # The clock is looked up when a check starts, so that a test can move it.
+        self.now = (now or clock.utc_now)()
         self.commits: list[str] = []
         # `import_mode: pull-request`: imports are committed on main locally as in
         # `commit` mode, then moved to IMPORT_BRANCH, and main goes back to `self.start`,
@@ -375,7 +380,17 @@ class Checker:
         untrusted = identity_blocks(identity_pull.state, policy)
         with self.phases("policy"):
             identities = identity_pull.identities
-            assessment = assess(app, current, identities, identity_pull.state, policy, modes)
+            source = identity_pull.source
+            assessment = assess_with_grace(
+                app,
+                current,
+                identities,
+                identity_pull.state,
+                policy,
+                modes,
+                self.now,
+                lambda people: self.gone_since(source, people),
+            )
         plan = None
         if not untrusted and (assessment.actions or assessment.blocked_reasons):
             plan = self.build_plan(app, policy.source_file, identity_pull.source, assessment)
@@ -395,30 +410,20 @@ class Checker:
             unmatched=evaluation.unmatched,
             ambiguous=evaluation.ambiguous,
             protected=evaluation.protected,
+            excepted=evaluation.excepted,
+            waiting=evaluation.waiting,
             blocked_reasons=tuple(untrusted) or assessment.blocked_reasons,
             account_count=len(current),
+            seat_cost=self.settings.config.apps[app].seat_cost,
             deadline=policy.deadline,
+            grace=policy.grace,
             checked_at=self.now,
             gone_since=gone,
         )
 
     def gone_since(self, source: str, identity_ids: Collection[str]) -> dict[str, datetime]:
-        """Since when each of `identity_ids` has been gone from `source`: the import
-        commit that first showed it deprovisioned, suspended or missing, read from the
-        identity snapshot's history with the audit's own rule (what `audit` calls its
-        detection). Read from the messages that name these identities (the index of
-        changed records), so a long history costs what those commits say."""
-        if not identity_ids:
-            return {}
-
-        def run(*args: str, stdin: bytes | None = None) -> bytes:
-            return self.git.run_bytes(*args, input=stdin)
-
-        keys = [changeindex.search_text(i) for i in identity_ids]
-        path = snapshot.identity_paths(source)[0]
-        changes = indexed_changes(run, [path], keys)
-        found = gone_since(c for c in changes if c.record_id in identity_ids)
-        return {identity_id: detection.at for identity_id, detection in found.items()}
+        """Since when each of `identity_ids` has been gone from `source` (`gone.gone_since`)."""
+        return gone.gone_since(self.git, source, identity_ids)
 
     def pull_app(self, app: str) -> tuple[list[Account], list[Role], frozenset[Mode], str]:
         """The app's accounts, roles and modes, or why the pull cannot be trusted."""

@@ -10,14 +10,17 @@ import fnmatch
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 from reconciler.errors import ConfigError
+from reconciler.seats import SeatCost
 
 CONFIG_FILE = "reconciler.yaml"
 POLICY_DIR = "policies"
+# Keys of an app's section that are reconciler's own, never passed to its connector.
+APP_KEYS = ("seat_cost",)
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class SystemConfig:
     name: str
     type: str
     options: Mapping[str, Any]
+    seat_cost: SeatCost | None = None  # apps only: what one of its seats costs
 
 
 @dataclass(frozen=True)
@@ -114,10 +118,21 @@ class Config:
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Config:
         def systems(key: str) -> dict[str, SystemConfig]:
+            own = APP_KEYS if key == "apps" else ()
             out = {}
             for name, section in (data.get(key) or {}).items():
-                options = {k: v for k, v in section.items() if k != "type"}
-                out[name] = SystemConfig(name=name, type=section["type"], options=options)
+                options = {k: v for k, v in section.items() if k != "type" and k not in own}
+                seat_cost = section.get("seat_cost") if own else None
+                out[name] = SystemConfig(
+                    name=name,
+                    type=section["type"],
+                    options=options,
+                    seat_cost=(
+                        SeatCost.from_data(seat_cost, f"{CONFIG_FILE}: {key}.{name}.seat_cost")
+                        if seat_cost
+                        else None
+                    ),
+                )
             return out
 
         forge = data.get("forge") or {}
@@ -172,6 +187,47 @@ class Approvals:
 
 
 @dataclass(frozen=True)
+class PolicyException:
+    """An exception a policy grants (`exceptions:`): the accounts it names stay out of
+    plans until the end of `until`, then are proposed again with it as their history.
+    It names one account (its id, username or email: `account`) or one person (an
+    identity's id, email or username: `person`, every account linked to them), in
+    every app of the policy or only in `app`."""
+
+    reason: str
+    until: date
+    granted_by: str
+    account: str = ""
+    person: str = ""
+    app: str = ""
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> PolicyException:
+        return cls(
+            reason=str(data["reason"]),
+            until=_day(data["until"]),
+            granted_by=str(data["granted_by"]),
+            account=str(data.get("account") or ""),
+            person=str(data.get("person") or ""),
+            app=str(data.get("app") or ""),
+        )
+
+    @property
+    def names(self) -> str:
+        """What it names, as the report shows it."""
+        return f"account {self.account}" if self.account else f"person {self.person}"
+
+    def to_evidence(self) -> dict[str, str]:
+        """The exception as a plan records it."""
+        found = {"account": self.account} if self.account else {"person": self.person}
+        return found | {
+            "reason": self.reason,
+            "until": self.until.isoformat(),
+            "granted_by": self.granted_by,
+        }
+
+
+@dataclass(frozen=True)
 class Policy:
     """How one or more apps are reconciled (DESIGN §6)."""
 
@@ -190,6 +246,11 @@ class Policy:
     owners: tuple[str, ...] = ()
     # How long a leaver's account may stay once the identity source shows them gone.
     deadline: timedelta | None = None
+    exceptions: tuple[PolicyException, ...] = ()
+    # How long a person must have been gone before their accounts are proposed.
+    grace: timedelta | None = None
+    # Propose disabling an account whose last sign-in is older than this.
+    inactive_after: timedelta | None = None
 
     @classmethod
     def from_data(cls, source_file: str, data: Mapping[str, Any], default_mode: str) -> Policy:
@@ -227,6 +288,11 @@ class Policy:
             ),
             owners=tuple(data.get("owners") or ()),
             deadline=parse_deadline(data.get("deadline")),
+            grace=parse_deadline(data.get("grace")),
+            inactive_after=parse_deadline(data.get("inactive_after")),
+            exceptions=tuple(
+                PolicyException.from_data(entry) for entry in data.get("exceptions") or ()
+            ),
         )
 
     def selects(self, app: str) -> bool:
@@ -248,8 +314,14 @@ class Policy:
         return tuple(o for o in self.owners if OWNER_EMAIL.fullmatch(o))
 
 
+def _day(value: object) -> date:
+    """A validated policy date (a YAML date or `YYYY-MM-DD` text)."""
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
 def parse_deadline(value: object) -> timedelta | None:
-    """A policy deadline (`24h`, `3d`; validated by the schema) as a timedelta."""
+    """A policy duration (`deadline`, `grace`, `inactive_after`: `24h`, `90d`; validated
+    by the schema) as a timedelta."""
     if not isinstance(value, str) or not value:
         return None
     amount, unit = int(value[:-1]), value[-1]

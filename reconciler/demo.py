@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 import unicodedata
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 FIRST = [
@@ -26,6 +27,9 @@ DOMAIN = "example.com"
 # Three people who leave during the demo: two deprovisioned, one deleted from the IdP.
 LEAVERS_DEPROVISIONED = ("bob.builder", "judy.hale")
 LEAVER_DELETED = "peggy.carter"
+# A fourth leaver the demo's policy grants an exception for a few days more.
+EXCEPTED_LEAVER = "grace.hopper"
+EXCEPTION_DAYS = 10
 BREAK_GLASS = "breakglass-admin"
 SERVICE_ACCOUNT = "ci-bot"
 REVIEWER = "demo-reviewer"
@@ -115,6 +119,7 @@ apps:
     type: scim
     url: {app_url}
     token_env: DEMO_APP_TOKEN
+    seat_cost: {{amount: 12.5, currency: EUR, per: month}}
 """
 
 LOCAL_FORGE = "forge:\n  type: local\n"
@@ -160,3 +165,15 @@ approvals:
   min_approvals: 1
   reviewers: ["{REVIEWER}"]
 """
+
+
+def policy_with_exception(until: date) -> str:
+    """The demo's policy, with an exception for EXCEPTED_LEAVER until `until`."""
+    return POLICY + (
+        "# Kept out of plans until the end of `until`, then proposed again.\n"
+        "exceptions:\n"
+        f"  - person: {EXCEPTED_LEAVER}@{DOMAIN}\n"
+        f"    until: {until.isoformat()}\n"
+        "    reason: hands over the quarter-end close\n"
+        f"    granted_by: {REVIEWER}\n"
+    )

@@ -17,6 +17,8 @@ from reconciler.errors import PlanError
 
 FINAL = frozenset({"done", "skipped"})
 HEADER = "written by reconciler apply; one entry per action, appended as it happens"
+# Where journals live in an access repo: history/<app>/<date>-<plan-id>-<approval>.yaml
+HISTORY_DIR = "history"
 
 
 @dataclass(frozen=True)
@@ -89,14 +91,12 @@ class Journal:
             path = directory / cls.name(date, plan_id, approval_commit)
             return cls(path, {**header, "approval_commit": approval_commit}, [])
         path = existing[0]
-        hint = f"restore it with `git checkout -- {path}`"
         data = yamlio.load(path)
         if not isinstance(data, dict) or data.get("approval_commit") != approval_commit:
-            raise PlanError(f"{path}: not the journal of approval {approval_commit[:10]}; {hint}")
-        try:
-            entries = [Entry.from_data(e) for e in data.get("actions") or ()]
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise PlanError(f"{path}: an action entry is malformed ({exc}); {hint}") from exc
+            raise PlanError(
+                f"{path}: not the journal of approval {approval_commit[:10]}; {_restore(path)}"
+            )
+        entries = entries_of(path, data)
         merged = {**header, **{k: v for k, v in data.items() if k != "actions"}}
         return cls(path, merged, entries)
 
@@ -129,3 +129,41 @@ class Journal:
         entry = replace(self.entries[account_id], outcome=outcome, detail=detail, at=at)
         self.record(entry)
         return entry
+
+
+def _restore(path: Path) -> str:
+    return f"restore it with `git checkout -- {path}`"
+
+
+def entries_of(path: Path, data: Mapping[str, Any]) -> list[Entry]:
+    """The action entries of the journal at `path`, read as `data`."""
+    try:
+        return [Entry.from_data(e) for e in data.get("actions") or ()]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise PlanError(f"{path}: an action entry is malformed ({exc}); {_restore(path)}") from exc
+
+
+def journal_paths(root: Path, app: str, plan_id: str = "") -> list[Path]:
+    """The journals of `app` in the access repo at `root` (of one plan when `plan_id`
+    is given), in name order: by date."""
+    pattern = f"*-{plan_id}-*.yaml" if plan_id else "*.yaml"
+    return sorted((root / HISTORY_DIR / app).glob(pattern))
+
+
+def read_entries(path: Path) -> list[Entry]:
+    """The action entries of one journal file."""
+    data = yamlio.load(path)
+    if not isinstance(data, Mapping):
+        raise PlanError(f"{path}: not a journal of reconciler apply; {_restore(path)}")
+    return entries_of(path, data)
+
+
+def done_accounts(root: Path, app: str, plan_id: str = "") -> frozenset[str]:
+    """The ids of the accounts of `app` that applied plans (or one plan) removed: their
+    journal entry's outcome is `done` (disabled, deleted, or removed by hand)."""
+    return frozenset(
+        entry.account_id
+        for path in journal_paths(root, app, plan_id)
+        for entry in read_entries(path)
+        if entry.outcome == "done"
+    )

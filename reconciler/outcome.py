@@ -4,17 +4,41 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
+from reconciler.config import PolicyException
 from reconciler.diff import AccountDiff
 from reconciler.model import Account
 from reconciler.plan import Plan
+from reconciler.seats import SeatCost
 
 
 @dataclass(frozen=True)
 class Protected:
     account: Account
     reason: str  # e.g. "service account", "policies/default.yaml protects 'breakglass'"
+
+
+@dataclass(frozen=True)
+class Excepted:
+    """An account a policy exception keeps out of plans until its `until` date."""
+
+    account: Account
+    exception: PolicyException
+
+    def days_left(self, today: date) -> int:
+        """Days the exception still holds after `today` (0: today is its last day)."""
+        return (self.exception.until - today).days
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """An account of a person gone for less than the policy's `grace`: proposed from
+    `proposed_from` if they are still gone then."""
+
+    account: Account
+    gone_since: datetime
+    proposed_from: datetime
 
 
 @dataclass(frozen=True)
@@ -34,17 +58,20 @@ class AppCheck:
     unmatched: tuple[Account, ...] = ()
     ambiguous: tuple[Ambiguous, ...] = ()
     protected: tuple[Protected, ...] = ()
+    excepted: tuple[Excepted, ...] = ()
+    waiting: tuple[Waiting, ...] = ()
     # Why deprovisioning was not proposed or is blocked (failed pulls, guards).
     blocked_reasons: tuple[str, ...] = ()
     # A pull of the app itself failed: nothing was imported.
     app_error: str = ""
     account_count: int = 0
-    monthly_seat_cost: float | None = None
+    seat_cost: SeatCost | None = None  # the app's, from reconciler.yaml
     notes: tuple[str, ...] = field(default_factory=tuple)
     # The policy's deadline, when the check ran, and since when each identity behind the
     # plan's actions has been gone (the import commit that first showed it, by identity
     # id): what the report needs to say which removals are already late.
     deadline: timedelta | None = None
+    grace: timedelta | None = None  # the policy's, when it has one
     checked_at: datetime | None = None
     gone_since: Mapping[str, datetime] = field(default_factory=dict)
 

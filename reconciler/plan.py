@@ -22,6 +22,7 @@ REASONS = {
     "idp_deprovisioned": "deprovisioned in the identity provider",
     "idp_suspended": "suspended in the identity provider",
     "idp_missing": "no longer in the identity provider",
+    "inactive": "no sign-in for longer than the policy's inactive_after",
 }
 
 # A mode is wider than another when it removes more: reviewers may narrow, never widen.

@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from reconciler.config import Approvals, Policy
+from reconciler.clock import read_time
+from reconciler.config import Approvals, Policy, PolicyException
 from reconciler.correlate import Link, correlate
 from reconciler.errors import ApprovalError
 from reconciler.model import Account, Identity
-from reconciler.outcome import Ambiguous, Protected
+from reconciler.outcome import Ambiguous, Excepted, Protected, Waiting
 from reconciler.plan import Action
 
+INACTIVE = "inactive"
+# Recorded in an inactive account's action: its last sign-in as the app said then.
+LAST_LOGIN = "last_login"
 TRIGGERS = {
     "deprovisioned": "idp_deprovisioned",
     "suspended": "idp_suspended",
@@ -31,6 +35,8 @@ class Evaluation:
     protected: tuple[Protected, ...]
     unmatched: tuple[Account, ...]
     ambiguous: tuple[Ambiguous, ...]
+    excepted: tuple[Excepted, ...] = ()
+    waiting: tuple[Waiting, ...] = ()
 
 
 def protection(account: Account, policy: Policy) -> str | None:
@@ -42,6 +48,40 @@ def protection(account: Account, policy: Policy) -> str | None:
         if any(fnmatch.fnmatchcase(name, folded) for name in names):
             return f"protected by {policy.source_file} ({pattern!r})"
     return None
+
+
+def idle_since(account: Account, policy: Policy, now: datetime) -> datetime | None:
+    """When the account last signed in, if that is longer ago than the policy's
+    `inactive_after` at `now`; None when it is not (or the app does not say: unknown is
+    never inactive)."""
+    if policy.inactive_after is None or not account.last_login:
+        return None
+    last = read_time(account.last_login)
+    if last is None or now - last <= policy.inactive_after:
+        return None
+    return last
+
+
+def exception_for(
+    account: Account, identity: Identity, policy: Policy, app: str
+) -> PolicyException | None:
+    """The policy's exception for this account of `app` and the person it is linked to,
+    or None; of several, the one that lasts longest (then the first written)."""
+    found = None
+    for granted in policy.exceptions:
+        if granted.app and granted.app != app:
+            continue
+        if granted.account:
+            names = (account.id, account.username, account.email)
+            wanted = granted.account
+        else:
+            names = (identity.id, identity.email, identity.username)
+            wanted = granted.person
+        if any(name and name.casefold() == wanted.casefold() for name in names) and (
+            found is None or granted.until > found.until
+        ):
+            found = granted
+    return found
 
 
 @functools.cache
@@ -56,12 +96,30 @@ def evaluate(
     links: Mapping[str, Link],
     policy: Policy,
     mode: str,
+    *,
+    app: str,
+    now: datetime,
+    gone_since: Mapping[str, datetime] | None = None,
+    idle_mode: str = "",
 ) -> Evaluation:
-    """Candidates for deprovisioning, protected, unmatched and ambiguous accounts."""
+    """Candidates for deprovisioning, protected, unmatched, ambiguous, excepted and
+    waiting accounts of `app` at `now` (an exception holds through its `until` day).
+
+    With `gone_since` (since when each identity has been gone: the check that first saw
+    it, by identity id), an account whose person has been gone for less than the
+    policy's `grace` waits instead of being proposed; without it, grace is not judged
+    (apply's live check asks whether the person is still gone, not for how long).
+
+    With `idle_mode` (the mode an inactive account is proposed with: disable, or a
+    manual task; '' when the app supports neither), an account of someone still there
+    whose last sign-in is older than the policy's `inactive_after` is proposed for its
+    own reason, `inactive`; an unknown last sign-in is never inactive."""
     actions: list[Action] = []
     protected: list[Protected] = []
     unmatched: list[Account] = []
     ambiguous: list[Ambiguous] = []
+    excepted: list[Excepted] = []
+    waiting: list[Waiting] = []
     for account_id in sorted(accounts):
         account = accounts[account_id]
         reason = protection(account, policy)
@@ -79,27 +137,53 @@ def evaluate(
             continue
         assert link.identity_id is not None
         identity = identities[link.identity_id]
-        if identity.status not in policy.deprovision_when or identity.status not in TRIGGERS:
+        left = identity.status in policy.deprovision_when and identity.status in TRIGGERS
+        idle = None if left or not idle_mode else idle_since(account, policy, now)
+        if not left and idle is None:
             continue
+        granted = exception_for(account, identity, policy, app) if policy.exceptions else None
+        if granted is not None and now.date() <= granted.until:
+            excepted.append(Excepted(account, granted))
+            continue
+        if left and gone_since is not None and policy.grace is not None:
+            # Not yet seen gone long enough (or at all: then it was just now).
+            since = gone_since.get(identity.id, now)
+            if now - since < policy.grace:
+                waiting.append(Waiting(account, since, since + policy.grace))
+                continue
+        evidence: dict[str, Any] = {
+            "identity_status": identity.status,
+            "identity_email": identity.email,
+            "matched_by": link.rule,
+            "roles": list(account.roles),
+            "entitlements": list(account.entitlements),
+        }
+        if idle is not None:
+            # The app's own word, read with this pull: never in a snapshot (live data).
+            evidence[LAST_LOGIN] = account.last_login
+        if granted is not None:
+            # Proposed again once it has run out, with it as the account's history.
+            evidence["exception_expired"] = granted.to_evidence()
         actions.append(
             Action(
                 account_id=account.id,
                 username=account.username,
                 email=account.email,
                 display_name=account.display_name,
-                mode=mode,
-                reason=TRIGGERS[identity.status],
+                mode=mode if left else idle_mode,
+                reason=TRIGGERS[identity.status] if left else INACTIVE,
                 identity_id=identity.id,
-                evidence={
-                    "identity_status": identity.status,
-                    "identity_email": identity.email,
-                    "matched_by": link.rule,
-                    "roles": list(account.roles),
-                    "entitlements": list(account.entitlements),
-                },
+                evidence=evidence,
             )
         )
-    return Evaluation(tuple(actions), tuple(protected), tuple(unmatched), tuple(ambiguous))
+    return Evaluation(
+        tuple(actions),
+        tuple(protected),
+        tuple(unmatched),
+        tuple(ambiguous),
+        tuple(excepted),
+        tuple(waiting),
+    )
 
 
 def effective_mode(wanted: str, modes: Collection[str]) -> str | None:
@@ -133,12 +217,25 @@ def assess(
     pull: PullState,
     policy: Policy,
     modes: Collection[str],
+    now: datetime,
+    gone_since: Mapping[str, datetime] | None = None,
 ) -> Assessment:
     """Actions, guards and blocked reasons for `app` from its snapshot and the identity
-    snapshot, under `policy`. Pure."""
+    snapshot, under `policy`, at `now` (`gone_since` as for `evaluate`). Pure."""
     links = correlate(accounts.values(), identities.values(), policy.match, policy.domain_aliases)
     mode = effective_mode(policy.mode, modes)
-    evaluation = evaluate(accounts, identities, links, policy, mode or "")
+    idle_mode = effective_mode("disable", modes) or ""
+    evaluation = evaluate(
+        accounts,
+        identities,
+        links,
+        policy,
+        mode or "",
+        app=app,
+        now=now,
+        gone_since=gone_since,
+        idle_mode=idle_mode,
+    )
     blocked: list[str] = []
     if mode is None and evaluation.actions:
         blocked.append(
@@ -150,13 +247,43 @@ def assess(
     return Assessment(evaluation, tuple(blocked))
 
 
+def assess_with_grace(
+    app: str,
+    accounts: Mapping[str, Account],
+    identities: Mapping[str, Identity],
+    pull: PullState,
+    policy: Policy,
+    modes: Collection[str],
+    now: datetime,
+    gone_since: Callable[[set[str]], Mapping[str, datetime]],
+) -> Assessment:
+    """`assess`, with the policy's `grace` judged: `gone_since` (an I/O edge: since when
+    each of some identities has been gone) is asked once, for the people the plan would
+    otherwise name, and only when the policy has a grace. Check and apply's rebuild of
+    a plan both judge it this way, so they agree."""
+    found = assess(app, accounts, identities, pull, policy, modes, now)
+    if policy.grace is None or not found.actions:
+        return found
+    people = {action.identity_id for action in found.actions if action.identity_id}
+    return assess(app, accounts, identities, pull, policy, modes, now, gone_since(people))
+
+
 def still_proposed(
-    account: Account, identities: Mapping[str, Identity], policy: Policy, mode: str
+    account: Account,
+    identities: Mapping[str, Identity],
+    policy: Policy,
+    mode: str,
+    *,
+    app: str,
+    now: datetime,
 ) -> Action | None:
-    """The action the policy proposes for `account` against `identities`, if any: apply
-    asks this of the account and identities read live, with the same rules check used."""
+    """The action the policy proposes for `account` of `app` against `identities` at
+    `now`, in `mode`, if any: apply asks this of the account and identities read live
+    (the account's last sign-in too), with the same rules check used."""
     links = correlate([account], identities.values(), policy.match, policy.domain_aliases)
-    evaluation = evaluate({account.id: account}, identities, links, policy, mode)
+    evaluation = evaluate(
+        {account.id: account}, identities, links, policy, mode, app=app, now=now, idle_mode=mode
+    )
     return evaluation.actions[0] if evaluation.actions else None
 
 

@@ -14,7 +14,8 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -33,11 +34,16 @@ from reconciler.model import Account
 from reconciler.outcome import AppCheck
 from reconciler.plan import REASONS, Action
 from reconciler.policy import overdue, span_text
+from reconciler.seats import SeatCost, money_text
 
 REPORT_TEMPLATE = "report.md.j2"
 # Rows per detailed table; the rest is counted and pointed at, so a report for an app with
 # 50k new accounts stays readable and under GitHub's body limit.
 DEFAULT_MAX_ROWS = 500
+# Summary rows shown only when not 0.
+OPTIONAL = frozenset({"excepted", "waiting"})
+# Exceptions that run out within this many days are called out in the report.
+EXPIRING_DAYS = 14
 # Roles, entitlements or evidence entries shown in one table cell.
 MAX_ITEMS_PER_CELL = 20
 # GitHub refuses an issue or pull request body longer than this many characters.
@@ -55,6 +61,8 @@ SUMMARY_LABELS: Mapping[str, str] = {
     "to_deprovision": "To deprovision",
     "unmatched": "Unmatched",
     "protected": "Protected",
+    "excepted": "Excepted",
+    "waiting": "In grace",
     "blocked": "Blocked",
 }
 
@@ -144,6 +152,8 @@ def _summary(check: AppCheck, updated_roles: int) -> dict[str, int]:
         "to_deprovision": check.to_deprovision,
         "unmatched": len(check.unmatched),
         "protected": len(check.protected),
+        "excepted": len(check.excepted),
+        "waiting": len(check.waiting),
         "blocked": len(blocking_reasons(check)),
     }
 
@@ -224,8 +234,23 @@ def _count(number: int, noun: str) -> Markdown:
     return Markdown(f"{number} {noun}" if number == 1 else f"{number} {noun}s")
 
 
-def _money(value: float) -> Markdown:
-    return Markdown(f"{value:,.2f}")
+def _money(value: Decimal | float) -> Markdown:
+    # Through str: a float from an override template renders as written (12.5 → 12.50).
+    amount = value if isinstance(value, Decimal) else Decimal(str(value))
+    return Markdown(money_text(amount, grouped=True))
+
+
+def _seats(cost: SeatCost | None, seats: int) -> dict[str, Any]:
+    """The template's seat variables: `seats_freed` (the plan's active actions), the app's
+    `seat_cost` (None: no "Seats and cost" section) and what the seats cost a month and,
+    for a yearly price, a year (`yearly_cost_freed`, else None)."""
+    return {
+        "seats_freed": seats,
+        "seat_cost": cost,
+        "monthly_seat_cost": cost.monthly_cost(1) if cost else None,
+        "monthly_cost_freed": cost.monthly_cost(seats) if cost else None,
+        "yearly_cost_freed": cost.yearly_cost(seats) if cost else None,
+    }
 
 
 def _finalize(value: object) -> object:
@@ -290,6 +315,9 @@ def render_report(
     role_changes = check.diff.role_changes
     counts = _summary(check, len(role_changes))
     late = late_removals(check)
+    # The check's day; a check without one (a test's) has no exception running out.
+    today = check.checked_at.date() if check.checked_at is not None else date.min
+    excepted = sorted(check.excepted, key=lambda e: (e.exception.until, e.account.id))
     env = _environment(str(templates_dir) if templates_dir is not None else None)
     try:
         template = env.get_template(REPORT_TEMPLATE)
@@ -299,7 +327,9 @@ def render_report(
             status=_status(check, blocked),
             app_error=check.app_error,
             blocked=blocked,
-            summary=[(SUMMARY_LABELS[k], n) for k, n in counts.items()],
+            # Rows for exceptions and grace only where there are some: reports of apps
+            # without any read as they always did.
+            summary=[(SUMMARY_LABELS[k], n) for k, n in counts.items() if n or k not in OPTIONAL],
             counts=counts,
             plan_id=plan.id if plan is not None else "",
             deprovision=Section.of(actions, max_rows),
@@ -311,17 +341,18 @@ def render_report(
             unmatched=Section.of(check.unmatched, max_rows),
             ambiguous=Section.of(check.ambiguous, max_rows),
             protected=Section.of(check.protected, max_rows),
-            seats_freed=len(active),
-            monthly_seat_cost=check.monthly_seat_cost,
-            monthly_cost_freed=(
-                len(active) * check.monthly_seat_cost
-                if check.monthly_seat_cost is not None
-                else None
+            excepted=Section.of(excepted, max_rows),
+            waiting=Section.of(
+                sorted(check.waiting, key=lambda w: (w.proposed_from, w.account.id)), max_rows
             ),
+            expiring=sum(1 for e in excepted if e.days_left(today) <= EXPIRING_DAYS),
+            today=today,
+            **_seats(check.seat_cost, len(active)),
             notes=check.notes,
             late=late,
             late_by_account={x.action.account_id: x for x in late},
             deadline=span_text(check.deadline) if check.deadline is not None else "",
+            grace=span_text(check.grace) if check.grace is not None else "",
         )
     except jinja2.TemplateError as exc:
         # A broken override is the access repo's to fix; say which file.

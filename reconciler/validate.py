@@ -27,8 +27,9 @@ from typing import Any, Protocol, TypeGuard
 # jsonschema ships no type information; types-jsonschema is not a dependency.
 from jsonschema import Draft202012Validator, ValidationError  # type: ignore[import-untyped,unused-ignore]
 
-from reconciler import yamlio
-from reconciler.config import CONFIG_FILE, POLICY_DIR, Policy, policy_for
+from reconciler import policy_checks, yamlio
+from reconciler.config import APP_KEYS, CONFIG_FILE, POLICY_DIR, Policy, policy_for
+from reconciler.diagnostics import Diagnostic, at
 from reconciler.errors import ConfigError, YamlError
 
 SCHEMA_NAMES = ("config", "policy", "plan", "history", "snapshot")
@@ -69,21 +70,6 @@ Registry = Mapping[str, ConnectorSchema]
 
 
 @dataclass(frozen=True)
-class Diagnostic:
-    """One problem in one file, at a 1-based line and column."""
-
-    path: str
-    line: int
-    column: int
-    message: str
-    hint: str = ""
-
-    def __str__(self) -> str:
-        text = f"{self.path}:{self.line}:{self.column}: {self.message}"
-        return f"{text}\n  hint: {self.hint}" if self.hint else text
-
-
-@dataclass(frozen=True)
 class RepoFiles:
     """The configuration files of an access repo as read, and what is wrong with them.
 
@@ -120,16 +106,28 @@ def config_schema(registry: Registry | None = None) -> dict[str, Any]:
     """
     registry = _registry(registry)
     schema = load_schema("config")
-    system = schema["$defs"]["system"]
+    defs = schema["$defs"]
+    app_keys = {key: defs[key] for key in APP_KEYS}
+    system = defs["system"]
     system["properties"]["type"]["enum"] = sorted(registry)
-    system["allOf"] = [
-        {
-            "if": {"properties": {"type": {"const": name}}, "required": ["type"]},
-            "then": _system_schema(name, registry[name]),
-        }
-        for name in sorted(registry)
-    ]
+    app = copy.deepcopy(system)
+    app["description"] = defs["app"]["description"]
+    system["allOf"] = [_connector_rule(name, registry[name], {}) for name in sorted(registry)]
+    app["allOf"] = [_connector_rule(name, registry[name], app_keys) for name in sorted(registry)]
+    defs["app"] = app
     return schema
+
+
+def _connector_rule(
+    name: str, connector: ConnectorSchema, own: Mapping[str, Any]
+) -> dict[str, Any]:
+    """If a system's type is `name`, that connector's options (and the keys in `own`,
+    which are reconciler's rather than the connector's) are all it may hold."""
+    then = _system_schema(name, connector)
+    # Copies: the connector's schema is a resource of its own, where `#/$defs/...`
+    # would not reach the config schema's definitions.
+    then["properties"].update(copy.deepcopy(dict(own)))
+    return {"if": {"properties": {"type": {"const": name}}, "required": ["type"]}, "then": then}
 
 
 def _system_schema(name: str, connector: ConnectorSchema) -> dict[str, Any]:
@@ -237,7 +235,10 @@ def read_repo(root: Path, registry: Registry | None = None) -> RepoFiles:
             policies_complete = False
             continue
         data, marks = loaded
-        diagnostics += _check_schema(data, marks, load_schema("policy"), display)
+        durations, said = policy_checks.check_durations(data, marks, display)
+        schema_view = policy_checks.with_dates_as_text(data)
+        diagnostics += _check_schema(schema_view, marks, load_schema("policy"), display, skip=said)
+        diagnostics += durations + policy_checks.check_exceptions(data, marks, display)
         if not isinstance(data, Mapping) or not _string_list(data.get("apps")):
             policies_complete = False
         if isinstance(data, Mapping):
@@ -340,7 +341,7 @@ def _check_secrets(
             handled.add(path)
             variable = _variable_name(name, option)
             diagnostics.append(
-                _at(
+                at(
                     marks,
                     CONFIG_FILE,
                     path,
@@ -356,7 +357,7 @@ def _check_secrets(
             if isinstance(value, str) and URL_PASSWORD.match(value):
                 handled.add(path)
                 diagnostics.append(
-                    _at(
+                    at(
                         marks,
                         CONFIG_FILE,
                         path,
@@ -447,7 +448,7 @@ def _describe(
             if prop.get("description"):
                 hint += f" — {prop['description']}"
             place = f"{where}: missing" if path else "missing"
-            out.append(_at(marks, display, path, f"{place} required key {key!r}", hint))
+            out.append(at(marks, display, path, f"{place} required key {key!r}", hint))
         return out
 
     hint = str(schema.get("description", ""))
@@ -458,19 +459,19 @@ def _describe(
             message = f"the file must hold {expected} at the top level, got {value}"
             if error.instance is None:
                 message = f"the file is empty; it must hold {expected}"
-        return [_at(marks, display, path, message, hint)]
+        return [at(marks, display, path, message, hint)]
 
     if validator == "enum":
         options = ", ".join(str(o) for o in error.validator_value)
         if len(path) == 3 and path[0] in SYSTEM_SECTIONS and path[2] == "type":
             message = f"{where}: unknown connector type {value}; use one of: {options}"
-            return [_at(marks, display, path, message)]
+            return [at(marks, display, path, message)]
         message = f"{where}: expected one of {options}; got {value}"
-        return [_at(marks, display, path, message, hint)]
+        return [at(marks, display, path, message, hint)]
 
     if validator == "const":
         message = f"{where}: must be {json.dumps(error.validator_value)}, got {value}"
-        return [_at(marks, display, path, message, hint)]
+        return [at(marks, display, path, message, hint)]
 
     limits = {
         "minimum": "at least",
@@ -480,25 +481,30 @@ def _describe(
     }
     if validator in limits:
         message = f"{where}: must be {limits[validator]} {error.validator_value}, got {value}"
-        return [_at(marks, display, path, message, hint)]
+        return [at(marks, display, path, message, hint)]
 
     if validator in ("minItems", "minLength", "minProperties") and error.validator_value == 1:
-        return [_at(marks, display, path, f"{where}: must not be empty", hint)]
+        return [at(marks, display, path, f"{where}: must not be empty", hint)]
 
     if validator == "pattern":
-        pattern = str(error.validator_value).removeprefix("^").removesuffix("$")
-        return [_at(marks, display, path, f"{where}: {value} does not match {pattern}", hint)]
+        pattern = _shown_pattern(str(error.validator_value))
+        return [at(marks, display, path, f"{where}: {value} does not match {pattern}", hint)]
 
     if validator == "uniqueItems" and isinstance(error.instance, list):
         repeated = next(
             (item for i, item in enumerate(error.instance) if item in error.instance[:i]), None
         )
         shown = "a value (hidden)" if secret else _show(repeated)
-        return [_at(marks, display, path, f"{where}: lists {shown} more than once", hint)]
+        return [at(marks, display, path, f"{where}: lists {shown} more than once", hint)]
 
     # Anything rarer: jsonschema's own words, unless they would show a secret.
     message = f"{where}: invalid value (hidden)" if secret else f"{where}: {error.message}"
-    return [_at(marks, display, path, message, hint)]
+    return [at(marks, display, path, message, hint)]
+
+
+def _shown_pattern(pattern: str) -> str:
+    # `$(?!\n)` ends patterns that must not accept a final newline; people read `$`.
+    return pattern.removeprefix("^").removesuffix("(?!\\n)").removesuffix("$")
 
 
 def _from_property_names(error: ValidationError) -> bool:
@@ -516,14 +522,14 @@ def _bad_name(
     hint = str(schema.get("description", ""))
     if not isinstance(name, str):
         message = f"{noun} name {name!r} must be a string"
-        return _at(marks, display, (*path, name), message, f"quote it: '{name}'")
-    pattern = str(schema.get("pattern", "")).removeprefix("^").removesuffix("$")
+        return at(marks, display, (*path, name), message, f"quote it: '{name}'")
+    pattern = _shown_pattern(str(schema.get("pattern", "")))
     message = f"{noun} name {name!r} must match {pattern}"
     if noun == "domain":
         message = f"{name!r} is not a domain name"
     elif noun != "key":
         hint = f"{hint} The name is used in file paths and branch names.".strip()
-    return _at(marks, display, (*path, name), message, hint)
+    return at(marks, display, (*path, name), message, hint)
 
 
 def _unknown_key(
@@ -536,7 +542,7 @@ def _unknown_key(
         if preferred is None and env_options:
             preferred = env_options[0]
         form = f"`{preferred}: VARIABLE_NAME`" if preferred else "a `*_env` option"
-        return _at(
+        return at(
             marks,
             display,
             (*path, key),
@@ -545,12 +551,18 @@ def _unknown_key(
             f"put the secret in an environment variable and name the variable with {form}; "
             "if this was a real secret, revoke it: it is in git now",
         )
+    if key in APP_KEYS and path[:1] == ("identity_sources",):
+        return at(
+            marks,
+            display,
+            (*path, key),
+            f"{key!r} {place}: only apps take {key}, an identity source has no seats",
+            f"move `{key}:` to the app it prices, under `apps:`",
+        )
     listed = ", ".join(allowed) if allowed else "none"
     close = difflib.get_close_matches(str(key), list(allowed), n=1)
     hint = f"did you mean {close[0]!r}?" if close else ""
-    return _at(
-        marks, display, (*path, key), f"unknown key {key!r} {place}; allowed: {listed}", hint
-    )
+    return at(marks, display, (*path, key), f"unknown key {key!r} {place}; allowed: {listed}", hint)
 
 
 def _expected(types: object) -> str:
@@ -585,16 +597,6 @@ def _dotted(path: JsonPath) -> str:
     return text or "(top level)"
 
 
-def _at(
-    marks: yamlio.Marks, display: str, path: JsonPath, message: str, hint: str = ""
-) -> Diagnostic:
-    """A diagnostic at the node for `path`, or its nearest ancestor that has a position."""
-    while path and path not in marks:
-        path = path[:-1]
-    line, column = marks.get(path, (1, 1))
-    return Diagnostic(display, line, column, message, hint)
-
-
 # --- across files --------------------------------------------------------------------
 
 
@@ -622,7 +624,7 @@ def _check_cross_file(
             else:
                 hint = f"add {source!r} under `identity_sources:` in {CONFIG_FILE}"
             diagnostics.append(
-                _at(
+                at(
                     marks,
                     display,
                     ("identity_source",),
@@ -640,7 +642,7 @@ def _check_cross_file(
             hint = f"did you mean {close[0]!r}? " if close else ""
             hint += f"configured apps: {', '.join(app_names) or 'none'}"
             diagnostics.append(
-                _at(
+                at(
                     marks,
                     display,
                     ("apps", index),
@@ -661,7 +663,7 @@ def _check_cross_file(
             if not conflict:
                 if policies_complete:
                     path: JsonPath = ("apps", app)
-                    diagnostics.append(_at(config_marks, CONFIG_FILE, path, message, hint))
+                    diagnostics.append(at(config_marks, CONFIG_FILE, path, message, hint))
                 continue
             # Point at the last policy that claims the app: usually the one just added.
             last = conflict[-1]
@@ -671,7 +673,7 @@ def _check_cross_file(
                 if entry == app or (app not in last.apps and fnmatch.fnmatchcase(app, entry))
             )
             diagnostics.append(
-                _at(where[last.source_file], last.source_file, ("apps", index), message, hint)
+                at(where[last.source_file], last.source_file, ("apps", index), message, hint)
             )
     return diagnostics
 

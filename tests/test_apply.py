@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from reconciler.apply import shows_done, verify_live
@@ -22,6 +24,8 @@ ACTION = Action(
 )
 BOB = Account.build("a1", "bob", "bob@example.com", "Bob")
 GONE = Identity.build("i1", "bob@example.com", "bob", status="deprovisioned")
+
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -45,7 +49,7 @@ GONE = Identity.build("i1", "bob@example.com", "bob", status="deprovisioned")
     ],
 )
 def test_verify_live(live, identities, why) -> None:
-    found = verify_live(ACTION, live, {i.id: i for i in identities}, POLICY, "wiki")
+    found = verify_live(ACTION, live, {i.id: i for i in identities}, POLICY, "wiki", NOW)
     if why is None:
         assert found is None
     else:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from reconciler.config import Approvals, Guards, Policy
+from reconciler.config import Approvals, Guards, Policy, PolicyException
 from reconciler.correlate import correlate
 from reconciler.errors import ApprovalError
 from reconciler.model import Account, Identity
@@ -15,6 +15,7 @@ from reconciler.policy import (
     PullState,
     app_shrink_block,
     assess,
+    assess_with_grace,
     check_approvers,
     evaluate,
     guard_blocks,
@@ -30,12 +31,15 @@ POLICY = Policy(
     protected=("breakglass*", "root@example.com"),
 )
 
+NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+TODAY = NOW.date()
+
 
 def run(accounts, identities, policy=POLICY):
     accounts = {a.id: a for a in accounts}
     identities = {i.id: i for i in identities}
     links = correlate(accounts.values(), identities.values(), policy.match)
-    return evaluate(accounts, identities, links, policy, "disable")
+    return evaluate(accounts, identities, links, policy, "disable", app="wiki", now=NOW)
 
 
 def person(n: int, status: str = "active") -> Identity:
@@ -44,6 +48,159 @@ def person(n: int, status: str = "active") -> Identity:
 
 def account(n: int, **kw) -> Account:
     return Account.build(f"a{n}", f"user{n}", f"user{n}@example.com", **kw)
+
+
+def granted(until: date, **names: str) -> PolicyException:
+    return PolicyException(reason="handover", until=until, granted_by="alice", **names)
+
+
+@pytest.mark.parametrize(
+    ("exceptions", "outcome"),
+    [
+        ((), "proposed"),
+        ((granted(TODAY, account="a1"),), "excepted"),  # its last day still holds
+        ((granted(TODAY + timedelta(days=30), account="USER1"),), "excepted"),  # any case
+        ((granted(TODAY, account="user1@example.com"),), "excepted"),
+        ((granted(TODAY, person="i1"),), "excepted"),
+        ((granted(TODAY, person="user1@example.com"),), "excepted"),
+        ((granted(TODAY, account="a1", app="wiki"),), "excepted"),
+        ((granted(TODAY, account="a1", app="crm"),), "proposed"),  # another app's
+        ((granted(TODAY, account="user"),), "proposed"),  # exact names only
+        ((granted(TODAY, person="a1"),), "proposed"),  # a person is named by identity
+        ((granted(TODAY - timedelta(days=1), account="a1"),), "expired"),
+        (
+            (granted(TODAY - timedelta(days=1), account="a1"), granted(TODAY, person="i1")),
+            "excepted",  # the longest-lasting of several
+        ),
+    ],
+)
+def test_an_exception_keeps_an_account_out_of_plans_until_its_day(exceptions, outcome):
+    policy = replace(POLICY, exceptions=exceptions)
+    found = run([account(1)], [person(1, "deprovisioned")], policy)
+    if outcome == "excepted":
+        assert not found.actions
+        (kept,) = found.excepted
+        assert kept.account.id == "a1" and kept.exception in exceptions
+    else:
+        (action,) = found.actions
+        assert not found.excepted
+        history = action.evidence.get("exception_expired")
+        if outcome == "expired":
+            assert history == {
+                "account": "a1", "reason": "handover",
+                "until": (TODAY - timedelta(days=1)).isoformat(), "granted_by": "alice",
+            }  # fmt: skip
+        else:
+            assert history is None
+
+
+HOUR = timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    ("grace", "gone_since", "outcome"),
+    [
+        (None, {"i1": NOW}, "proposed"),  # no grace: at once
+        (24 * HOUR, None, "proposed"),  # grace not judged (apply's live check)
+        (24 * HOUR, {"i1": NOW - 25 * HOUR}, "proposed"),
+        (24 * HOUR, {"i1": NOW - 24 * HOUR}, "proposed"),  # exactly the grace
+        (24 * HOUR, {"i1": NOW - 23 * HOUR}, "waiting"),
+        (24 * HOUR, {"i1": NOW}, "waiting"),
+        (24 * HOUR, {}, "waiting"),  # no detection found: as if just now
+    ],
+)
+def test_grace_holds_a_leaver_back_until_gone_long_enough(grace, gone_since, outcome):
+    policy = replace(POLICY, grace=grace)
+    accounts = {"a1": account(1)}
+    identities = {"i1": person(1, "deprovisioned")}
+    links = correlate(accounts.values(), identities.values(), policy.match)
+    found = evaluate(
+        accounts, identities, links, policy, "disable", app="wiki", now=NOW, gone_since=gone_since
+    )
+    if outcome == "proposed":
+        assert [a.account_id for a in found.actions] == ["a1"] and not found.waiting
+    else:
+        (waiting,) = found.waiting
+        since = (gone_since or {}).get("i1", NOW)
+        assert not found.actions
+        assert (waiting.gone_since, waiting.proposed_from) == (since, since + grace)
+
+
+def test_grace_is_judged_only_for_people_the_plan_would_name():
+    asked: list[set[str]] = []
+
+    def gone_since(people: set[str]) -> dict[str, datetime]:
+        asked.append(people)
+        return {"i1": NOW - 2 * HOUR}
+
+    accounts = {a.id: a for a in (account(1), account(2), account(3))}
+    identities = {i.id: i for i in (person(1, "deprovisioned"), person(2), person(3, "missing"))}
+    policy = replace(POLICY, grace=HOUR)
+    found = assess_with_grace(
+        "wiki", accounts, identities, PullState("corp", count=3), policy, {"disable"}, NOW,
+        gone_since,
+    )  # fmt: skip
+    assert asked == [{"i1", "i3"}]
+    assert [a.account_id for a in found.actions] == ["a1"]
+    assert [w.account.id for w in found.evaluation.waiting] == ["a3"]
+
+
+DAY = timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("inactive_after", "last_login", "status", "idle_mode", "outcome"),
+    [
+        (90 * DAY, NOW - 91 * DAY, "active", "disable", "inactive"),
+        (90 * DAY, NOW - 90 * DAY, "active", "disable", None),  # exactly the limit: not yet
+        (90 * DAY, NOW - 10 * DAY, "active", "disable", None),
+        (90 * DAY, None, "active", "disable", None),  # unknown is never inactive
+        (None, NOW - 900 * DAY, "active", "disable", None),  # no rule
+        (90 * DAY, NOW - 91 * DAY, "active", "", None),  # the app can do neither
+        (90 * DAY, NOW - 91 * DAY, "active", "manual", "inactive"),
+        (90 * DAY, NOW - 91 * DAY, "deprovisioned", "disable", "idp_deprovisioned"),
+    ],
+)
+def test_an_account_unused_for_too_long_is_proposed_as_inactive(
+    inactive_after, last_login, status, idle_mode, outcome
+):
+    policy = replace(POLICY, inactive_after=inactive_after)
+    signed_in = "" if last_login is None else last_login.strftime("%Y-%m-%dT%H:%M:%SZ")
+    accounts = {"a1": account(1, last_login=signed_in)}
+    identities = {"i1": person(1, status)}
+    links = correlate(accounts.values(), identities.values(), policy.match)
+    found = evaluate(
+        accounts, identities, links, policy, "delete", app="wiki", now=NOW, idle_mode=idle_mode
+    )
+    if outcome is None:
+        assert not found.actions
+        return
+    (action,) = found.actions
+    assert action.reason == outcome
+    if outcome == "inactive":
+        assert action.mode == idle_mode and action.evidence["last_login"] == signed_in
+    else:
+        assert action.mode == "delete" and "last_login" not in action.evidence
+
+
+def test_an_unmatched_or_protected_account_is_never_proposed_as_inactive():
+    policy = replace(POLICY, inactive_after=DAY)
+    old = (NOW - 10 * DAY).strftime("%Y-%m-%dT%H:%M:%SZ")
+    accounts = {
+        "a1": account(1, last_login=old),  # nobody in the IdP
+        "a2": Account.build("a2", "breakglass-1", last_login=old),  # protected
+    }
+    links = correlate(accounts.values(), [], policy.match)
+    found = evaluate(
+        accounts, {}, links, policy, "disable", app="wiki", now=NOW, idle_mode="disable"
+    )
+    assert not found.actions
+
+
+def test_an_exception_for_someone_still_employed_changes_nothing():
+    policy = replace(POLICY, exceptions=(granted(TODAY, person="i1"),))
+    found = run([account(1)], [person(1)], policy)
+    assert not found.actions and not found.excepted
 
 
 @pytest.mark.parametrize(
@@ -146,7 +303,7 @@ def test_assess_picks_the_mode_or_blocks(modes, actions, blocked) -> None:
     accounts = {a.id: a for a in [account(n) for n in range(20)]}
     identities = {i.id: i for i in [person(0, "deprovisioned"), *(person(n) for n in range(1, 20))]}
     state = PullState("corp", count=20, previous_count=20)
-    assessment = assess("wiki", accounts, identities, state, POLICY, modes)
+    assessment = assess("wiki", accounts, identities, state, POLICY, modes, NOW)
     assert len(assessment.actions) == actions
     assert len(assessment.blocked_reasons) == len(blocked)
     for reason, words in zip(assessment.blocked_reasons, blocked, strict=True):
@@ -157,7 +314,7 @@ def test_assess_blocks_what_the_guards_block() -> None:
     accounts = {a.id: a for a in [account(n) for n in range(10)]}
     identities = {i.id: i for i in [person(n, "suspended") for n in range(10)]}
     state = PullState("corp", count=10, previous_count=100)  # the IdP lost 90%
-    assessment = assess("wiki", accounts, identities, state, POLICY, {"disable"})
+    assessment = assess("wiki", accounts, identities, state, POLICY, {"disable"}, NOW)
     assert len(assessment.actions) == 10
     assert len(assessment.blocked_reasons) == 2  # shrank, and more than max_fraction
 
@@ -172,7 +329,9 @@ def test_assess_blocks_what_the_guards_block() -> None:
 )
 def test_still_proposed_runs_the_policy_on_one_live_account(identity, proposed) -> None:
     identities = {identity.id: identity, "i1-old": person(1, "missing")._replace(id="i1-old")}
-    assert (still_proposed(account(1), identities, POLICY, "disable") is not None) is proposed
+    assert (
+        still_proposed(account(1), identities, POLICY, "disable", app="wiki", now=NOW) is not None
+    ) is proposed
 
 
 @pytest.mark.parametrize(

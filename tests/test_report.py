@@ -7,6 +7,7 @@ import re
 import subprocess
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from reconciler.report import (
     summary_line,
     summary_row,
 )
+from reconciler.seats import SeatCost
 from reconciler.testing.access_repo import company
 
 # One value that tries every trick: HTML, a table cell, a mention, an issue link, a code
@@ -185,7 +187,7 @@ def test_hostile_values_are_inert_in_every_section() -> None:
         ambiguous=(Ambiguous(hostile_account(4), (HOSTILE, "i2")),),
         protected=(Protected(hostile_account(5), HOSTILE),),
         blocked_reasons=(HOSTILE + "2",),
-        monthly_seat_cost=10.0,
+        seat_cost=SeatCost(Decimal("10"), "EUR", "month"),
         notes=(HOSTILE,),
     )
     report = render_report(check)
@@ -298,13 +300,64 @@ def test_what_merging_will_do() -> None:
     assert "Nothing" in nothing
 
 
-def test_seats_and_cost_freed() -> None:
+def seats_section(report: str) -> str:
+    """The "Seats and cost" section of a report, or "" when it has none."""
+    if "## Seats and cost" not in report:
+        return ""
+    return report.split("## Seats and cost", 1)[1].split("\n#", 1)[0].split("<details>", 1)[0]
+
+
+def test_seats_and_cost_freed_per_month() -> None:
+    monthly = SeatCost(Decimal("1250.5"), "EUR", "month")
     check = make_check(
-        plan=plan_of([action(1), action(2), action(3, skip=True)]), monthly_seat_cost=1250.5
+        plan=plan_of([action(1), action(2), action(3, skip=True)]), seat_cost=monthly
     )
-    report = render_report(check)
-    assert "Seats freed: 2. Monthly cost freed: 2,501.00 (2 \u00d7 1,250.50 per seat)." in report
-    assert "Monthly cost" not in render_report(make_check(plan=plan_of([action(1)])))
+    section = seats_section(render_report(check))
+    assert "Seats reclaimable by this plan: 2 " in section
+    assert (
+        "Cost freed: **2,501.00 EUR per month** (2 \u00d7 1,250.50 EUR per seat per month)."
+        in section
+    )
+    assert "per year" not in section
+
+
+def test_seats_and_cost_freed_per_year_states_both() -> None:
+    yearly = SeatCost(Decimal("100"), "USD", "year")
+    check = make_check(plan=plan_of([action(1), action(2), action(3)]), seat_cost=yearly)
+    section = seats_section(render_report(check))
+    assert "Seats reclaimable by this plan: 3 " in section
+    assert "**300.00 USD per year**, that is 25.00 USD per month" in section
+    assert "(3 \u00d7 100.00 USD per seat per year" in section
+
+
+@pytest.mark.parametrize(
+    ("amount", "per", "shown"),
+    [
+        (12.5, "month", "12.50 EUR per month"),  # as YAML reads it: a float
+        (1.005, "month", "1.01 EUR per month"),  # a float would round this to 1.00
+        (0.1, "month", "0.10 EUR per month"),
+        (120.06, "year", "10.01 EUR per month"),  # a twelfth of 120.06 is 10.005
+    ],
+)
+def test_money_renders_exactly(amount: float, per: str, shown: str) -> None:
+    cost = SeatCost.from_data({"amount": amount, "currency": "EUR", "per": per})
+    section = seats_section(render_report(make_check(plan=plan_of([action(1)]), seat_cost=cost)))
+    assert shown in section
+
+
+def test_seats_of_a_blocked_plan_count_once_it_can_be_applied() -> None:
+    cost = SeatCost(Decimal("10"), "EUR", "month")
+    check = make_check(plan=plan_of([action(1)], blocked=("too many",)), seat_cost=cost)
+    assert "10.00 EUR per seat per month), once the plan can be applied." in seats_section(
+        render_report(check)
+    )
+
+
+def test_no_seats_section_without_seat_cost_or_seats() -> None:
+    assert seats_section(render_report(make_check(plan=plan_of([action(1)])))) == ""
+    cost = SeatCost(Decimal("10"), "EUR", "month")
+    all_skipped = make_check(plan=plan_of([action(1, skip=True)]), seat_cost=cost)
+    assert seats_section(render_report(all_skipped)) == ""
 
 
 def test_role_changes_show_plus_and_minus() -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from reconciler import demo
 from reconciler.config import Guards, MatchRule
 from reconciler.errors import ConfigError
+from reconciler.seats import SeatCost
 from reconciler.settings import load_settings
 from reconciler.testing.schema_fakes import REGISTRY
 
@@ -106,3 +108,25 @@ def test_the_demo_configuration_is_valid_with_the_real_connectors(tmp_path: Path
     settings = load_settings(make_repo(tmp_path, config, default=demo.POLICY))
     assert settings.policy_for("wiki").identity_source == "corp"
     assert settings.config.apps["wiki"].type == "scim"
+
+
+def test_seat_cost_is_the_apps_own_not_a_connector_option(tmp_path: Path) -> None:
+    config = CONFIG.replace(
+        "    timeout: 10\n",
+        "    timeout: 10\n    seat_cost: {amount: 12.5, currency: EUR, per: month}\n",
+    ).replace(
+        '  crm: {type: fake, url: "https://crm"}\n',
+        "  crm:\n    type: fake\n    url: https://crm\n"
+        "    seat_cost:\n      amount: 1200\n      currency: USD\n      per: year\n",
+    )
+    settings = load_settings(make_repo(tmp_path, config, rest=REST_POLICY), REGISTRY)
+    wiki, crm = settings.config.apps["wiki"], settings.config.apps["crm"]
+    assert "seat_cost" not in wiki.options and "seat_cost" not in crm.options
+    assert wiki.seat_cost == SeatCost(Decimal("12.5"), "EUR", "month")
+    assert crm.seat_cost == SeatCost(Decimal("1200"), "USD", "year")
+    assert settings.config.identity_sources["corp"].seat_cost is None
+
+
+def test_an_app_without_seat_cost_has_none(tmp_path: Path) -> None:
+    settings = load_settings(make_repo(tmp_path, rest=REST_POLICY), REGISTRY)
+    assert all(app.seat_cost is None for app in settings.config.apps.values())

@@ -149,7 +149,9 @@ def test_unknown_key_in_an_app(tmp_path: Path) -> None:
     config = CONFIG.replace("    timeout: 10\n", "    timeout: 10\n    tokn: x\n")
     d = only(check(make_repo(tmp_path, config)))
     assert where(d) == ("reconciler.yaml", 18, 5)
-    assert d.message == "unknown key 'tokn' in apps.wiki; allowed: url, token_env, timeout, type"
+    assert d.message == (
+        "unknown key 'tokn' in apps.wiki; allowed: url, token_env, timeout, type, seat_cost"
+    )
     assert d.hint == "did you mean 'token_env'?"
 
 
@@ -167,7 +169,88 @@ def test_unknown_key_when_the_connector_schema_does_not_forbid_them(tmp_path: Pa
     config = CONFIG.replace("    path: exports/crm.csv\n", "    path: x.csv\n    pth: y\n")
     d = only(check(make_repo(tmp_path, config)))
     assert where(d) == ("reconciler.yaml", 21, 5)
-    assert d.message == "unknown key 'pth' in apps.crm; allowed: path, type"
+    assert d.message == "unknown key 'pth' in apps.crm; allowed: path, type, seat_cost"
+
+
+def with_seat_cost(seat_cost: str) -> str:
+    """CONFIG with `seat_cost: SEAT_COST` on the app wiki, at line 18."""
+    return CONFIG.replace("    timeout: 10\n", f"    timeout: 10\n    seat_cost: {seat_cost}\n")
+
+
+def test_seat_cost_is_valid_on_an_app_of_any_type(tmp_path: Path) -> None:
+    config = with_seat_cost("{amount: 12.5, currency: EUR, per: month}")
+    config += "    seat_cost:\n      amount: 1200\n      currency: USD\n      per: year\n"
+    assert check(make_repo(tmp_path, config)) == []
+
+
+@pytest.mark.parametrize(
+    ("seat_cost", "problem", "what_to_write"),
+    [
+        (
+            "{amount: twelve, currency: EUR, per: month}",
+            "seat_cost.amount: expected a number, got 'twelve'",
+            "amount: 12.5",
+        ),
+        (
+            "{amount: -3, currency: EUR, per: month}",
+            "seat_cost.amount: must be at least 0, got -3",
+            "amount: 12.5",
+        ),
+        (
+            "{amount: 12.5, currency: euro, per: month}",
+            "seat_cost.currency: 'euro' does not match [A-Z]{3}",
+            "three upper-case letters, e.g. `currency: EUR`",
+        ),
+        (
+            "{amount: 12.5, currency: EUR, per: week}",
+            "seat_cost.per: expected one of month, year; got 'week'",
+            "`month` or for a `year`",
+        ),
+        (
+            "{amount: 12.5, currency: EUR}",
+            "seat_cost: missing required key 'per'",
+            "add `per:` with one of: month, year",
+        ),
+        ("12.5", "seat_cost: expected a mapping, got 12.5", "{amount: 12.5, currency: EUR"),
+    ],
+)
+def test_bad_seat_cost_says_where_and_what_to_write(
+    tmp_path: Path, seat_cost: str, problem: str, what_to_write: str
+) -> None:
+    d = only(check(make_repo(tmp_path, with_seat_cost(seat_cost))))
+    assert (d.path, d.line) == ("reconciler.yaml", 18)
+    assert d.message == f"apps.wiki.{problem}"
+    assert what_to_write in d.hint
+
+
+def test_an_identity_source_takes_no_seat_cost(tmp_path: Path) -> None:
+    config = CONFIG.replace(
+        "    token_env: CORP_TOKEN\n",
+        "    token_env: CORP_TOKEN\n    seat_cost: {amount: 1, currency: EUR, per: month}\n",
+    )
+    d = only(check(make_repo(tmp_path, config)))
+    assert where(d) == ("reconciler.yaml", 12, 5)
+    assert "'seat_cost' in identity_sources.corp: only apps take seat_cost" in d.message
+    assert "under `apps:`" in d.hint
+
+
+def test_seat_cost_with_the_real_connectors(tmp_path: Path) -> None:
+    config = (
+        "version: 1\n"
+        "identity_sources:\n"
+        "  corp: {type: file, path: corp.csv, seat_cost: {amount: 1, currency: EUR, per: month}}\n"
+        "apps:\n"
+        "  wiki:\n"
+        "    type: scim\n"
+        "    url: https://wiki.example/scim/v2\n"
+        "    token_env: WIKI_TOKEN\n"
+        "    seat_cost: {amount: 12.5, currency: EUR, per: month}\n"
+    )
+    policy = "apps: ['*']\nidentity_source: corp\n"
+    diagnostics = validate_repo(make_repo(tmp_path, config, default=policy))
+    assert [(d.line, d.message.split(":")[0]) for d in diagnostics] == [
+        (3, "'seat_cost' in identity_sources.corp")
+    ]
 
 
 def test_wrong_types(tmp_path: Path) -> None:

@@ -11,11 +11,13 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, assert_never
 
 from reconciler import demo as company
 from reconciler import inert
+from reconciler.clock import utc_now
 from reconciler.commands import EXIT_ERROR, EXIT_NEEDS_REVIEW
 from reconciler.commands.apply import ApplyOptions, apply
 from reconciler.commands.approve import ApproveOptions, approve
@@ -226,7 +228,8 @@ def demo(options: DemoOptions) -> int:
         git = Git.init(repo)
         (repo / "policies").mkdir()
         (repo / "reconciler.yaml").write_text(company.config(idp.url, app.url, forge.config))
-        (repo / "policies" / "default.yaml").write_text(company.POLICY)
+        until = utc_now().date() + timedelta(days=company.EXCEPTION_DAYS)
+        (repo / "policies" / "default.yaml").write_text(company.policy_with_exception(until))
         git.commit_paths(["reconciler.yaml", "policies"], "configure reconciler for the demo")
         emit(f"access repo: {repo}")
         forge.connect(git)
@@ -235,12 +238,15 @@ def demo(options: DemoOptions) -> int:
         check(CheckOptions(repo))
         forge.publish(git)
 
-        story.step("Three people leave: two deprovisioned in the IdP, one deleted")
+        story.step("Four people leave: three deprovisioned in the IdP, one deleted")
         for username in company.LEAVERS_DEPROVISIONED:
             scim_server.set_active(idp.url, idp_token, idp_ids.users[username], False)
             emit(f"deprovisioned {username}")
         scim_server.delete_user(idp.url, idp_token, idp_ids.users[company.LEAVER_DELETED])
         emit(f"deleted {company.LEAVER_DELETED}")
+        excepted = company.EXCEPTED_LEAVER
+        scim_server.set_active(idp.url, idp_token, idp_ids.users[excepted], False)
+        emit(f"deprovisioned {excepted} (the policy grants an exception until {until})")
 
         story.step("Second check: propose removing their accounts")
         if check(CheckOptions(repo, detailed_exitcode=True)) != EXIT_NEEDS_REVIEW:
@@ -255,7 +261,7 @@ def demo(options: DemoOptions) -> int:
         forge.publish(git)
 
         story.step("The app now")
-        leavers = (*company.LEAVERS_DEPROVISIONED, company.LEAVER_DELETED)
+        leavers = (*company.LEAVERS_DEPROVISIONED, company.LEAVER_DELETED, excepted)
         users = scim_server.list_users(app.url, app_token)
         for user in users:
             if user["userName"] in leavers:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -10,17 +10,20 @@ from typing import Any, assert_never
 
 import orjson
 
-from reconciler import snapshot
+from reconciler import history, snapshot
 from reconciler.apply import load_plan, merged_plans
 from reconciler.clock import read_time, utc_now
 from reconciler.commands import EXIT_OK, SCHEMA_VERSION, Repo, open_repo
 from reconciler.commands.check import LAST_CHECK
 from reconciler.errors import PlanError
+from reconciler.forge.base import OpenPlan
 from reconciler.inert import terminal
 from reconciler.markdown import Markdown, escape
 from reconciler.output import OutputFormat, emit, emit_json
 from reconciler.plan import Plan
 from reconciler.policy import lateness
+from reconciler.seats import AppSeats, CurrencyTotal, money_text
+from reconciler.seats import totals as seat_totals
 
 
 @dataclass(frozen=True)
@@ -68,22 +71,77 @@ def collect_status(repo: Repo) -> dict[str, Any]:
         }
         for p in proposals
     ]
-    waiting = []
-    for app in merged_plans(repo.git):
-        plan = load_plan(repo.git, app)
-        waiting.append(
-            {
-                "app": app,
-                "plan": plan.id,
-                "actions": len(plan.active_actions),
-                "late": late(app, plan),
-            }
-        )
+    merged = {app: load_plan(repo.git, app) for app in merged_plans(repo.git)}
+    waiting = [
+        {
+            "app": app,
+            "plan": plan.id,
+            "actions": len(plan.active_actions),
+            "late": late(app, plan),
+        }
+        for app, plan in merged.items()
+    ]
+    seats = app_seats(repo, proposals, merged)
+    for entry in apps:
+        counted = seats.get(entry["app"])
+        entry["seats"] = _seats_data(counted) if counted else None
     return {
         "schema_version": SCHEMA_VERSION,
         "apps": apps,
         "open_plans": open_plans,
         "merged_not_applied": waiting,
+        "seat_totals": [_total_data(t) for t in seat_totals(seats.values())],
+    }
+
+
+def app_seats(
+    repo: Repo, proposals: Sequence[OpenPlan], merged: Mapping[str, Plan]
+) -> dict[str, AppSeats]:
+    """The seats of every app that has a seat cost. Reclaimable: the accounts that plans
+    not applied yet propose to remove (open for review, or merged and waiting, less what
+    an apply of that plan already did). Reclaimed: the accounts applied plans removed, by
+    their journals under history/."""
+    pending: dict[str, set[str]] = {}
+    for proposal in proposals:
+        ids = {a.account_id for a in proposal.plan.active_actions}
+        pending.setdefault(proposal.app, set()).update(ids)
+    for app, plan in merged.items():
+        done = history.done_accounts(repo.root, app, plan.id)
+        ids = {a.account_id for a in plan.active_actions} - done
+        pending.setdefault(app, set()).update(ids)
+    seats: dict[str, AppSeats] = {}
+    for app, system in sorted(repo.settings.config.apps.items()):
+        if system.seat_cost is None:
+            continue
+        reclaimed = history.done_accounts(repo.root, app)
+        seats[app] = AppSeats(
+            app=app,
+            cost=system.seat_cost,
+            reclaimable=len(pending.get(app, set())),
+            reclaimed=len(reclaimed),
+        )
+    return seats
+
+
+def _seats_data(seats: AppSeats) -> dict[str, Any]:
+    # Money as decimal strings rounded to the cent: JSON numbers are binary floats.
+    return {
+        "seat_cost": seats.cost.to_data(),
+        "currency": seats.cost.currency,
+        "reclaimable": seats.reclaimable,
+        "monthly_reclaimable": money_text(seats.monthly_reclaimable),
+        "reclaimed": seats.reclaimed,
+        "monthly_reclaimed": money_text(seats.monthly_reclaimed),
+    }
+
+
+def _total_data(total: CurrencyTotal) -> dict[str, Any]:
+    return {
+        "currency": total.currency,
+        "reclaimable": total.reclaimable,
+        "monthly_reclaimable": money_text(total.monthly_reclaimable),
+        "reclaimed": total.reclaimed,
+        "monthly_reclaimed": money_text(total.monthly_reclaimed),
     }
 
 
@@ -120,6 +178,12 @@ def render_text(data: Mapping[str, Any]) -> None:
         )
         if app["rejected"]:
             emit(f"    rejected: {terminal(app['rejected'], max_length=0)}")
+        if app["seats"]:
+            emit(f"    seats: {_seats_text(app['seats'])}")
+    if data["seat_totals"]:
+        emit("seats, with their monthly cost, per currency:")
+        for total in data["seat_totals"]:
+            emit(f"  {total['currency']}: {_seats_text(total)}")
     emit("open plans (waiting for review):" if data["open_plans"] else "open plans: none")
     for plan in data["open_plans"]:
         emit(
@@ -136,6 +200,15 @@ def render_text(data: Mapping[str, Any]) -> None:
                 emit(f"    LATE: {plan['late']}")
 
 
+def _seats_text(seats: Mapping[str, Any]) -> str:
+    currency = seats["currency"]
+    return (
+        f"{seats['reclaimable']} reclaimable ({seats['monthly_reclaimable']} {currency} "
+        f"a month), {seats['reclaimed']} reclaimed ({seats['monthly_reclaimed']} {currency} "
+        "a month)"
+    )
+
+
 def render_markdown(data: Mapping[str, Any]) -> None:
     lines = ["# reconciler status", "", "| app | accounts | last check | last change imported |"]
     lines.append("|---|---|---|---|")
@@ -149,6 +222,7 @@ def render_markdown(data: Mapping[str, Any]) -> None:
             f"| {escape(app['app'])} | {app['accounts'] or 0} | {checked} "
             f"| {escape(app['last_change'] or 'never')} |"
         )
+    lines += _seats_markdown(data)
     lines += ["", "## Open plans (waiting for review)", ""]
     lines += [
         f"- {escape(p['app'])}: plan `{p['plan']}` ({p['status']}), {p['actions']} to "
@@ -161,6 +235,41 @@ def render_markdown(data: Mapping[str, Any]) -> None:
         for p in data["merged_not_applied"]
     ] or ["None."]
     emit("\n".join(lines))
+
+
+def _seats_markdown(data: Mapping[str, Any]) -> list[str]:
+    """The "Seats and cost" table: one row per app with a seat cost, one per currency."""
+    priced = [app for app in data["apps"] if app["seats"]]
+    if not priced:
+        return []
+    lines = [
+        "",
+        "## Seats and cost",
+        "",
+        "Reclaimable: proposed in plans not applied yet. Reclaimed: removed by applied plans.",
+        "",
+        "| app | seat cost | reclaimable | monthly cost | reclaimed | monthly cost |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for app in priced:
+        seats = app["seats"]
+        price = seats["seat_cost"]
+        lines.append(
+            f"| {escape(app['app'])} | {price['amount']} {escape(price['currency'])} per "
+            f"{escape(price['per'])} | {_seats_cells(seats)} |"
+        )
+    for total in data["seat_totals"]:
+        currency = escape(total["currency"])
+        lines.append(f"| **total {currency}** | | {_seats_cells(total)} |")
+    return lines
+
+
+def _seats_cells(seats: Mapping[str, Any]) -> str:
+    currency = escape(seats["currency"])
+    return (
+        f"{seats['reclaimable']} | {seats['monthly_reclaimable']} {currency} "
+        f"| {seats['reclaimed']} | {seats['monthly_reclaimed']} {currency}"
+    )
 
 
 def _late_md(plan: Mapping[str, Any]) -> str:

@@ -111,6 +111,14 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "description": "What `active: false` means for an identity when this system "
             "is an identity source.",
         },
+        "last_login_attribute": {
+            "type": "string",
+            "pattern": r"^([A-Za-z][A-Za-z0-9:._-]*:)?[A-Za-z][A-Za-z0-9_-]*$",
+            "description": "The attribute holding when a user last signed in (an "
+            "ISO 8601 dateTime), often in an extension: its full name, e.g. "
+            "urn:example:params:scim:schemas:extension:activity:2.0:User:lastLogin. "
+            "SCIM has no standard one; without it, last sign-ins are unknown.",
+        },
         "max_retries": {
             "type": "integer",
             "minimum": 0,
@@ -135,6 +143,7 @@ class ScimOptions:
     service_user_types: tuple[str, ...] = ("Service",)
     inactive_status: Literal["deprovisioned", "suspended"] = "deprovisioned"
     max_retries: int = 4
+    last_login_attribute: str | None = None
 
     @classmethod
     def from_mapping(cls, system: str, options: Mapping[str, Any]) -> ScimOptions:
@@ -165,6 +174,7 @@ class ScimOptions:
             service_user_types=tuple(options.get("service_user_types", ("Service",))),
             inactive_status=options.get("inactive_status", "deprovisioned"),
             max_retries=int(options.get("max_retries", 4)),
+            last_login_attribute=options.get("last_login_attribute"),
         )
 
 
@@ -465,8 +475,10 @@ def account_from_user(
     memberships: Collection[str] = (),
     group_names: Mapping[str, str] | None = None,
     service_user_types: Collection[str] = ("Service",),
+    last_login_attribute: str | None = None,
 ) -> Account:
-    """A SCIM User as an Account; roles are `roles[].value` and group names.
+    """A SCIM User as an Account; roles are `roles[].value` and group names; its last
+    sign-in from `last_login_attribute` when given (unknown when absent or no time).
 
     ValueError if the user has no usable id (`id_problem`): callers check it first, to
     name the user in their error.
@@ -486,7 +498,26 @@ def account_from_user(
         type="service" if user.get("userType") in service_user_types else "human",
         roles=roles,
         entitlements=entitlements,
+        last_login=attribute(user, last_login_attribute) if last_login_attribute else "",
     )
+
+
+def attribute(resource: Mapping[str, Any], name: str) -> object:
+    """An attribute by its full name, `urn:…:Resource:name` for one of an extension (RFC
+    7643 §3.3) or `name` for a core one; names compare without regard to case. None when
+    absent."""
+    urn, _, leaf = name.rpartition(":")
+    found: object = resource
+    if urn:
+        found = _get(resource, urn)
+    return _get(found, leaf) if isinstance(found, Mapping) else None
+
+
+def _get(resource: Mapping[str, Any], key: str) -> object:
+    if key in resource:
+        return resource[key]
+    folded = key.casefold()
+    return next((v for k, v in resource.items() if str(k).casefold() == folded), None)
 
 
 def identity_from_user(
@@ -631,6 +662,7 @@ class ScimConnector:
                 memberships=memberships.get(str(user["id"]), ()),
                 group_names=names,
                 service_user_types=self.options.service_user_types,
+                last_login_attribute=self.options.last_login_attribute,
             )
 
     def pull_roles(self) -> list[Role]:
@@ -654,7 +686,11 @@ class ScimConnector:
         user = self._get_user(account_id)
         if user is None:
             return None
-        return account_from_user(user, service_user_types=self.options.service_user_types)
+        return account_from_user(
+            user,
+            service_user_types=self.options.service_user_types,
+            last_login_attribute=self.options.last_login_attribute,
+        )
 
     def lookup_identity(self, identity_id: str) -> Identity | None:
         """The user read live as an identity, or None if the server says 404."""

@@ -41,6 +41,27 @@ log = logging.getLogger(__name__)
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
+# A User extension recording when a user last signed in, as apps add their own.
+ACTIVITY_SCHEMA = "urn:example:params:scim:schemas:extension:activity:2.0:User"
+LAST_LOGIN_ATTRIBUTE = f"{ACTIVITY_SCHEMA}:lastLogin"
+ACTIVITY_SCHEMA_DEFINITION = {
+    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
+    "id": ACTIVITY_SCHEMA,
+    "name": "Activity",
+    "description": "When the user last signed in.",
+    "attributes": [
+        {
+            "name": "lastLogin",
+            "type": "dateTime",
+            "multiValued": False,
+            "required": False,
+            "caseExact": False,
+            "mutability": "readWrite",
+            "returned": "default",
+            "uniqueness": "none",
+        }
+    ],
+}
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 SCIM_JSON = "application/scim+json"
@@ -111,6 +132,10 @@ class ScimServer:
     def delete_user(self, user_id: str) -> None:
         """Delete a user."""
         delete_user(self.url, self.token, user_id)
+
+    def sign_in(self, user_id: str, at: str) -> None:
+        """Record that a user signed in at `at` (ISO 8601), as the app would."""
+        set_attribute(self.url, self.token, user_id, LAST_LOGIN_ATTRIBUTE, at)
 
     def list_users(self) -> list[dict[str, Any]]:
         """Every user, as the server returns it."""
@@ -183,7 +208,7 @@ def _provider_and_service(with_token: bool) -> tuple[Any, Any]:
     # Building the provider validates every default schema (~0.2 s); servers differ
     # only by storage and token, so one provider per flavour serves them all. This
     # mirrors what the `scim2-server` command does in testserver/cli.py.
-    from scim2_models import ScimProvider
+    from scim2_models import Schema, SchemaExtension, ScimProvider
     from scim2_server.service import ScimService
     from scim2_server.testserver.application import BEARER_TOKEN_SCHEME
     from scim2_server.utils import (
@@ -199,9 +224,17 @@ def _provider_and_service(with_token: bool) -> tuple[Any, Any]:
             *(config.authentication_schemes or []),
             BEARER_TOKEN_SCHEME,
         ]
-    provider = ScimProvider.from_discovery(
-        load_default_schemas().values(), load_default_resource_types().values(), config=config
-    )
+    schemas = load_default_schemas()
+    resource_types = load_default_resource_types()
+    # Apps that record sign-ins over SCIM do it in an extension of their own; this one
+    # stands for them (a connector reads it through `last_login_attribute`).
+    schemas[ACTIVITY_SCHEMA] = Schema.model_validate(ACTIVITY_SCHEMA_DEFINITION)
+    users = resource_types["User"]
+    users.schema_extensions = [
+        *(users.schema_extensions or []),
+        SchemaExtension.model_validate({"schema": ACTIVITY_SCHEMA, "required": False}),
+    ]
+    provider = ScimProvider.from_discovery(schemas.values(), resource_types.values(), config=config)
     # The secret signs pagination cursors; a fixed one is fine for a throwaway server.
     return provider, ScimService(provider, secret="reconciler-testing")
 
@@ -267,7 +300,8 @@ def seed(
         name = str(user["userName"])
         bulk_id = f"user-{index}"
         user_bulk_ids[name] = bulk_id
-        data = {"schemas": [USER_SCHEMA], **user}
+        extensions = [ACTIVITY_SCHEMA] if ACTIVITY_SCHEMA in user else []
+        data = {"schemas": [USER_SCHEMA, *extensions], **user}
         operations.append(_Operation(bulk_id, "/Users", data, [], name))
     group_bulk_ids: dict[str, str] = {}
     for index, group in enumerate(groups):
@@ -360,9 +394,16 @@ def _send_bulk(
 
 def set_active(server_url: str, token: str | None, user_id: str, active: bool) -> None:
     """Set a user's `active` attribute with a PATCH."""
+    set_attribute(server_url, token, user_id, "active", active)
+
+
+def set_attribute(
+    server_url: str, token: str | None, user_id: str, path: str, value: object
+) -> None:
+    """Replace one attribute of a user (`path` as in a PATCH) with a PATCH."""
     body = {
         "schemas": [PATCH_OP],
-        "Operations": [{"op": "replace", "path": "active", "value": active}],
+        "Operations": [{"op": "replace", "path": path, "value": value}],
     }
     with _client(server_url, token) as client:
         response = client.patch(f"Users/{quote(user_id, safe='')}", content=json.dumps(body))

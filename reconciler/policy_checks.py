@@ -1,0 +1,116 @@
+"""Checks of a policy file that its JSON Schema cannot express, each a diagnostic at the
+line to fix: an exception's date, what it names and where it applies."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+from reconciler import yamlio
+from reconciler.diagnostics import Diagnostic, at
+
+
+def with_dates_as_text(data: Any) -> Any:
+    """The policy as its schema reads it: a date YAML read from an unquoted `2026-12-31`
+    (an exception's `until`) as that text."""
+    if isinstance(data, Mapping):
+        return {key: with_dates_as_text(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [with_dates_as_text(item) for item in data]
+    if isinstance(data, date):
+        return data.isoformat()
+    return data
+
+
+def check_exceptions(data: Any, marks: yamlio.Marks, display: str) -> list[Diagnostic]:
+    """Each exception names exactly one account or person, until a real date, in an
+    app the policy selects."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("exceptions"), list):
+        return []
+    apps = [a for a in data.get("apps") or () if isinstance(a, str)]
+    found = []
+    for number, entry in enumerate(data["exceptions"]):
+        if not isinstance(entry, Mapping):
+            continue  # the schema says what it must be
+        where: yamlio.JsonPath = ("exceptions", number)
+        names = [key for key in ("account", "person") if key in entry]
+        if len(names) != 1:
+            found.append(
+                at(
+                    marks,
+                    display,
+                    where,
+                    f"exceptions[{number}]: "
+                    + ("names both an account and a person" if names else "names nobody"),
+                    "give exactly one of `account:` (an account's id, username or email) "
+                    "and `person:` (an identity's id, email or username)",
+                )
+            )
+        until = entry.get("until")
+        if isinstance(until, str) and parse_day(until) is None:
+            found.append(
+                at(
+                    marks,
+                    display,
+                    (*where, "until"),
+                    f"exceptions[{number}].until: {until!r} is not a date",
+                    "write the last day the exception holds as YYYY-MM-DD, e.g. 2026-12-31",
+                )
+            )
+        app = entry.get("app")
+        if isinstance(app, str) and apps and not any(fnmatch.fnmatchcase(app, p) for p in apps):
+            found.append(
+                at(
+                    marks,
+                    display,
+                    (*where, "app"),
+                    f"exceptions[{number}].app: {app!r} is not an app this policy selects "
+                    f"({', '.join(apps)})",
+                    "name one of the policy's apps, or leave `app:` out for all of them",
+                )
+            )
+    return found
+
+
+# The policy's durations: hours or days, e.g. `24h`, `30d`.
+DURATIONS = ("deadline", "grace", "inactive_after")
+
+
+def check_durations(
+    data: Any, marks: yamlio.Marks, display: str
+) -> tuple[list[Diagnostic], set[yamlio.JsonPath]]:
+    """A duration given as a bare number (`grace: 90`), with what to write instead; and
+    the paths of those, whose schema errors say less."""
+    if not isinstance(data, Mapping):
+        return [], set()
+    found: list[Diagnostic] = []
+    paths: set[yamlio.JsonPath] = set()
+    for key in DURATIONS:
+        value = data.get(key)
+        if (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, str) and value.strip().isdigit()
+        ):
+            paths.add((key,))
+            found.append(
+                at(
+                    marks,
+                    display,
+                    (key,),
+                    f"{key}: {value} has no unit",
+                    f"write hours or days: `{key}: {value}h` or `{key}: {value}d`",
+                )
+            )
+    return found, paths
+
+
+def parse_day(value: object) -> date | None:
+    """A day as a policy writes it (a YAML date, or `YYYY-MM-DD` text); None if it is no
+    real day."""
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value)) if len(str(value)) == 10 else None
+    except ValueError:
+        return None
