@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from bench import generate, gitgrowth, newcomer, report, runner, scimpull, year, yearaudit
+from bench import generate, gitgrowth, newcomer, report, rules, runner, scimpull, year, yearaudit
 
 DEFAULT_SIZES = (1000, 10_000, 100_000)
 QUICK_SIZES = (1000,)
@@ -208,6 +208,27 @@ def run_year(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_rules(args: argparse.Namespace) -> int:
+    """Time the day-2 check with and without every policy rule kind; write OUT/rules.json
+    and OUT/rules.md, print the markdown."""
+    work = args.out / "rules-work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        results = rules.measure(args.n, args.seed, args.runs, work, _progress)
+    except runner.BenchError as exc:
+        _progress(f"benchmark failed: {exc}")
+        return 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    results["meta"] = {"machine": _machine(), "reconciler": _code_version()}
+    (args.out / "rules.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    markdown = rules.render(results)
+    (args.out / "rules.md").write_text(markdown, encoding="utf-8")
+    sys.stdout.write(markdown)
+    return 0
+
+
 def _sizes(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(part.replace("_", "")) for part in text.split(",") if part.strip())
@@ -259,6 +280,15 @@ def _parser() -> argparse.ArgumentParser:
     year_parser.add_argument("--days", type=int, default=365, help="days of history (365)")
     year_parser.add_argument("--runs", type=int, default=3, help="runs of the quick commands (3)")
     year_parser.add_argument("--seed", type=int, default=1, help="data generator seed (1)")
+    rules_parser = commands.add_parser(
+        "rules", help="the day-2 check with and without every policy rule kind"
+    )
+    rules_parser.add_argument(
+        "--out", type=Path, default=Path("bench/out"), help="where results go (bench/out)"
+    )
+    rules_parser.add_argument("--n", type=int, default=100_000, help="accounts (100000)")
+    rules_parser.add_argument("--runs", type=int, default=3, help="runs of each (3)")
+    rules_parser.add_argument("--seed", type=int, default=1, help="data generator seed (1)")
     report_parser = commands.add_parser("report", help="render a saved results.json again")
     report_parser.add_argument("results", type=Path)
     return parser
@@ -286,6 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "year":
         return run_year(args)
+    if args.command == "rules":
+        return run_rules(args)
     if args.command == "report":
         results = orjson.loads(args.results.read_bytes())
         sys.stdout.write(report.render(results))

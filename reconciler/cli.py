@@ -171,6 +171,18 @@ def status(repo: Path, fmt: str) -> None:
     run_command(lambda: status(StatusOptions(repo, OutputFormat(fmt))))
 
 
+@main.command("explain")
+@repo_option
+@click.option("--app", required=True, help="The app the account belongs to.")
+@click.argument("account")
+@format_option
+def explain_command(repo: Path, app: str, account: str, fmt: str) -> None:
+    """Why one account (its id, username or email) is or is not proposed for removal."""
+    from reconciler.commands.explain import ExplainOptions, explain_command
+
+    run_command(lambda: explain_command(ExplainOptions(repo, app, account, OutputFormat(fmt))))
+
+
 @main.command("diff")
 @repo_option
 @click.option("--app", default=None, help="The app whose accounts to compare.")

@@ -19,8 +19,6 @@ from reconciler.seats import SeatCost
 
 CONFIG_FILE = "reconciler.yaml"
 POLICY_DIR = "policies"
-# Keys of an app's section that are reconciler's own, never passed to its connector.
-APP_KEYS = ("seat_cost",)
 
 
 @dataclass(frozen=True)
@@ -30,7 +28,6 @@ class SystemConfig:
     name: str
     type: str
     options: Mapping[str, Any]
-    seat_cost: SeatCost | None = None  # apps only: what one of its seats costs
 
 
 @dataclass(frozen=True)
@@ -118,21 +115,10 @@ class Config:
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Config:
         def systems(key: str) -> dict[str, SystemConfig]:
-            own = APP_KEYS if key == "apps" else ()
             out = {}
             for name, section in (data.get(key) or {}).items():
-                options = {k: v for k, v in section.items() if k != "type" and k not in own}
-                seat_cost = section.get("seat_cost") if own else None
-                out[name] = SystemConfig(
-                    name=name,
-                    type=section["type"],
-                    options=options,
-                    seat_cost=(
-                        SeatCost.from_data(seat_cost, f"{CONFIG_FILE}: {key}.{name}.seat_cost")
-                        if seat_cost
-                        else None
-                    ),
-                )
+                options = {k: v for k, v in section.items() if k != "type"}
+                out[name] = SystemConfig(name=name, type=section["type"], options=options)
             return out
 
         forge = data.get("forge") or {}
@@ -228,6 +214,28 @@ class PolicyException:
 
 
 @dataclass(frozen=True)
+class DutySeparation:
+    """Roles no one may hold together in one app (`separation_of_duties:`); a holder is
+    listed in the report, and blocks the plan when `block` says so."""
+
+    roles: tuple[str, ...]
+    block: bool = False
+    name: str = ""
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> DutySeparation:
+        return cls(
+            roles=tuple(sorted(set(data["roles"]))),
+            block=bool(data.get("block", False)),
+            name=str(data.get("name") or ""),
+        )
+
+    @property
+    def label(self) -> str:
+        return self.name or " + ".join(self.roles)
+
+
+@dataclass(frozen=True)
 class Policy:
     """How one or more apps are reconciled (DESIGN §6)."""
 
@@ -251,6 +259,9 @@ class Policy:
     grace: timedelta | None = None
     # Propose disabling an account whose last sign-in is older than this.
     inactive_after: timedelta | None = None
+    separation_of_duties: tuple[DutySeparation, ...] = ()
+    # What one seat costs, by app name (DESIGN §6): what the report says a plan saves.
+    seat_cost: Mapping[str, SeatCost] = field(default_factory=dict)
 
     @classmethod
     def from_data(cls, source_file: str, data: Mapping[str, Any], default_mode: str) -> Policy:
@@ -290,13 +301,24 @@ class Policy:
             deadline=parse_deadline(data.get("deadline")),
             grace=parse_deadline(data.get("grace")),
             inactive_after=parse_deadline(data.get("inactive_after")),
+            separation_of_duties=tuple(
+                DutySeparation.from_data(rule) for rule in data.get("separation_of_duties") or ()
+            ),
             exceptions=tuple(
                 PolicyException.from_data(entry) for entry in data.get("exceptions") or ()
             ),
+            seat_cost={
+                app: SeatCost.from_data(cost, f"{source_file}: seat_cost.{app}")
+                for app, cost in (data.get("seat_cost") or {}).items()
+            },
         )
 
     def selects(self, app: str) -> bool:
         return any(fnmatch.fnmatchcase(app, pattern) for pattern in self.apps)
+
+    def seat_cost_for(self, app: str) -> SeatCost | None:
+        """What one seat of `app` costs, when the policy says; else None."""
+        return self.seat_cost.get(app)
 
     @property
     def owner_users(self) -> tuple[str, ...]:

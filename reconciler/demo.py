@@ -119,7 +119,6 @@ apps:
     type: scim
     url: {app_url}
     token_env: DEMO_APP_TOKEN
-    seat_cost: {{amount: 12.5, currency: EUR, per: month}}
 """
 
 LOCAL_FORGE = "forge:\n  type: local\n"
@@ -164,6 +163,8 @@ guards:
 approvals:
   min_approvals: 1
   reviewers: ["{REVIEWER}"]
+seat_cost:
+  wiki: {{amount: 12.5, currency: EUR, per: month}}
 """
 
 

@@ -12,6 +12,7 @@ from collections.abc import Collection
 from datetime import datetime
 
 from reconciler import changeindex, snapshot
+from reconciler.audit import indexed
 from reconciler.audit.changes import indexed_changes
 from reconciler.audit.timeline import gone_since as detections
 from reconciler.git import Git
@@ -30,6 +31,8 @@ def gone_since(
 
     keys = [changeindex.search_text(i) for i in identity_ids]
     path = snapshot.identity_paths(source)[0]
-    changes = indexed_changes(run, [path], keys, rev)
+    # Only these identities' entries are decoded: a first import names everyone.
+    keep = indexed.naming(changeindex.tokens_of(identity_ids))
+    changes = indexed_changes(run, [path], keys, rev, keep)
     found = detections(c for c in changes if c.record_id in identity_ids)
     return {identity_id: detection.at for identity_id, detection in found.items()}

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from reconciler.config import PolicyException
+from reconciler.config import DutySeparation, PolicyException
 from reconciler.diff import AccountDiff
 from reconciler.model import Account
 from reconciler.plan import Plan
@@ -42,6 +42,14 @@ class Waiting:
 
 
 @dataclass(frozen=True)
+class Conflict:
+    """An account holding every role of a set the policy keeps apart."""
+
+    account: Account
+    rule: DutySeparation
+
+
+@dataclass(frozen=True)
 class Ambiguous:
     account: Account
     identity_ids: tuple[str, ...]
@@ -60,12 +68,13 @@ class AppCheck:
     protected: tuple[Protected, ...] = ()
     excepted: tuple[Excepted, ...] = ()
     waiting: tuple[Waiting, ...] = ()
+    conflicts: tuple[Conflict, ...] = ()
     # Why deprovisioning was not proposed or is blocked (failed pulls, guards).
     blocked_reasons: tuple[str, ...] = ()
     # A pull of the app itself failed: nothing was imported.
     app_error: str = ""
     account_count: int = 0
-    seat_cost: SeatCost | None = None  # the app's, from reconciler.yaml
+    seat_cost: SeatCost | None = None  # the app's, from its policy
     notes: tuple[str, ...] = field(default_factory=tuple)
     # The policy's deadline, when the check ran, and since when each identity behind the
     # plan's actions has been gone (the import commit that first showed it, by identity

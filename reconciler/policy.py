@@ -16,7 +16,7 @@ from reconciler.config import Approvals, Policy, PolicyException
 from reconciler.correlate import Link, correlate
 from reconciler.errors import ApprovalError
 from reconciler.model import Account, Identity
-from reconciler.outcome import Ambiguous, Excepted, Protected, Waiting
+from reconciler.outcome import Ambiguous, Conflict, Excepted, Protected, Waiting
 from reconciler.plan import Action
 
 INACTIVE = "inactive"
@@ -204,6 +204,7 @@ class Assessment:
 
     evaluation: Evaluation
     blocked_reasons: tuple[str, ...]
+    conflicts: tuple[Conflict, ...] = ()
 
     @property
     def actions(self) -> tuple[Action, ...]:
@@ -244,7 +245,39 @@ def assess(
         )
     active = sum(1 for a in accounts.values() if a.status == "active")
     blocked += guard_blocks(pull, policy, len(evaluation.actions), active)
-    return Assessment(evaluation, tuple(blocked))
+    conflicts = duty_conflicts(accounts, policy)
+    blocked += duty_blocks(conflicts, {a.account_id for a in evaluation.actions})
+    return Assessment(evaluation, tuple(blocked), conflicts)
+
+
+def duty_conflicts(accounts: Mapping[str, Account], policy: Policy) -> tuple[Conflict, ...]:
+    """Every active account holding all the roles of one of the policy's
+    `separation_of_duties` sets, by rule then account id."""
+    found = []
+    for rule in policy.separation_of_duties:
+        first, needed = rule.roles[0], set(rule.roles)
+        for account_id in sorted(accounts):
+            account = accounts[account_id]
+            held = account.roles
+            if account.status == "active" and first in held and needed.issubset(held):
+                found.append(Conflict(account, rule))
+    return tuple(found)
+
+
+def duty_blocks(conflicts: Sequence[Conflict], proposed: Collection[str]) -> list[str]:
+    """Why the plan is blocked by a blocking separation of duties, or nothing. A holder
+    the plan itself removes does not block it: that resolves the conflict."""
+    by_rule: dict[str, list[str]] = {}
+    for conflict in conflicts:
+        if conflict.rule.block and conflict.account.id not in proposed:
+            name = conflict.account.username or conflict.account.id
+            by_rule.setdefault(conflict.rule.label, []).append(name)
+    return [
+        f"{len(holders)} account(s) hold every role of {label!r}, which no one may hold "
+        f"together ({', '.join(holders[:5])}{' …' if len(holders) > 5 else ''}); remove a "
+        "role from each, or list this plan in guards.allow_blocked_plans"
+        for label, holders in by_rule.items()
+    ]
 
 
 def assess_with_grace(

@@ -1,9 +1,11 @@
 """Checks of a policy file that its JSON Schema cannot express, each a diagnostic at the
-line to fix: an exception's date, what it names and where it applies."""
+line to fix: an exception's date, what it names and where it applies; the apps a seat
+cost prices."""
 
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Mapping
 from datetime import date
 from typing import Any
@@ -29,7 +31,7 @@ def check_exceptions(data: Any, marks: yamlio.Marks, display: str) -> list[Diagn
     app the policy selects."""
     if not isinstance(data, Mapping) or not isinstance(data.get("exceptions"), list):
         return []
-    apps = [a for a in data.get("apps") or () if isinstance(a, str)]
+    apps = _selected_apps(data)
     found = []
     for number, entry in enumerate(data["exceptions"]):
         if not isinstance(entry, Mapping):
@@ -60,7 +62,7 @@ def check_exceptions(data: Any, marks: yamlio.Marks, display: str) -> list[Diagn
                 )
             )
         app = entry.get("app")
-        if isinstance(app, str) and apps and not any(fnmatch.fnmatchcase(app, p) for p in apps):
+        if isinstance(app, str) and not _selects(apps, app):
             found.append(
                 at(
                     marks,
@@ -72,6 +74,49 @@ def check_exceptions(data: Any, marks: yamlio.Marks, display: str) -> list[Diagn
                 )
             )
     return found
+
+
+# An app's name, as in the schemas: a seat cost prices apps by name, never by glob.
+APP_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
+
+def check_seat_cost(data: Any, marks: yamlio.Marks, display: str) -> list[Diagnostic]:
+    """Each app a seat cost is given for is one the policy selects: a price for any other
+    app would never be used."""
+    apps = _selected_apps(data) if isinstance(data, Mapping) else []
+    return [
+        at(
+            marks,
+            display,
+            ("seat_cost", app),
+            f"seat_cost.{app}: {app!r} is not an app this policy selects ({', '.join(apps)})",
+            "give seat costs only for the policy's apps: add it to `apps:`, or move its "
+            "seat cost to the policy that selects it",
+        )
+        for app in priced_apps(data)
+        if not _selects(apps, app)
+    ]
+
+
+def priced_apps(data: Any) -> list[str]:
+    """The apps a policy's `seat_cost:` prices, leaving out names that are no app name
+    (the schema reports those)."""
+    prices = data.get("seat_cost") if isinstance(data, Mapping) else None
+    if not isinstance(prices, Mapping):
+        return []
+    return [app for app in prices if isinstance(app, str) and APP_NAME.fullmatch(app)]
+
+
+def _selected_apps(data: Mapping[str, Any]) -> list[str]:
+    """The policy's `apps:` entries (names and globs) that are text."""
+    selected = data.get("apps")
+    return [a for a in selected if isinstance(a, str)] if isinstance(selected, list) else []
+
+
+def _selects(apps: list[str], app: str) -> bool:
+    """Whether `apps` (a policy's names and globs) select `app`; with none readable, the
+    schema reports `apps:` and this says yes, to add no guess of its own."""
+    return not apps or any(fnmatch.fnmatchcase(app, pattern) for pattern in apps)
 
 
 # The policy's durations: hours or days, e.g. `24h`, `30d`.

@@ -342,6 +342,7 @@ def render_report(
             ambiguous=Section.of(check.ambiguous, max_rows),
             protected=Section.of(check.protected, max_rows),
             excepted=Section.of(excepted, max_rows),
+            conflicts=Section.of(check.conflicts, max_rows),
             waiting=Section.of(
                 sorted(check.waiting, key=lambda w: (w.proposed_from, w.account.id)), max_rows
             ),

@@ -1,7 +1,7 @@
 """Seat cost: what an app's accounts cost, and what removing leavers' accounts saves.
 
-An app in reconciler.yaml may declare `seat_cost: {amount: 12.5, currency: EUR, per:
-month}`. Amounts are decimals, never binary floats, so 12.5 renders as 12.50 and a total
+An app's policy may price its seats: `seat_cost: {wiki: {amount: 12.5, currency: EUR,
+per: month}}`. Amounts are decimals, never binary floats, so 12.5 renders as 12.50 and a total
 is the sum of what was written. A month is a twelfth of a year. Sums are kept apart per
 currency: EUR is never added to USD.
 """

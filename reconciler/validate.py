@@ -28,7 +28,7 @@ from typing import Any, Protocol, TypeGuard
 from jsonschema import Draft202012Validator, ValidationError  # type: ignore[import-untyped,unused-ignore]
 
 from reconciler import policy_checks, yamlio
-from reconciler.config import APP_KEYS, CONFIG_FILE, POLICY_DIR, Policy, policy_for
+from reconciler.config import CONFIG_FILE, POLICY_DIR, Policy, policy_for
 from reconciler.diagnostics import Diagnostic, at
 from reconciler.errors import ConfigError, YamlError
 
@@ -106,28 +106,16 @@ def config_schema(registry: Registry | None = None) -> dict[str, Any]:
     """
     registry = _registry(registry)
     schema = load_schema("config")
-    defs = schema["$defs"]
-    app_keys = {key: defs[key] for key in APP_KEYS}
-    system = defs["system"]
+    system = schema["$defs"]["system"]
     system["properties"]["type"]["enum"] = sorted(registry)
-    app = copy.deepcopy(system)
-    app["description"] = defs["app"]["description"]
-    system["allOf"] = [_connector_rule(name, registry[name], {}) for name in sorted(registry)]
-    app["allOf"] = [_connector_rule(name, registry[name], app_keys) for name in sorted(registry)]
-    defs["app"] = app
+    system["allOf"] = [
+        {
+            "if": {"properties": {"type": {"const": name}}, "required": ["type"]},
+            "then": _system_schema(name, registry[name]),
+        }
+        for name in sorted(registry)
+    ]
     return schema
-
-
-def _connector_rule(
-    name: str, connector: ConnectorSchema, own: Mapping[str, Any]
-) -> dict[str, Any]:
-    """If a system's type is `name`, that connector's options (and the keys in `own`,
-    which are reconciler's rather than the connector's) are all it may hold."""
-    then = _system_schema(name, connector)
-    # Copies: the connector's schema is a resource of its own, where `#/$defs/...`
-    # would not reach the config schema's definitions.
-    then["properties"].update(copy.deepcopy(dict(own)))
-    return {"if": {"properties": {"type": {"const": name}}, "required": ["type"]}, "then": then}
 
 
 def _system_schema(name: str, connector: ConnectorSchema) -> dict[str, Any]:
@@ -239,6 +227,7 @@ def read_repo(root: Path, registry: Registry | None = None) -> RepoFiles:
         schema_view = policy_checks.with_dates_as_text(data)
         diagnostics += _check_schema(schema_view, marks, load_schema("policy"), display, skip=said)
         diagnostics += durations + policy_checks.check_exceptions(data, marks, display)
+        diagnostics += policy_checks.check_seat_cost(data, marks, display)
         if not isinstance(data, Mapping) or not _string_list(data.get("apps")):
             policies_complete = False
         if isinstance(data, Mapping):
@@ -551,17 +540,16 @@ def _unknown_key(
             f"put the secret in an environment variable and name the variable with {form}; "
             "if this was a real secret, revoke it: it is in git now",
         )
-    if key in APP_KEYS and path[:1] == ("identity_sources",):
-        return at(
-            marks,
-            display,
-            (*path, key),
-            f"{key!r} {place}: only apps take {key}, an identity source has no seats",
-            f"move `{key}:` to the app it prices, under `apps:`",
-        )
     listed = ", ".join(allowed) if allowed else "none"
     close = difflib.get_close_matches(str(key), list(allowed), n=1)
     hint = f"did you mean {close[0]!r}?" if close else ""
+    if key == "seat_cost" and len(path) == 2 and path[0] == "apps":
+        # Seat cost was once an app's key here; it is policy now (DESIGN §6).
+        hint = (
+            f"seat cost is set in the app's policy: move this mapping unchanged into the "
+            f"policy under {POLICY_DIR}/ that selects {path[1]}, keyed by the app's name: "
+            f"`seat_cost: {{{path[1]}: {{amount: …, currency: …, per: …}}}}`"
+        )
     return at(marks, display, (*path, key), f"unknown key {key!r} {place}; allowed: {listed}", hint)
 
 
@@ -675,6 +663,53 @@ def _check_cross_file(
             diagnostics.append(
                 at(where[last.source_file], last.source_file, ("apps", index), message, hint)
             )
+    diagnostics += _check_seat_cost_apps(policies, stubs, app_names, policies_complete)
+    return diagnostics
+
+
+def _check_seat_cost_apps(
+    policies: Sequence[tuple[str, Mapping[str, Any], yamlio.Marks]],
+    stubs: Sequence[Policy],
+    app_names: Sequence[str],
+    policies_complete: bool,
+) -> list[Diagnostic]:
+    """A seat cost for an app its policy selects by glob but that reconciler.yaml does not
+    have, or that another policy governs: its price would never be used. (One for an app
+    the policy does not select at all is `policy_checks.check_seat_cost`'s.)"""
+    diagnostics: list[Diagnostic] = []
+    by_file = {stub.source_file: stub for stub in stubs}
+    for display, data, marks in policies:
+        stub = by_file.get(display)
+        if stub is None:
+            continue
+        for app in policy_checks.priced_apps(data):
+            if not stub.selects(app):
+                continue
+            path: JsonPath = ("seat_cost", app)
+            if app not in app_names:
+                close = difflib.get_close_matches(app, app_names, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                hint += f"configured apps: {', '.join(app_names) or 'none'}"
+                message = f"seat_cost.{app}: no app named {app!r} in {CONFIG_FILE}"
+                diagnostics.append(at(marks, display, path, message, hint))
+                continue
+            if not policies_complete:
+                continue
+            try:
+                governing = policy_for(app, list(stubs))
+            except ConfigError:
+                continue  # two policies claim it: said above
+            if governing.source_file != display:
+                diagnostics.append(
+                    at(
+                        marks,
+                        display,
+                        path,
+                        f"seat_cost.{app}: {app!r} is governed by {governing.source_file}, "
+                        "which names it, so this seat cost is never used",
+                        f"move it to `seat_cost:` in {governing.source_file}",
+                    )
+                )
     return diagnostics
 
 

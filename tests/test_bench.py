@@ -123,3 +123,16 @@ def test_generator_is_deterministic_and_shaped(tmp_path: Path) -> None:
     kept = day1.accounts.keys() & day2.accounts.keys()
     changed = [k for k in kept if day1.accounts[k] != day2.accounts[k]]
     assert len(changed) == 20  # 1%
+
+
+def test_python_m_bench_rules_times_the_check_with_and_without_the_rules(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "rules", "--n", "500", "--runs", "1",
+         "--out", str(tmp_path)],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    results = orjson.loads((tmp_path / "rules.json").read_bytes())
+    assert results["median_without"] > 0 and results["median_with"] > 0
+    assert set(results["proposed"]) == {"with", "without"}
+    assert "| 500 | 1 |" in (tmp_path / "rules.md").read_text(encoding="utf-8")

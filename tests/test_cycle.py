@@ -37,7 +37,7 @@ def test_demo_command_runs_the_whole_cycle():
     for username in LEAVERS:
         assert f"{username}: disabled" in result.output
     assert "apply wiki: disabled 3 of 3 accounts, approved by demo-reviewer" in result.output
-    # The demo's app has a seat cost, so its report says what the plan saves.
+    # The demo's policy prices the wiki's seats, so its report says what the plan saves.
     assert "## Seats and cost" in result.output
     assert "37.50 EUR per month" in result.output
 

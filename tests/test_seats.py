@@ -46,9 +46,10 @@ def test_money_is_shown_to_the_cent(value: str, plain: str, grouped: str) -> Non
 
 @pytest.mark.parametrize("amount", [float("nan"), float("inf"), -1])
 def test_an_amount_that_is_no_price_is_refused(amount: float) -> None:
-    with pytest.raises(ConfigError, match=r"apps\.wiki\.seat_cost\.amount .* is not a price"):
+    with pytest.raises(ConfigError, match=r"seat_cost\.wiki\.amount .* is not a price"):
         SeatCost.from_data(
-            {"amount": amount, "currency": "EUR", "per": "month"}, "apps.wiki.seat_cost"
+            {"amount": amount, "currency": "EUR", "per": "month"},
+            "policies/default.yaml: seat_cost.wiki",
         )
 
 

@@ -110,23 +110,30 @@ def test_the_demo_configuration_is_valid_with_the_real_connectors(tmp_path: Path
     assert settings.config.apps["wiki"].type == "scim"
 
 
-def test_seat_cost_is_the_apps_own_not_a_connector_option(tmp_path: Path) -> None:
-    config = CONFIG.replace(
-        "    timeout: 10\n",
-        "    timeout: 10\n    seat_cost: {amount: 12.5, currency: EUR, per: month}\n",
-    ).replace(
-        '  crm: {type: fake, url: "https://crm"}\n',
-        "  crm:\n    type: fake\n    url: https://crm\n"
-        "    seat_cost:\n      amount: 1200\n      currency: USD\n      per: year\n",
+def test_seat_cost_comes_from_the_policy_of_each_app(tmp_path: Path) -> None:
+    wiki_policy = WIKI_POLICY + "seat_cost:\n  wiki: {amount: 12.5, currency: EUR, per: month}\n"
+    rest_policy = (
+        REST_POLICY + "seat_cost:\n  crm:\n    amount: 1200\n    currency: USD\n    per: year\n"
     )
-    settings = load_settings(make_repo(tmp_path, config, rest=REST_POLICY), REGISTRY)
-    wiki, crm = settings.config.apps["wiki"], settings.config.apps["crm"]
-    assert "seat_cost" not in wiki.options and "seat_cost" not in crm.options
-    assert wiki.seat_cost == SeatCost(Decimal("12.5"), "EUR", "month")
-    assert crm.seat_cost == SeatCost(Decimal("1200"), "USD", "year")
-    assert settings.config.identity_sources["corp"].seat_cost is None
+    settings = load_settings(make_repo(tmp_path, rest=rest_policy, wiki=wiki_policy), REGISTRY)
+    cost = {app: settings.policy_for(app).seat_cost_for(app) for app in ("wiki", "crm")}
+    assert cost == {
+        "wiki": SeatCost(Decimal("12.5"), "EUR", "month"),
+        "crm": SeatCost(Decimal("1200"), "USD", "year"),
+    }
+    # The glob's policy prices crm only; wiki's price is its own policy's.
+    assert settings.policy_for("crm").seat_cost_for("wiki") is None
 
 
 def test_an_app_without_seat_cost_has_none(tmp_path: Path) -> None:
     settings = load_settings(make_repo(tmp_path, rest=REST_POLICY), REGISTRY)
-    assert all(app.seat_cost is None for app in settings.config.apps.values())
+    assert all(settings.policy_for(app).seat_cost_for(app) is None for app in ("wiki", "crm"))
+
+
+def test_a_seat_cost_in_reconciler_yaml_is_refused(tmp_path: Path) -> None:
+    config = CONFIG.replace(
+        "    timeout: 10\n",
+        "    timeout: 10\n    seat_cost: {amount: 12.5, currency: EUR, per: month}\n",
+    )
+    with pytest.raises(ConfigError, match=r"reconciler\.yaml:12:5: unknown key 'seat_cost'"):
+        load_settings(make_repo(tmp_path, config, rest=REST_POLICY), REGISTRY)

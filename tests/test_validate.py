@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import textwrap
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -149,9 +150,7 @@ def test_unknown_key_in_an_app(tmp_path: Path) -> None:
     config = CONFIG.replace("    timeout: 10\n", "    timeout: 10\n    tokn: x\n")
     d = only(check(make_repo(tmp_path, config)))
     assert where(d) == ("reconciler.yaml", 18, 5)
-    assert d.message == (
-        "unknown key 'tokn' in apps.wiki; allowed: url, token_env, timeout, type, seat_cost"
-    )
+    assert d.message == "unknown key 'tokn' in apps.wiki; allowed: url, token_env, timeout, type"
     assert d.hint == "did you mean 'token_env'?"
 
 
@@ -169,18 +168,18 @@ def test_unknown_key_when_the_connector_schema_does_not_forbid_them(tmp_path: Pa
     config = CONFIG.replace("    path: exports/crm.csv\n", "    path: x.csv\n    pth: y\n")
     d = only(check(make_repo(tmp_path, config)))
     assert where(d) == ("reconciler.yaml", 21, 5)
-    assert d.message == "unknown key 'pth' in apps.crm; allowed: path, type, seat_cost"
+    assert d.message == "unknown key 'pth' in apps.crm; allowed: path, type"
 
 
 def with_seat_cost(seat_cost: str) -> str:
-    """CONFIG with `seat_cost: SEAT_COST` on the app wiki, at line 18."""
-    return CONFIG.replace("    timeout: 10\n", f"    timeout: 10\n    seat_cost: {seat_cost}\n")
+    """POLICY with `seat_cost: {wiki: SEAT_COST}`: wiki's at line 26."""
+    return POLICY + f"seat_cost:\n  wiki: {seat_cost}\n"
 
 
-def test_seat_cost_is_valid_on_an_app_of_any_type(tmp_path: Path) -> None:
-    config = with_seat_cost("{amount: 12.5, currency: EUR, per: month}")
-    config += "    seat_cost:\n      amount: 1200\n      currency: USD\n      per: year\n"
-    assert check(make_repo(tmp_path, config)) == []
+def test_seat_cost_in_a_policy_is_valid_for_its_apps_of_any_type(tmp_path: Path) -> None:
+    policy = with_seat_cost("{amount: 12.5, currency: EUR, per: month}")
+    policy += "  crm:\n    amount: 1200\n    currency: USD\n    per: year\n"
+    assert check(make_repo(tmp_path, default=policy)) == []
 
 
 @pytest.mark.parametrize(
@@ -188,69 +187,135 @@ def test_seat_cost_is_valid_on_an_app_of_any_type(tmp_path: Path) -> None:
     [
         (
             "{amount: twelve, currency: EUR, per: month}",
-            "seat_cost.amount: expected a number, got 'twelve'",
+            "seat_cost.wiki.amount: expected a number, got 'twelve'",
             "amount: 12.5",
         ),
         (
             "{amount: -3, currency: EUR, per: month}",
-            "seat_cost.amount: must be at least 0, got -3",
+            "seat_cost.wiki.amount: must be at least 0, got -3",
             "amount: 12.5",
         ),
         (
             "{amount: 12.5, currency: euro, per: month}",
-            "seat_cost.currency: 'euro' does not match [A-Z]{3}",
+            "seat_cost.wiki.currency: 'euro' does not match [A-Z]{3}",
             "three upper-case letters, e.g. `currency: EUR`",
         ),
         (
             "{amount: 12.5, currency: EUR, per: week}",
-            "seat_cost.per: expected one of month, year; got 'week'",
+            "seat_cost.wiki.per: expected one of month, year; got 'week'",
             "`month` or for a `year`",
         ),
         (
             "{amount: 12.5, currency: EUR}",
-            "seat_cost: missing required key 'per'",
+            "seat_cost.wiki: missing required key 'per'",
             "add `per:` with one of: month, year",
         ),
-        ("12.5", "seat_cost: expected a mapping, got 12.5", "{amount: 12.5, currency: EUR"),
+        ("12.5", "seat_cost.wiki: expected a mapping, got 12.5", "{amount: 12.5, currency: EUR"),
     ],
 )
 def test_bad_seat_cost_says_where_and_what_to_write(
     tmp_path: Path, seat_cost: str, problem: str, what_to_write: str
 ) -> None:
-    d = only(check(make_repo(tmp_path, with_seat_cost(seat_cost))))
-    assert (d.path, d.line) == ("reconciler.yaml", 18)
-    assert d.message == f"apps.wiki.{problem}"
+    d = only(check(make_repo(tmp_path, default=with_seat_cost(seat_cost))))
+    assert (d.path, d.line) == ("policies/default.yaml", 26)
+    assert d.message == problem
     assert what_to_write in d.hint
 
 
-def test_an_identity_source_takes_no_seat_cost(tmp_path: Path) -> None:
+def test_seat_cost_for_an_app_the_policy_does_not_select(tmp_path: Path) -> None:
+    wiki = (
+        "apps: [wiki]\n"
+        "identity_source: corp\n"
+        "seat_cost:\n"
+        "  wiki: {amount: 12.5, currency: EUR, per: month}\n"
+        "  crm: {amount: 1200, currency: USD, per: year}\n"
+    )
+    rest = "apps: [crm]\nidentity_source: corp\n"
+    d = only(check(make_repo(tmp_path, wiki=wiki, rest=rest)))
+    assert where(d) == ("policies/wiki.yaml", 5, 3)
+    assert "'crm' is not an app this policy selects (wiki)" in d.message
+    assert "policy that selects it" in d.hint
+
+
+def test_seat_cost_for_an_app_reconciler_yaml_does_not_have(tmp_path: Path) -> None:
+    # The policy selects every app, so only reconciler.yaml can tell the name is wrong.
+    policy = POLICY + "seat_cost:\n  wkii: {amount: 1, currency: EUR, per: month}\n"
+    d = only(check(make_repo(tmp_path, default=policy)))
+    assert where(d) == ("policies/default.yaml", 26, 3)
+    assert "no app named 'wkii' in reconciler.yaml" in d.message
+    assert "did you mean 'wiki'?" in d.hint
+
+
+def test_seat_cost_in_a_glob_policy_for_an_app_another_policy_names(tmp_path: Path) -> None:
+    rest = (
+        "apps: ['*']\n"
+        "identity_source: corp\n"
+        "seat_cost:\n"
+        "  wiki: {amount: 1, currency: EUR, per: month}\n"
+    )
+    wiki = "apps: [wiki]\nidentity_source: corp\n"
+    d = only(check(make_repo(tmp_path, rest=rest, wiki=wiki)))
+    assert where(d) == ("policies/rest.yaml", 4, 3)
+    assert "'wiki' is governed by policies/wiki.yaml" in d.message
+    assert "never used" in d.message
+    assert "`seat_cost:` in policies/wiki.yaml" in d.hint
+
+
+def test_a_seat_cost_key_is_an_app_name_not_a_glob(tmp_path: Path) -> None:
+    policy = POLICY + "seat_cost:\n  'wik*': {amount: 1, currency: EUR, per: month}\n"
+    d = only(check(make_repo(tmp_path, default=policy)))
+    assert (d.path, d.line) == ("policies/default.yaml", 26)
+    assert "'wik*'" in d.message
+    assert "not a glob" in d.hint
+
+
+def test_seat_cost_left_in_reconciler_yaml_says_to_move_it_to_the_policy(
+    tmp_path: Path,
+) -> None:
     config = CONFIG.replace(
-        "    token_env: CORP_TOKEN\n",
-        "    token_env: CORP_TOKEN\n    seat_cost: {amount: 1, currency: EUR, per: month}\n",
+        "    timeout: 10\n",
+        "    timeout: 10\n    seat_cost: {amount: 12.5, currency: EUR, per: month}\n",
     )
     d = only(check(make_repo(tmp_path, config)))
-    assert where(d) == ("reconciler.yaml", 12, 5)
-    assert "'seat_cost' in identity_sources.corp: only apps take seat_cost" in d.message
-    assert "under `apps:`" in d.hint
+    assert where(d) == ("reconciler.yaml", 18, 5)
+    assert "unknown key 'seat_cost' in apps.wiki" in d.message
+    assert "policies/ that selects wiki" in d.hint
+    assert "`seat_cost: {wiki: {amount: …, currency: …, per: …}}`" in d.hint
+
+
+def test_the_init_policys_seat_cost_example_is_valid_once_uncommented(tmp_path: Path) -> None:
+    skeleton = resources.files("reconciler") / "skeleton"
+    policy = (skeleton / "policies" / "default.yaml").read_text(encoding="utf-8")
+    example = "# seat_cost:\n#   payroll: {amount: 12.5, currency: EUR, per: month}\n"
+    assert example in policy
+    policy = policy.replace(example, example.replace("# ", ""))
+    config = (skeleton / "reconciler.yaml").read_text(encoding="utf-8")
+    assert validate_repo(make_repo(tmp_path, config, default=policy)) == []
 
 
 def test_seat_cost_with_the_real_connectors(tmp_path: Path) -> None:
     config = (
         "version: 1\n"
         "identity_sources:\n"
-        "  corp: {type: file, path: corp.csv, seat_cost: {amount: 1, currency: EUR, per: month}}\n"
+        "  corp: {type: file, path: corp.csv}\n"
         "apps:\n"
         "  wiki:\n"
         "    type: scim\n"
         "    url: https://wiki.example/scim/v2\n"
         "    token_env: WIKI_TOKEN\n"
-        "    seat_cost: {amount: 12.5, currency: EUR, per: month}\n"
+        "  crm: {type: file, path: crm.csv, seat_cost: {amount: 1, currency: EUR, per: month}}\n"
     )
-    policy = "apps: ['*']\nidentity_source: corp\n"
+    policy = (
+        "apps: ['*']\n"
+        "identity_source: corp\n"
+        "seat_cost:\n"
+        "  wiki: {amount: 12.5, currency: EUR, per: month}\n"
+    )
     diagnostics = validate_repo(make_repo(tmp_path, config, default=policy))
-    assert [(d.line, d.message.split(":")[0]) for d in diagnostics] == [
-        (3, "'seat_cost' in identity_sources.corp")
+    assert [(d.path, d.line, d.message.split(";")[0]) for d in diagnostics] == [
+        ("reconciler.yaml", 9, "unknown key 'seat_cost' in apps.crm")
     ]
+    assert "policies/ that selects crm" in diagnostics[0].hint
 
 
 def test_wrong_types(tmp_path: Path) -> None:

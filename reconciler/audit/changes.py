@@ -26,6 +26,9 @@ STATE = "state"
 IDENTITIES_DIR = "state/identities"
 APPS_DIR = "state/apps"
 COMMIT_MARK = b"\x00C\x00"
+# Beyond this many keys, `git log --grep` (which tries each pattern on each message in
+# turn) costs more than reading every message of the paths and choosing by `keep`.
+GREP_KEYS = 32
 _ERE_SPECIAL = re.compile(r"([.^$*+?()\[\]{}|\\])")
 
 
@@ -126,7 +129,8 @@ def indexed_changes(
     and status); commits the index cannot speak for are diffed (full records).
 
     With `keys` (index tokens, `changeindex.search_text`), only the commits whose
-    message names one of them, and every commit with no index. With `keep`, only the
+    message names one of them, and every commit with no index (with more than
+    GREP_KEYS, every commit: `keep` is then what chooses). With `keep`, only the
     indexed records it keeps (`indexed.parse`). `run(*args, stdin=bytes)` runs git and
     returns its output.
     """
@@ -160,7 +164,7 @@ def _snapshot_commits(
     """The commits `indexed_changes` reads, oldest first: each indexed one as its index
     names it, each other one with the line changes its diff holds."""
     walked, wanted = walk_of(paths)
-    if keys:
+    if keys and len(set(keys)) <= GREP_KEYS:
         named = [f"--grep={key}" for key in sorted(set(keys))]
         out = run("log", rev, *LOG_FORMAT, "-F", "-i", *named, "--", *walked)
         bare = run(

@@ -97,10 +97,10 @@ def collect_status(repo: Repo) -> dict[str, Any]:
 def app_seats(
     repo: Repo, proposals: Sequence[OpenPlan], merged: Mapping[str, Plan]
 ) -> dict[str, AppSeats]:
-    """The seats of every app that has a seat cost. Reclaimable: the accounts that plans
-    not applied yet propose to remove (open for review, or merged and waiting, less what
-    an apply of that plan already did). Reclaimed: the accounts applied plans removed, by
-    their journals under history/."""
+    """The seats of every app whose policy gives it a seat cost. Reclaimable: the accounts
+    that plans not applied yet propose to remove (open for review, or merged and waiting,
+    less what an apply of that plan already did). Reclaimed: the accounts applied plans
+    removed, by their journals under history/."""
     pending: dict[str, set[str]] = {}
     for proposal in proposals:
         ids = {a.account_id for a in proposal.plan.active_actions}
@@ -110,13 +110,14 @@ def app_seats(
         ids = {a.account_id for a in plan.active_actions} - done
         pending.setdefault(app, set()).update(ids)
     seats: dict[str, AppSeats] = {}
-    for app, system in sorted(repo.settings.config.apps.items()):
-        if system.seat_cost is None:
+    for app in sorted(repo.settings.config.apps):
+        cost = repo.settings.policy_for(app).seat_cost_for(app)
+        if cost is None:
             continue
         reclaimed = history.done_accounts(repo.root, app)
         seats[app] = AppSeats(
             app=app,
-            cost=system.seat_cost,
+            cost=cost,
             reclaimable=len(pending.get(app, set())),
             reclaimed=len(reclaimed),
         )

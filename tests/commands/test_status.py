@@ -18,11 +18,11 @@ FILE_APPS = """\
   crm:
     type: file
     path: exports/crm.csv
-    seat_cost: {amount: 1200, currency: USD, per: year}
   payroll:
     type: file
     path: exports/payroll.csv
 """
+CRM_SEAT_COST = "  crm: {amount: 1200, currency: USD, per: year}\n"
 
 
 def add_file_apps(c: Company) -> None:
@@ -41,7 +41,13 @@ def add_file_apps(c: Company) -> None:
         (c.repo / "exports" / f"{name}.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     config = c.repo / "reconciler.yaml"
     config.write_text(config.read_text(encoding="utf-8") + FILE_APPS, encoding="utf-8")
-    c.git.commit_paths(["reconciler.yaml", "exports"], "add crm and payroll")
+    # The demo's policy selects every app and prices the wiki; it prices crm too.
+    policy = c.repo / "policies" / "default.yaml"
+    text = policy.read_text(encoding="utf-8")
+    assert "\nseat_cost:\n" in text
+    priced = text.replace("\nseat_cost:\n", f"\nseat_cost:\n{CRM_SEAT_COST}", 1)
+    policy.write_text(priced, encoding="utf-8")
+    c.git.commit_paths(["reconciler.yaml", "policies", "exports"], "add crm and payroll")
 
 
 def status_json(c: Company) -> dict[str, Any]:

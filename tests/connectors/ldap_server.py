@@ -29,6 +29,8 @@ from pathlib import Path
 
 import ldap3  # type: ignore[import-untyped]
 
+from .processes import stop
+
 SUFFIX = "dc=test"
 ROOT_DN = f"cn=admin,{SUFFIX}"
 WRITER_DN = f"cn=writer,{SUFFIX}"
@@ -250,13 +252,7 @@ def start_slapd() -> Iterator[Directory]:
             tls = TlsFiles(ldaps_url, certificates[0], root / "other-ca.pem")
         yield Directory(url=url, root_password=root_password, passwords=passwords, tls=tls)
     finally:
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process, wait=5)
         shutil.rmtree(root, ignore_errors=True)
 
 

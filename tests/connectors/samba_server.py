@@ -41,6 +41,8 @@ from pathlib import Path
 
 import ldap3  # type: ignore[import-untyped]
 
+from .processes import stop
+
 REALM = "RECONCILER.TEST"
 DOMAIN = "RECONCILER"
 BASE_DN = "DC=reconciler,DC=test"
@@ -218,13 +220,7 @@ def start_samba_dc() -> Iterator[DomainController]:
         _run([samba_tool, "user", "create", READER, reader_password, "-s", smb_conf])
         yield dc
     finally:
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process, wait=10)
         shutil.rmtree(root, ignore_errors=True)
 
 
