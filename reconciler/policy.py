@@ -146,9 +146,11 @@ def evaluate(
             excepted.append(Excepted(account, granted))
             continue
         if left and gone_since is not None and policy.grace is not None:
-            # Not yet seen gone long enough (or at all: then it was just now).
-            since = gone_since.get(identity.id, now)
-            if now - since < policy.grace:
+            # Not yet seen gone long enough. A person whose leaving the history does not
+            # show (a rewritten history) is not held back: never proposing them would
+            # leave their access in place for good.
+            since = gone_since.get(identity.id)
+            if since is not None and now - since < policy.grace:
                 waiting.append(Waiting(account, since, since + policy.grace))
                 continue
         evidence: dict[str, Any] = {

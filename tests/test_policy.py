@@ -106,7 +106,7 @@ HOUR = timedelta(hours=1)
         (24 * HOUR, {"i1": NOW - 24 * HOUR}, "proposed"),  # exactly the grace
         (24 * HOUR, {"i1": NOW - 23 * HOUR}, "waiting"),
         (24 * HOUR, {"i1": NOW}, "waiting"),
-        (24 * HOUR, {}, "waiting"),  # no detection found: as if just now
+        (24 * HOUR, {}, "proposed"),  # leaving not in the history: never held back
     ],
 )
 def test_grace_holds_a_leaver_back_until_gone_long_enough(grace, gone_since, outcome):
@@ -131,7 +131,7 @@ def test_grace_is_judged_only_for_people_the_plan_would_name():
 
     def gone_since(people: set[str]) -> dict[str, datetime]:
         asked.append(people)
-        return {"i1": NOW - 2 * HOUR}
+        return {"i1": NOW - 2 * HOUR, "i3": NOW - HOUR / 2}
 
     accounts = {a.id: a for a in (account(1), account(2), account(3))}
     identities = {i.id: i for i in (person(1, "deprovisioned"), person(2), person(3, "missing"))}
