@@ -29,7 +29,7 @@ from pathlib import Path
 
 import ldap3  # type: ignore[import-untyped]
 
-from .processes import stop
+from .servers import read_entry, stop
 
 SUFFIX = "dc=test"
 ROOT_DN = f"cn=admin,{SUFFIX}"
@@ -293,14 +293,7 @@ class Subtree:
 
     def read(self, dn: str, *attributes: str) -> dict[str, list[str]] | None:
         """An entry's attributes as the root DN sees them, or None if it is gone."""
-        try:
-            self.conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=list(attributes))
-        except ldap3.core.exceptions.LDAPNoSuchObjectResult:
-            return None
-        found = self.conn.response[0]["attributes"]
-        return {
-            k: [str(v) for v in (vs if isinstance(vs, list) else [vs])] for k, vs in found.items()
-        }
+        return read_entry(self.conn, dn, attributes)
 
     def close(self) -> None:
         self.conn.unbind()
