@@ -244,7 +244,11 @@ def verify_live(
         planned = identities.get(action.identity_id)
         if planned is not None and planned.status == "active":
             return f"identity {action.identity_id} is active again in {policy.identity_source}"
-    if still_proposed(live, identities, policy, action.mode, app=app, now=now) is None:
+    found = still_proposed(live, identities, policy, action.mode, app=app, now=now)
+    # For the same kind of reason (the person left, however the source says so now; or
+    # the account is unused): an account that is now its returning owner's, and unused,
+    # is not deleted as a leaver's.
+    if found is None or (found.reason == INACTIVE) != (action.reason == INACTIVE):
         return f"no longer proposed: {_link_now(live, identities, policy, app, now)}"
     return None
 

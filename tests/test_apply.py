@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -54,6 +55,16 @@ def test_verify_live(live, identities, why) -> None:
         assert found is None
     else:
         assert found is not None and why in found
+
+
+def test_a_returning_owner_of_an_unused_account_is_not_removed_as_a_leaver() -> None:
+    # Re-hired under a new id: the account is now theirs, and unused for a year. The
+    # policy would propose it as inactive, not as a leaver's: not for this action.
+    policy = replace(POLICY, inactive_after=timedelta(days=90))
+    unused = BOB._replace(last_login="2025-11-01T00:00:00Z")
+    identities = [GONE._replace(status="missing"), Identity.build("i2", "bob@example.com", "bob")]
+    found = verify_live(ACTION, unused, {i.id: i for i in identities}, policy, "wiki", NOW)
+    assert found is not None and "no longer proposed" in found
 
 
 @pytest.mark.parametrize(
