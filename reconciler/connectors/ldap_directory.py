@@ -762,24 +762,10 @@ class LdapConnector:
             text = text.replace(self._password, "[REDACTED]")
         return text[:300]
 
-    def _failing_as(self, error: type[ConnectorError], doing: str) -> _Translate:
-        return _Translate(self.name, error, doing)
-
-
-class _Translate:
-    """A context that turns `_Failure` into `error` (a ConnectorError class) naming the
-    system and what was being done."""
-
-    def __init__(self, system: str, error: type[ConnectorError], doing: str) -> None:
-        self.system = system
-        self.error = error
-        self.doing = doing
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> None:
-        if isinstance(exc, _Failure):
-            raise self.error(self.system, f"{self.doing} failed: {exc}") from None
+    @contextlib.contextmanager
+    def _failing_as(self, error: type[ConnectorError], doing: str) -> Iterator[None]:
+        """Turn a `_Failure` into `error` naming the system and what was being done."""
+        try:
+            yield
+        except _Failure as exc:
+            raise error(self.name, f"{doing} failed: {exc}") from None

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import ldap3  # type: ignore[import-untyped]
 
-from .servers import read_entry, stop
+from .servers import make_certificates, read_entry, run, stop, tool
 
 SUFFIX = "dc=test"
 ROOT_DN = f"cn=admin,{SUFFIX}"
@@ -41,13 +41,9 @@ INSTALL_HINT = "install OpenLDAP: apt-get install slapd ldap-utils (slapd and sl
 SCHEMAS = ("core", "cosine", "inetorgperson", "nis")
 
 
-def _tool(name: str) -> str | None:
-    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
-
-
 def slapd_missing() -> str | None:
     """Why no slapd can be started here, or None when it can."""
-    missing = [name for name in ("slapd", "slapadd") if _tool(name) is None]
+    missing = [name for name in ("slapd", "slapadd") if tool(name) is None]
     if missing:
         return f"{' and '.join(missing)} not found; {INSTALL_HINT}"
     if not Path("/usr/lib/ldap/back_mdb.so").exists() or not Path("/etc/ldap/schema").is_dir():
@@ -70,23 +66,7 @@ def _make_certificates(root: Path) -> tuple[Path, Path, Path] | None:
     openssl = shutil.which("openssl")
     if openssl is None:
         return None
-    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    for ca in ("ca", "other-ca"):
-        _run(
-            [openssl, "req", "-x509", *key, "-keyout", str(root / f"{ca}.key"),
-             "-out", str(root / f"{ca}.pem"), "-days", "2", "-subj", f"/CN=test {ca}"]
-        )  # fmt: skip
-    (root / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    _run(
-        [openssl, "req", *key, "-keyout", str(root / "server.key"),
-         "-out", str(root / "server.csr"), "-subj", "/CN=127.0.0.1"]
-    )  # fmt: skip
-    _run(
-        [openssl, "x509", "-req", "-in", str(root / "server.csr"), "-CA", str(root / "ca.pem"),
-         "-CAkey", str(root / "ca.key"), "-CAcreateserial", "-out", str(root / "server.pem"),
-         "-days", "2", "-extfile", str(root / "san.ext")]
-    )  # fmt: skip
-    return root / "ca.pem", root / "server.pem", root / "server.key"
+    return make_certificates(openssl, root, "127.0.0.1", other_cas=("other-ca",))
 
 
 @dataclass(frozen=True)
@@ -191,12 +171,6 @@ def _free_port() -> int:
         return port
 
 
-def _run(command: list[str]) -> None:
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{command[0]} failed: {done.stderr or done.stdout}")
-
-
 def _wait_ready(url: str, process: subprocess.Popen[bytes], deadline: float) -> bool:
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -226,10 +200,10 @@ def start_slapd() -> Iterator[Directory]:
     (root / "data.ldif").write_text(_data(passwords))
     process: subprocess.Popen[bytes] | None = None
     try:
-        slapadd, slapd = _tool("slapadd"), _tool("slapd")
+        slapadd, slapd = tool("slapadd"), tool("slapd")
         assert slapadd and slapd, "slapd_missing() is checked first"
-        _run([slapadd, "-n", "0", "-F", str(config_dir), "-l", str(root / "config.ldif")])
-        _run([slapadd, "-n", "1", "-F", str(config_dir), "-l", str(root / "data.ldif"), "-q"])
+        run([slapadd, "-n", "0", "-F", str(config_dir), "-l", str(root / "config.ldif")])
+        run([slapadd, "-n", "1", "-F", str(config_dir), "-l", str(root / "data.ldif"), "-q"])
         for _attempt in range(3):
             url = f"ldap://127.0.0.1:{_free_port()}"
             ldaps_url = f"ldaps://127.0.0.1:{_free_port()}"

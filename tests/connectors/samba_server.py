@@ -41,7 +41,7 @@ from pathlib import Path
 
 import ldap3  # type: ignore[import-untyped]
 
-from .servers import read_entry, stop
+from .servers import make_certificates, read_entry, run, stop, tool
 
 REALM = "RECONCILER.TEST"
 DOMAIN = "RECONCILER"
@@ -69,13 +69,9 @@ def filetime(moment: datetime) -> int:
     return int((moment - FILETIME_EPOCH).total_seconds()) * 10**7
 
 
-def _tool(name: str) -> str | None:
-    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
-
-
 def samba_missing() -> str | None:
     """Why no Samba DC can be started here, or None when it can."""
-    missing = [name for name in ("samba", "samba-tool", "openssl") if _tool(name) is None]
+    missing = [name for name in ("samba", "samba-tool", "openssl") if tool(name) is None]
     if missing:
         return f"{' and '.join(missing)} not found; {INSTALL_HINT}"
     if os.geteuid() != 0:
@@ -116,36 +112,6 @@ def _password() -> str:
     return f"Aa1-{secrets.token_urlsafe(12)}"
 
 
-def _run(command: list[str]) -> None:
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{command[0]} failed: {done.stderr or done.stdout}")
-
-
-def _make_certificates(root: Path, address: str) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for IP `address` signed by it: (ca, cert, key)."""
-    openssl = _tool("openssl")
-    assert openssl, "samba_missing() is checked first"
-    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    _run(
-        [openssl, "req", "-x509", *key, "-keyout", str(root / "ca.key"),
-         "-out", str(root / "ca.pem"), "-days", "2", "-subj", "/CN=test AD CA"]
-    )  # fmt: skip
-    (root / "san.ext").write_text(f"subjectAltName=IP:{address}\n")
-    _run(
-        [openssl, "req", *key, "-keyout", str(root / "dc.key"),
-         "-out", str(root / "dc.csr"), "-subj", f"/CN={address}"]
-    )  # fmt: skip
-    _run(
-        [openssl, "x509", "-req", "-in", str(root / "dc.csr"), "-CA", str(root / "ca.pem"),
-         "-CAkey", str(root / "ca.key"), "-CAcreateserial", "-out", str(root / "dc.pem"),
-         "-days", "2", "-extfile", str(root / "san.ext")]
-    )  # fmt: skip
-    # Samba refuses a private key that others may read.
-    (root / "dc.key").chmod(0o600)
-    return root / "ca.pem", root / "dc.pem", root / "dc.key"
-
-
 def _free_address() -> str:
     """A loopback address other than 127.0.0.1 (which other servers share) where port
     389 is free."""
@@ -181,13 +147,15 @@ def start_samba_dc() -> Iterator[DomainController]:
     files on exit."""
     root = Path(tempfile.mkdtemp(prefix="reconciler-samba-"))
     target, log = root / "dc", root / "samba.log"
-    samba, samba_tool = _tool("samba"), _tool("samba-tool")
+    samba, samba_tool = tool("samba"), tool("samba-tool")
     assert samba and samba_tool, "samba_missing() is checked first"
     admin_password, reader_password = _password(), _password()
     process: subprocess.Popen[bytes] | None = None
     try:
         address = _free_address()
-        ca, cert, key = _make_certificates(root, address)
+        openssl = tool("openssl")
+        assert openssl, "samba_missing() is checked first"
+        ca, cert, key = make_certificates(openssl, root, address)
         settings = {
             "server services": "ldap",
             "interfaces": f"{address}/8",
@@ -198,7 +166,7 @@ def start_samba_dc() -> Iterator[DomainController]:
             "tls keyfile": str(key),
             "tls cafile": str(ca),
         }
-        _run(
+        run(
             [samba_tool, "domain", "provision", "--server-role=dc", "--dns-backend=NONE",
              f"--realm={REALM}", f"--domain={DOMAIN}", "--host-name=dc1",
              f"--adminpass={admin_password}", f"--targetdir={target}",
@@ -217,7 +185,7 @@ def start_samba_dc() -> Iterator[DomainController]:
         dc = DomainController(address, ca, admin_password, reader_password)
         if not _wait_ready(dc, process, time.monotonic() + 60):
             raise RuntimeError(f"samba did not start: {log.read_text(errors='replace')[-2000:]}")
-        _run([samba_tool, "user", "create", READER, reader_password, "-s", smb_conf])
+        run([samba_tool, "user", "create", READER, reader_password, "-s", smb_conf])
         yield dc
     finally:
         stop(process, wait=10)

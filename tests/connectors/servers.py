@@ -1,11 +1,52 @@
-"""What the directory servers the connector tests start share: stopping them, and reading
-an entry back as the test's administrator sees it."""
+"""What the directory servers the connector tests start share: finding their programs,
+making their certificates, stopping them, and reading an entry back as the test's
+administrator sees it."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+from collections.abc import Sequence
+from pathlib import Path
 
 import ldap3  # type: ignore[import-untyped]
+
+
+def tool(name: str) -> str | None:
+    """A program on PATH, or in the sbin directories Debian puts servers in."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
+
+
+def run(command: list[str]) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{command[0]} failed: {done.stderr or done.stdout}")
+
+
+def make_certificates(
+    openssl: str, root: Path, address: str, other_cas: Sequence[str] = ()
+) -> tuple[Path, Path, Path]:
+    """In `root`: a CA (`ca.pem`), a server certificate for IP `address` signed by it,
+    and CAs named `other_cas` that sign nothing; (ca, server cert, server key), the key
+    readable by its owner only (Samba refuses one that others may read)."""
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for ca in ("ca", *other_cas):
+        run(
+            [openssl, "req", "-x509", *key, "-keyout", str(root / f"{ca}.key"),
+             "-out", str(root / f"{ca}.pem"), "-days", "2", "-subj", f"/CN=test {ca}"]
+        )  # fmt: skip
+    (root / "san.ext").write_text(f"subjectAltName=IP:{address}\n")
+    run(
+        [openssl, "req", *key, "-keyout", str(root / "server.key"),
+         "-out", str(root / "server.csr"), "-subj", f"/CN={address}"]
+    )  # fmt: skip
+    run(
+        [openssl, "x509", "-req", "-in", str(root / "server.csr"), "-CA", str(root / "ca.pem"),
+         "-CAkey", str(root / "ca.key"), "-CAcreateserial", "-out", str(root / "server.pem"),
+         "-days", "2", "-extfile", str(root / "san.ext")]
+    )  # fmt: skip
+    (root / "server.key").chmod(0o600)
+    return root / "ca.pem", root / "server.pem", root / "server.key"
 
 
 def stop(process: subprocess.Popen[bytes] | None, wait: float) -> None:
