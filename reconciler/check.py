@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from reconciler import changeindex, clock, gone, report, snapshot, yamlio
-from reconciler.clock import timestamp
+from reconciler import changeindex, gone, report, snapshot, yamlio
+from reconciler.clock import timestamp, utc_now
 from reconciler.config import Settings, SystemConfig
 from reconciler.connectors.base import Connector, Mode
 from reconciler.diff import diff_accounts
@@ -171,7 +171,7 @@ class Checker:
         git: Git,
         forge: Forge,
         factory: ConnectorFactory,
-        now: Callable[[], datetime] | None = None,
+        now: Callable[[], datetime] = utc_now,
         phases: Phases | None = None,
         progress: Progress | None = None,
     ) -> None:
@@ -182,8 +182,7 @@ class Checker:
         self.git = git
         self.forge = forge
         self.factory = factory
-        # The clock is looked up when a check starts, so that a test can move it.
-        self.now = (now or clock.utc_now)()
+        self.now = now()
         self.commits: list[str] = []
         # `import_mode: pull-request`: imports are committed on main locally as in
         # `commit` mode, then moved to IMPORT_BRANCH, and main goes back to `self.start`,

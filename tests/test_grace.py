@@ -5,12 +5,14 @@ grace on the same history the check did); and the report's list of who waits."""
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from reconciler import clock, demo
+from reconciler.commands import check as check_command
 from reconciler.model import Account
 from reconciler.outcome import AppCheck, Waiting
 from reconciler.report import render_report
@@ -20,9 +22,12 @@ DAY = timedelta(hours=24)
 
 
 def later(monkeypatch: pytest.MonkeyPatch, hours: int) -> None:
-    """Checks from now on run `hours` later than the real clock."""
-    real = clock.utc_now
-    monkeypatch.setattr(clock, "utc_now", lambda: real() + timedelta(hours=hours))
+    """Checks from now on run `hours` later than the real clock (only checks: a module
+    that takes the clock by name keeps the real one)."""
+    moved = functools.partial(
+        check_command.Checker, now=lambda: clock.utc_now() + timedelta(hours=hours)
+    )
+    monkeypatch.setattr(check_command, "Checker", moved)
 
 
 def summary(c: Company) -> dict:
