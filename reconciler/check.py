@@ -184,6 +184,8 @@ class Checker:
         self.factory = factory
         self.now = now()
         self.commits: list[str] = []
+        # Since when people have been gone, by source and identity id (None: not gone).
+        self._gone: dict[str, dict[str, datetime | None]] = {}
         # `import_mode: pull-request`: imports are committed on main locally as in
         # `commit` mode, then moved to IMPORT_BRANCH, and main goes back to `self.start`,
         # the commit the check began on, which every plan of the run is computed at.
@@ -422,8 +424,16 @@ class Checker:
         )
 
     def gone_since(self, source: str, identity_ids: Collection[str]) -> dict[str, datetime]:
-        """Since when each of `identity_ids` has been gone from `source` (`gone.gone_since`)."""
-        return gone.gone_since(self.git, source, identity_ids)
+        """Since when each of `identity_ids` has been gone from `source` (`gone.gone_since`),
+        each read from the history once per run: the grace and the deadline ask for the
+        same people, and every app of the source for its own share of them (the identity
+        imports are committed before any app is checked)."""
+        known = self._gone.setdefault(source, {})
+        missing = set(identity_ids) - known.keys()
+        if missing:
+            found = gone.gone_since(self.git, source, missing)
+            known.update({identity_id: found.get(identity_id) for identity_id in missing})
+        return {i: since for i in identity_ids if (since := known[i]) is not None}
 
     def pull_app(self, app: str) -> tuple[list[Account], list[Role], frozenset[Mode], str]:
         """The app's accounts, roles and modes, or why the pull cannot be trusted."""
