@@ -37,7 +37,7 @@ from reconciler.policy import (
     INACTIVE,
     LAST_LOGIN,
     PullState,
-    assess_with_grace,
+    assess,
     check_approvers,
     exception_for,
     identity_blocks,
@@ -164,7 +164,7 @@ def rebuild(
     if made is None:
         raise PlanError(f"{where}: created_at is not a time; the plan was edited. Revert it")
     # Grace judged on the history the plan was made from, as the check judged it.
-    assessment = assess_with_grace(
+    assessment = assess(
         plan.app,
         accounts,
         identities,

@@ -32,7 +32,7 @@ from reconciler.policy import (
     Assessment,
     PullState,
     app_shrink_block,
-    assess_with_grace,
+    assess,
     identity_blocks,
 )
 from reconciler.progress import NoProgress, Progress
@@ -382,7 +382,7 @@ class Checker:
         with self.phases("policy"):
             identities = identity_pull.identities
             source = identity_pull.source
-            assessment = assess_with_grace(
+            assessment = assess(
                 app,
                 current,
                 identities,

@@ -24,6 +24,7 @@ from reconciler.policy import (
     effective_mode,
     evaluate,
     exception_for,
+    held_back,
     protection,
     span_text,
 )
@@ -55,7 +56,7 @@ def explain(
 ) -> Explanation:
     """The reasons for `account` of `app` under `policy` at `now`; `modes` what the app
     supports, `gone_since` the I/O edge that says since when people have been gone (as
-    for `policy.assess_with_grace`), asked only when the policy has a grace."""
+    for `policy.assess`), asked only when the policy has a grace."""
     link = correlate([account], identities.values(), policy.match, policy.domain_aliases)[
         account.id
     ]
@@ -67,9 +68,6 @@ def explain(
         reasons.append(_exception_line(account, identity, policy, app, now))
     reasons += _rule_lines(policy)
 
-    gone = None
-    if gone_since is not None and policy.grace is not None and identity is not None:
-        gone = gone_since({identity.id})
     found = evaluate(
         {account.id: account},
         identities,
@@ -78,9 +76,9 @@ def explain(
         effective_mode(policy.mode, modes) or "",
         app=app,
         now=now,
-        gone_since=gone,
         idle_mode=effective_mode("disable", modes) or "",
     )
+    found = held_back(found, {account.id: account}, policy, now, gone_since)
     verdict, sentence, action = _verdict(found, account, identity)
     return Explanation(app, account, identity, link.rule, tuple(reasons), verdict, sentence, action)
 

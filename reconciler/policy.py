@@ -4,6 +4,7 @@ which are blocked by a guard (DESIGN §5, §6). Pure: no I/O.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import functools
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -99,16 +100,11 @@ def evaluate(
     *,
     app: str,
     now: datetime,
-    gone_since: Mapping[str, datetime] | None = None,
     idle_mode: str = "",
 ) -> Evaluation:
-    """Candidates for deprovisioning, protected, unmatched, ambiguous, excepted and
-    waiting accounts of `app` at `now` (an exception holds through its `until` day).
-
-    With `gone_since` (since when each identity has been gone: the check that first saw
-    it, by identity id), an account whose person has been gone for less than the
-    policy's `grace` waits instead of being proposed; without it, grace is not judged
-    (apply's live check asks whether the person is still gone, not for how long).
+    """Candidates for deprovisioning, protected, unmatched, ambiguous and excepted
+    accounts of `app` at `now` (an exception holds through its `until` day). The grace
+    is judged after, on the candidates only (`held_back`).
 
     With `idle_mode` (the mode an inactive account is proposed with: disable, or a
     manual task; '' when the app supports neither), an account of someone still there
@@ -119,7 +115,6 @@ def evaluate(
     unmatched: list[Account] = []
     ambiguous: list[Ambiguous] = []
     excepted: list[Excepted] = []
-    waiting: list[Waiting] = []
     for account_id in sorted(accounts):
         account = accounts[account_id]
         reason = protection(account, policy)
@@ -145,14 +140,6 @@ def evaluate(
         if granted is not None and now.date() <= granted.until:
             excepted.append(Excepted(account, granted))
             continue
-        if left and gone_since is not None and policy.grace is not None:
-            # Not yet seen gone long enough. A person whose leaving the history does not
-            # show (a rewritten history) is not held back: never proposing them would
-            # leave their access in place for good.
-            since = gone_since.get(identity.id)
-            if since is not None and now - since < policy.grace:
-                waiting.append(Waiting(account, since, since + policy.grace))
-                continue
         evidence: dict[str, Any] = {
             "identity_status": identity.status,
             "identity_email": identity.email,
@@ -184,7 +171,6 @@ def evaluate(
         tuple(unmatched),
         tuple(ambiguous),
         tuple(excepted),
-        tuple(waiting),
     )
 
 
@@ -221,10 +207,15 @@ def assess(
     policy: Policy,
     modes: Collection[str],
     now: datetime,
-    gone_since: Mapping[str, datetime] | None = None,
+    gone_since: Callable[[set[str]], Mapping[str, datetime]] | None = None,
 ) -> Assessment:
     """Actions, guards and blocked reasons for `app` from its snapshot and the identity
-    snapshot, under `policy`, at `now` (`gone_since` as for `evaluate`). Pure."""
+    snapshot, under `policy`, at `now`. Pure but for `gone_since`, an I/O edge that says
+    since when some identities have been gone: with it and a policy `grace`, it is asked
+    once, for the people the plan would otherwise name (`held_back`). Check and apply's
+    rebuild of a plan both judge the grace this way, so they agree; without it (apply's
+    live check asks whether the person is still gone, not for how long) it is not
+    judged."""
     links = correlate(accounts.values(), identities.values(), policy.match, policy.domain_aliases)
     mode = effective_mode(policy.mode, modes)
     idle_mode = effective_mode("disable", modes) or ""
@@ -236,9 +227,9 @@ def assess(
         mode or "",
         app=app,
         now=now,
-        gone_since=gone_since,
         idle_mode=idle_mode,
     )
+    evaluation = held_back(evaluation, accounts, policy, now, gone_since)
     blocked: list[str] = []
     if mode is None and evaluation.actions:
         blocked.append(
@@ -282,25 +273,31 @@ def duty_blocks(conflicts: Sequence[Conflict], proposed: Collection[str]) -> lis
     ]
 
 
-def assess_with_grace(
-    app: str,
+def held_back(
+    evaluation: Evaluation,
     accounts: Mapping[str, Account],
-    identities: Mapping[str, Identity],
-    pull: PullState,
     policy: Policy,
-    modes: Collection[str],
     now: datetime,
-    gone_since: Callable[[set[str]], Mapping[str, datetime]],
-) -> Assessment:
-    """`assess`, with the policy's `grace` judged: `gone_since` (an I/O edge: since when
-    each of some identities has been gone) is asked once, for the people the plan would
-    otherwise name, and only when the policy has a grace. Check and apply's rebuild of
-    a plan both judge it this way, so they agree."""
-    found = assess(app, accounts, identities, pull, policy, modes, now)
-    if policy.grace is None or not found.actions:
-        return found
-    people = {action.identity_id for action in found.actions if action.identity_id}
-    return assess(app, accounts, identities, pull, policy, modes, now, gone_since(people))
+    gone_since: Callable[[set[str]], Mapping[str, datetime]] | None,
+) -> Evaluation:
+    """`evaluation` with the leavers' actions whose person has been gone for less than
+    the policy's `grace` moved to `waiting`. `gone_since` (an I/O edge: since when each
+    of some identities has been gone, by identity id) is asked once, for the people the
+    actions name, and only when there is a grace; without it the grace is not judged.
+    A person whose leaving the history does not show (a rewritten history) is not held
+    back: never proposing them would leave their access in place for good."""
+    grace = policy.grace
+    if gone_since is None or grace is None or not evaluation.actions:
+        return evaluation
+    since_of = gone_since({a.identity_id for a in evaluation.actions if a.identity_id})
+    actions, waiting = [], []
+    for action in evaluation.actions:
+        since = since_of.get(action.identity_id)
+        if action.reason != INACTIVE and since is not None and now - since < grace:
+            waiting.append(Waiting(accounts[action.account_id], since, since + grace))
+        else:
+            actions.append(action)
+    return dataclasses.replace(evaluation, actions=tuple(actions), waiting=tuple(waiting))
 
 
 def still_proposed(

@@ -15,10 +15,10 @@ from reconciler.policy import (
     PullState,
     app_shrink_block,
     assess,
-    assess_with_grace,
     check_approvers,
     evaluate,
     guard_blocks,
+    held_back,
     identity_blocks,
     lateness,
     still_proposed,
@@ -114,8 +114,12 @@ def test_grace_holds_a_leaver_back_until_gone_long_enough(grace, gone_since, out
     accounts = {"a1": account(1)}
     identities = {"i1": person(1, "deprovisioned")}
     links = correlate(accounts.values(), identities.values(), policy.match)
-    found = evaluate(
-        accounts, identities, links, policy, "disable", app="wiki", now=NOW, gone_since=gone_since
+    found = held_back(
+        evaluate(accounts, identities, links, policy, "disable", app="wiki", now=NOW),
+        accounts,
+        policy,
+        NOW,
+        None if gone_since is None else lambda people: gone_since,
     )
     if outcome == "proposed":
         assert [a.account_id for a in found.actions] == ["a1"] and not found.waiting
@@ -136,7 +140,7 @@ def test_grace_is_judged_only_for_people_the_plan_would_name():
     accounts = {a.id: a for a in (account(1), account(2), account(3))}
     identities = {i.id: i for i in (person(1, "deprovisioned"), person(2), person(3, "missing"))}
     policy = replace(POLICY, grace=HOUR)
-    found = assess_with_grace(
+    found = assess(
         "wiki", accounts, identities, PullState("corp", count=3), policy, {"disable"}, NOW,
         gone_since,
     )  # fmt: skip
