@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -50,7 +51,12 @@ from reconciler.progress import NoProgress, Progress
 from reconciler.pull import collect, merge_tombstones, pull_identities
 from reconciler.systems import ConnectorFactory
 
-VERBS = {"disable": "disabled", "delete": "deleted", "manual": "recorded manual tasks for"}
+VERBS = {
+    "disable": "disabled",
+    "delete": "deleted",
+    "manual": "recorded manual tasks for",
+    "remove_roles": "took roles from",
+}
 
 # The fields that say whose an account is: if either changed since the plan, the
 # account may have been renamed and handed to someone else.
@@ -199,11 +205,14 @@ def with_claimed_logins(accounts: dict[str, Account], plan: Plan) -> dict[str, A
     return accounts
 
 
-def shows_done(account: Account | None, mode: str) -> bool:
-    """Whether the system, read back, shows the account deprovisioned."""
+def shows_done(account: Account | None, action: Action) -> bool:
+    """Whether the system, read back, shows the action done: the account deprovisioned,
+    or (op remove_roles) holding none of the action's roles."""
+    if action.takes_roles:
+        return account is not None and set(action.roles).isdisjoint(account.roles)
     if account is None:
         return True
-    return mode == Mode.DISABLE.value and account.status == "disabled"
+    return action.mode == Mode.DISABLE.value and account.status == "disabled"
 
 
 def owner_change(action: Action, live: Account) -> str | None:
@@ -236,6 +245,8 @@ def verify_live(
         )
     if action.mode == Mode.DISABLE.value and live.status == "disabled":
         return f"account is already disabled in {app}"
+    if action.takes_roles:
+        return _verify_roles(action, live, identities, policy, app, now)
     if action.reason == INACTIVE:
         if idle_since(live, policy, now) is None:
             signed_in = inert.terminal(live.last_login) if live.last_login else "unknown now"
@@ -253,13 +264,46 @@ def verify_live(
     return None
 
 
+def _verify_roles(
+    action: Action,
+    live: Account,
+    identities: Mapping[str, Identity],
+    policy: Policy,
+    app: str,
+    now: datetime,
+) -> str | None:
+    """Why the role removal must not run now, or None: it must still be proposed, for
+    roles it still takes (`roles_to_take`)."""
+    if live.status != "active":
+        return f"account is {live.status} in {app}; its roles are left as they are"
+    roles = _roles_text(action)
+    if set(action.roles).isdisjoint(live.roles):
+        return f"the account no longer holds {roles}: taken already"
+    found = still_proposed(live, identities, policy, action.mode, app=app, now=now)
+    admitted = f"; allowed_roles in {policy.source_file} admits them to {roles} now"
+    if found is None or not found.takes_roles:
+        return f"no longer proposed: {_link_now(live, identities, policy, app, now, admitted)}"
+    if not roles_to_take(action, found):
+        return f"no longer proposed{admitted}"
+    return None
+
+
+def roles_to_take(action: Action, found: Action) -> tuple[str, ...]:
+    """The roles of a reviewed removal that the policy still takes now (`found`, what it
+    proposes for the live account): never more than the reviewer approved."""
+    return tuple(role for role in action.roles if role in found.roles)
+
+
 def _link_now(
     account: Account,
     identities: Mapping[str, Identity],
     policy: Policy,
     app: str,
     now: datetime,
+    admitted: str = "",
 ) -> str:
+    """Why the policy proposes nothing for `account` now; `admitted` ends the sentence
+    when nothing else explains it (a role removal whose rule admits the owner now)."""
     protected = protection(account, policy)
     if protected:
         return f"the account is protected now ({protected})"
@@ -279,7 +323,7 @@ def _link_now(
         )
     return (
         f"the account matches identity {identity.id} ({inert.terminal(identity.email)}), "
-        f"which is {identity.status}"
+        f"which is {identity.status}{admitted if identity.status == 'active' else ''}"
     )
 
 
@@ -393,13 +437,13 @@ class Applier:
         entries = []
         for action in ctx.plan.active_actions:
             try:
-                live = ctx.app_conn.lookup_account(action.account_id)
+                live = read_live(ctx.app_conn, action)
                 why = verify_live(
                     action, live, ctx.identities, ctx.policy, ctx.plan.app, self.now()
                 )
             except ReconcilerError as exc:
                 why = f"cannot verify: {exc}"
-            outcome, detail = ("skipped", why) if why else ("pending", f"would {action.mode}")
+            outcome, detail = ("skipped", why) if why else ("pending", f"would {doing(action)}")
             entries.append(self.entry(action, outcome, detail))
         return AppApply(ctx.plan.app, ctx.plan.id, ctx.approval, tuple(entries), dry_run=True)
 
@@ -444,34 +488,38 @@ class Applier:
             return
         mode = action.mode
         try:
-            live = ctx.app_conn.lookup_account(action.account_id)
-            if previous is not None and previous.outcome == "pending" and shows_done(live, mode):
+            live = read_live(ctx.app_conn, action)
+            if previous is not None and previous.outcome == "pending" and shows_done(live, action):
                 # The run that recorded `pending` acted before it stopped.
                 journal.record(self.entry(action, "done", f"{VERBS[mode]} by an earlier run"))
                 return
-            why = verify_live(action, live, ctx.identities, ctx.policy, ctx.plan.app, self.now())
+            now = self.now()
+            why = verify_live(action, live, ctx.identities, ctx.policy, ctx.plan.app, now)
             if why:
                 journal.record(self.entry(action, "skipped", why))
                 return
             assert live is not None
+            if action.takes_roles:
+                found = still_proposed(
+                    live, ctx.identities, ctx.policy, mode, app=ctx.plan.app, now=now
+                )
+                assert found is not None  # verify_live said so
+                action = replace(action, roles=roles_to_take(action, found))
             if mode == Mode.MANUAL.value:
                 hint = manual_hint(ctx.plan.app, action)
                 journal.record(self.entry(action, "manual_pending", hint))
                 return
             journal.record(self.entry(action, "pending", "started"))
-            ctx.app_conn.deprovision(live, Mode(mode))
-            after = ctx.app_conn.lookup_account(action.account_id)
-            if shows_done(after, mode):
-                journal.record(self.entry(action, "done", VERBS[mode]))
+            if action.takes_roles:
+                ctx.app_conn.remove_roles(live, action.roles)
             else:
-                assert after is not None
+                ctx.app_conn.deprovision(live, Mode(mode))
+            after = read_live(ctx.app_conn, action)
+            if shows_done(after, action):
+                journal.record(self.entry(action, "done", done_text(action)))
+            else:
                 journal.record(
-                    self.entry(
-                        action,
-                        "failed",
-                        f"{ctx.plan.app} accepted the {mode} but still shows the account "
-                        f"{after.status} when read back; check the account by hand",
-                    )
+                    self.entry(action, "failed", not_done_text(ctx.plan.app, action, after))
                 )
         except ReconcilerError as exc:
             journal.record(self.entry(action, "failed", str(exc)))
@@ -553,10 +601,59 @@ def settle(
     return entries, git.commit_paths(paths, message, actor.author_env())
 
 
+def read_live(connector: Connector, action: Action) -> Account | None:
+    """The action's account as its app says now; for a role removal, with the roles read
+    live through every membership (`lookup_roles`) when the app can take roles."""
+    live = connector.lookup_account(action.account_id)
+    if live is None or not action.takes_roles or Mode.REMOVE_ROLES not in connector.modes:
+        return live
+    roles = connector.lookup_roles(action.account_id)
+    return None if roles is None else live._replace(roles=roles)
+
+
+def doing(action: Action) -> str:
+    """What the action does, for a dry run: `disable`, `take roles admins`."""
+    if action.takes_roles:
+        return f"take roles {_roles_text(action)}" + (
+            " (by hand)" if action.mode == "manual" else ""
+        )
+    return action.mode
+
+
+def done_text(action: Action) -> str:
+    return f"took roles {_roles_text(action)}" if action.takes_roles else VERBS[action.mode]
+
+
+def not_done_text(app: str, action: Action, after: Account | None) -> str:
+    """Why an action the app accepted is not done, as read back."""
+    if not action.takes_roles:
+        status = after.status if after is not None else "gone"
+        return (
+            f"{app} accepted the {action.mode} but still shows the account {status} when "
+            "read back; check the account by hand"
+        )
+    if after is None:
+        return f"{app} no longer shows the account after taking its roles; check it by hand"
+    kept = ", ".join(inert.terminal(r) for r in action.roles if r in after.roles)
+    return (
+        f"{app} accepted the removal but still shows roles {kept} when read back; check "
+        "the account by hand"
+    )
+
+
+def _roles_text(action: Action) -> str:
+    return ", ".join(inert.terminal(role) for role in action.roles)
+
+
 def manual_hint(app: str, action: Action) -> str:
     who = inert.terminal(action.username or action.email or action.account_id)
+    task = (
+        f"take roles {_roles_text(action)} from {who} in {app}"
+        if action.takes_roles
+        else f"remove {who} from {app}"
+    )
     return (
-        f"remove {who} from {app} by hand, then run `reconciler apply --app {app} "
+        f"{task} by hand, then run `reconciler apply --app {app} "
         f"--mark-done {inert.terminal(action.account_id)} --as YOU --confirm`"
     )
 
@@ -568,8 +665,10 @@ def apply_message(app: str, entries: Sequence[Entry], approval: Approval, comple
         o: sum(1 for e in entries if e.outcome == o)
         for o in ("skipped", "failed", "manual_pending")
     }
+    by_mode = Counter(e.mode for e in done)
     mode = entries[0].mode if entries else "disable"
-    subject = f"apply {app}: {VERBS.get(mode, 'removed')} {len(done)} of {total} accounts"
+    verbs = " and ".join(f"{VERBS.get(m, 'removed')} {n}" for m, n in sorted(by_mode.items()))
+    subject = f"apply {app}: {verbs or VERBS.get(mode, 'removed') + ' 0'} of {total} accounts"
     extras = [f"{n} {k.replace('_', ' ')}" for k, n in counts.items() if n]
     if extras:
         subject += f" ({', '.join(extras)})"

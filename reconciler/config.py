@@ -236,6 +236,25 @@ class DutySeparation:
 
 
 @dataclass(frozen=True)
+class RoleRule:
+    """Who may hold one role in the policy's apps (`allowed_roles:`): an identity in one
+    of `groups` (as the identity source names them), or one of `people` (an identity's
+    id, email or username). Anyone else holding the role loses it; the account stays."""
+
+    role: str
+    groups: tuple[str, ...] = ()
+    people: tuple[str, ...] = ()
+
+    @classmethod
+    def from_data(cls, role: str, data: Mapping[str, Any]) -> RoleRule:
+        return cls(
+            role=role,
+            groups=tuple(sorted(set(data.get("groups") or ()))),
+            people=tuple(sorted({str(name).casefold() for name in data.get("people") or ()})),
+        )
+
+
+@dataclass(frozen=True)
 class Policy:
     """How one or more apps are reconciled (DESIGN §6)."""
 
@@ -260,6 +279,8 @@ class Policy:
     # Propose disabling an account whose last sign-in is older than this.
     inactive_after: timedelta | None = None
     separation_of_duties: tuple[DutySeparation, ...] = ()
+    # Who may hold which role, by role name.
+    allowed_roles: Mapping[str, RoleRule] = field(default_factory=dict)
     # What one seat costs, by app name (DESIGN §6): what the report says a plan saves.
     seat_cost: Mapping[str, SeatCost] = field(default_factory=dict)
 
@@ -304,6 +325,10 @@ class Policy:
             separation_of_duties=tuple(
                 DutySeparation.from_data(rule) for rule in data.get("separation_of_duties") or ()
             ),
+            allowed_roles={
+                role: RoleRule.from_data(role, rule)
+                for role, rule in (data.get("allowed_roles") or {}).items()
+            },
             exceptions=tuple(
                 PolicyException.from_data(entry) for entry in data.get("exceptions") or ()
             ),

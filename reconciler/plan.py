@@ -23,10 +23,17 @@ REASONS = {
     "idp_suspended": "suspended in the identity provider",
     "idp_missing": "no longer in the identity provider",
     "inactive": "no sign-in for longer than the policy's inactive_after",
+    "role_not_allowed": "holds a role the policy's allowed_roles does not give them",
 }
 
+# What an action does: remove the account, or take roles from it (the account stays).
+DEPROVISION = "deprovision"
+REMOVE_ROLES = "remove_roles"
+# The modes each op may have; `manual` is a person's task.
+OP_MODES = {DEPROVISION: ("manual", "disable", "delete"), REMOVE_ROLES: ("manual", "remove_roles")}
+
 # A mode is wider than another when it removes more: reviewers may narrow, never widen.
-MODE_RANK = {"manual": 0, "disable": 1, "delete": 2}
+MODE_RANK = {"manual": 0, "disable": 1, "remove_roles": 1, "delete": 2}
 
 
 def widens(mode: str, than: str) -> bool:
@@ -36,19 +43,24 @@ def widens(mode: str, than: str) -> bool:
 
 @dataclass(frozen=True)
 class Action:
-    """Deprovision one account."""
+    """Deprovision one account, or (op `remove_roles`) take `roles` from it."""
 
     account_id: str
     username: str
     email: str
     display_name: str
-    mode: str  # disable | delete | manual
+    mode: str  # disable | delete | manual; remove_roles | manual for op remove_roles
     reason: str  # a key of REASONS
     identity_id: str
     evidence: Mapping[str, Any] = field(default_factory=dict)
-    op: str = "deprovision"
+    op: str = DEPROVISION
     skip: bool = False
     skip_reason: str = ""
+    roles: tuple[str, ...] = ()  # the roles to take, for op remove_roles
+
+    @property
+    def takes_roles(self) -> bool:
+        return self.op == REMOVE_ROLES
 
     def to_data(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -64,6 +76,8 @@ class Action:
             "identity": self.identity_id,
             "evidence": dict(self.evidence),
         }
+        if self.takes_roles:
+            data["roles"] = list(self.roles)
         if self.skip:
             data["skip"] = True
             data["skip_reason"] = self.skip_reason
@@ -73,7 +87,7 @@ class Action:
     def from_data(cls, data: Mapping[str, Any]) -> Action:
         account = data["account"]
         return cls(
-            op=data.get("op", "deprovision"),
+            op=data.get("op", DEPROVISION),
             account_id=str(account["id"]),
             username=account.get("username", ""),
             email=account.get("email", ""),
@@ -84,6 +98,7 @@ class Action:
             evidence=data.get("evidence") or {},
             skip=bool(data.get("skip", False)),
             skip_reason=data.get("skip_reason", ""),
+            roles=tuple(data.get("roles") or ()),
         )
 
 
@@ -173,7 +188,8 @@ def check_subset(reviewed: Plan, generated: Plan) -> None:
     """Refuse a reviewed plan that adds or widens an action the tool did not generate.
 
     Identity, reason and evidence are compared too: an action pointed at another
-    account or justified differently is an added action.
+    account or justified differently is an added action. A reviewer may narrow a role
+    removal to some of its roles.
     """
     if reviewed.app != generated.app:
         raise PlanError(f"plan is for app {reviewed.app!r}, expected {generated.app!r}")
@@ -194,12 +210,25 @@ def check_subset(reviewed: Plan, generated: Plan) -> None:
                 "reviewers may remove actions or mark them `skip: true`, never add them. "
                 "Revert the plan file to what the check wrote."
             )
+        if action.mode not in OP_MODES.get(action.op, ()):
+            raise PlanError(
+                f"plans/{reviewed.app}.yaml: {label} has mode {action.mode!r}, which op "
+                f"{action.op!r} cannot have; revert it"
+            )
         if widens(action.mode, original.mode):
             raise PlanError(
                 f"plans/{reviewed.app}.yaml: {label} was widened from {original.mode!r} to "
                 f"{action.mode!r}; reviewers may only narrow a plan"
             )
-        if replace(action, mode=original.mode, skip=False, skip_reason="") != original:
+        if action.takes_roles and not (action.roles and set(action.roles) <= set(original.roles)):
+            raise PlanError(
+                f"plans/{reviewed.app}.yaml: {label} takes roles "
+                f"{', '.join(action.roles) or 'none'}, not some of the generated "
+                f"{', '.join(original.roles)}; reviewers may drop roles from it or skip it, "
+                "never add roles. Revert it"
+            )
+        unedited = replace(action, mode=original.mode, skip=False, skip_reason="")
+        if replace(unedited, roles=original.roles) != original:
             raise PlanError(
                 f"plans/{reviewed.app}.yaml: {label} differs from what reconciler generated "
                 "(account, identity, reason or evidence edited); revert it"

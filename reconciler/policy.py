@@ -13,14 +13,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from reconciler.clock import read_time
-from reconciler.config import Approvals, Policy, PolicyException
+from reconciler.config import Approvals, Policy, PolicyException, RoleRule
 from reconciler.correlate import Link, correlate
 from reconciler.errors import ApprovalError
 from reconciler.model import Account, Identity
 from reconciler.outcome import Ambiguous, Conflict, Excepted, Protected, Waiting
-from reconciler.plan import Action
+from reconciler.plan import REMOVE_ROLES, Action
 
 INACTIVE = "inactive"
+ROLE_NOT_ALLOWED = "role_not_allowed"
 # Recorded in an inactive account's action: its last sign-in as the app said then.
 LAST_LOGIN = "last_login"
 TRIGGERS = {
@@ -85,6 +86,40 @@ def exception_for(
     return found
 
 
+def admits(rule: RoleRule, identity: Identity) -> bool:
+    """Whether the rule lets `identity` hold its role: a member of one of its groups,
+    or one of its people (by id, email or username, case-insensitive)."""
+    if rule.groups and not set(rule.groups).isdisjoint(identity.groups):
+        return True
+    if not rule.people:
+        return False
+    names = (identity.id, identity.email, identity.username)
+    return any(name and name.casefold() in rule.people for name in names)
+
+
+def denied_roles(account: Account, identity: Identity, policy: Policy) -> tuple[str, ...]:
+    """The roles of `account` that the policy's `allowed_roles` does not give `identity`,
+    its owner (sorted, like the account's roles); roles without a rule are anyone's."""
+    rules = policy.allowed_roles
+    return tuple(
+        role for role in account.roles if role in rules and not admits(rules[role], identity)
+    )
+
+
+def unheld_groups(policy: Policy, identities: Mapping[str, Identity]) -> tuple[str, ...]:
+    """Groups the policy's role rules name that no identity holds: more likely a pull
+    that lost its groups, or a typo, than a role no one may hold."""
+    named = {group for rule in policy.allowed_roles.values() for group in rule.groups}
+    if not named:
+        return ()
+    for identity in identities.values():
+        if identity.groups:
+            named.difference_update(identity.groups)
+            if not named:
+                return ()
+    return tuple(sorted(named))
+
+
 @functools.cache
 def _folded(patterns: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     # Once per policy, not once per account and pattern.
@@ -101,6 +136,7 @@ def evaluate(
     app: str,
     now: datetime,
     idle_mode: str = "",
+    role_mode: str = "",
 ) -> Evaluation:
     """Candidates for deprovisioning, protected, unmatched, ambiguous and excepted
     accounts of `app` at `now` (an exception holds through its `until` day). The grace
@@ -109,7 +145,12 @@ def evaluate(
     With `idle_mode` (the mode an inactive account is proposed with: disable, or a
     manual task; '' when the app supports neither), an account of someone still there
     whose last sign-in is older than the policy's `inactive_after` is proposed for its
-    own reason, `inactive`; an unknown last sign-in is never inactive."""
+    own reason, `inactive`; an unknown last sign-in is never inactive.
+
+    With `role_mode` (how the app takes a role: remove_roles through its API, or a
+    manual task), an account of someone still there that holds roles the policy's
+    `allowed_roles` does not give them gets an action of op `remove_roles` for those
+    roles, reason `role_not_allowed`: the account stays."""
     actions: list[Action] = []
     protected: list[Protected] = []
     unmatched: list[Account] = []
@@ -134,7 +175,10 @@ def evaluate(
         identity = identities[link.identity_id]
         left = identity.status in policy.deprovision_when and identity.status in TRIGGERS
         idle = None if left or not idle_mode else idle_since(account, policy, now)
-        if not left and idle is None:
+        denied: tuple[str, ...] = ()
+        if not left and idle is None and role_mode and policy.allowed_roles:
+            denied = denied_roles(account, identity, policy)
+        if not left and idle is None and not denied:
             continue
         granted = exception_for(account, identity, policy, app) if policy.exceptions else None
         if granted is not None and now.date() <= granted.until:
@@ -153,6 +197,23 @@ def evaluate(
         if granted is not None:
             # Proposed again once it has run out, with it as the account's history.
             evidence["exception_expired"] = granted.to_evidence()
+        if denied:
+            evidence["identity_groups"] = list(identity.groups)
+            actions.append(
+                Action(
+                    account_id=account.id,
+                    username=account.username,
+                    email=account.email,
+                    display_name=account.display_name,
+                    mode=role_mode,
+                    reason=ROLE_NOT_ALLOWED,
+                    identity_id=identity.id,
+                    evidence=evidence,
+                    op=REMOVE_ROLES,
+                    roles=denied,
+                )
+            )
+            continue
         actions.append(
             Action(
                 account_id=account.id,
@@ -219,6 +280,7 @@ def assess(
     links = correlate(accounts.values(), identities.values(), policy.match, policy.domain_aliases)
     mode = effective_mode(policy.mode, modes)
     idle_mode = effective_mode("disable", modes) or ""
+    role_mode = effective_mode(REMOVE_ROLES, modes) or ""
     evaluation = evaluate(
         accounts,
         identities,
@@ -228,6 +290,7 @@ def assess(
         app=app,
         now=now,
         idle_mode=idle_mode,
+        role_mode=role_mode,
     )
     evaluation = held_back(evaluation, accounts, policy, now, gone_since)
     blocked: list[str] = []
@@ -236,11 +299,37 @@ def assess(
             f"{app} supports none of the policy's mode {policy.mode!r}; "
             "change `deprovision.mode` in the policy"
         )
+    taking = any(a.takes_roles for a in evaluation.actions)
+    blocked += role_blocks(app, policy, identities, role_mode, taking)
     active = sum(1 for a in accounts.values() if a.status == "active")
     blocked += guard_blocks(pull, policy, len(evaluation.actions), active)
     conflicts = duty_conflicts(accounts, policy)
-    blocked += duty_blocks(conflicts, {a.account_id for a in evaluation.actions})
+    blocked += duty_blocks(conflicts, evaluation.actions)
     return Assessment(evaluation, tuple(blocked), conflicts)
+
+
+def role_blocks(
+    app: str, policy: Policy, identities: Mapping[str, Identity], role_mode: str, taking: bool
+) -> list[str]:
+    """Why the role rules cannot be followed in this plan: an app that can take roles
+    neither through its API nor by hand; or, when the plan takes roles (`taking`), a
+    group the rules name that no identity holds."""
+    if not policy.allowed_roles:
+        return []
+    blocks = []
+    if not role_mode:
+        blocks.append(
+            f"{app} can take roles neither through its API nor as manual tasks; remove "
+            f"`allowed_roles` from {policy.source_file} or govern {app} by another policy"
+        )
+    unheld = unheld_groups(policy, identities) if taking else ()
+    if unheld:
+        blocks.append(
+            f"allowed_roles in {policy.source_file} names group(s) {', '.join(unheld)}, "
+            f"which no identity in {policy.identity_source} holds: the pull may have lost its "
+            "groups, or a name is misspelt; fix the name (`reconciler validate` shows where)"
+        )
+    return blocks
 
 
 def duty_conflicts(accounts: Mapping[str, Account], policy: Policy) -> tuple[Conflict, ...]:
@@ -257,12 +346,18 @@ def duty_conflicts(accounts: Mapping[str, Account], policy: Policy) -> tuple[Con
     return tuple(found)
 
 
-def duty_blocks(conflicts: Sequence[Conflict], proposed: Collection[str]) -> list[str]:
+def duty_blocks(conflicts: Sequence[Conflict], actions: Sequence[Action]) -> list[str]:
     """Why the plan is blocked by a blocking separation of duties, or nothing. A holder
-    the plan itself removes does not block it: that resolves the conflict."""
+    the plan itself removes, or takes one of the rule's roles from, does not block it:
+    that resolves the conflict."""
+    by_account = {action.account_id: action for action in actions}
     by_rule: dict[str, list[str]] = {}
     for conflict in conflicts:
-        if conflict.rule.block and conflict.account.id not in proposed:
+        action = by_account.get(conflict.account.id)
+        resolved = action is not None and (
+            not action.takes_roles or not set(action.roles).isdisjoint(conflict.rule.roles)
+        )
+        if conflict.rule.block and not resolved:
             name = conflict.account.username or conflict.account.id
             by_rule.setdefault(conflict.rule.label, []).append(name)
     return [
@@ -314,7 +409,15 @@ def still_proposed(
     (the account's last sign-in too), with the same rules check used."""
     links = correlate([account], identities.values(), policy.match, policy.domain_aliases)
     evaluation = evaluate(
-        {account.id: account}, identities, links, policy, mode, app=app, now=now, idle_mode=mode
+        {account.id: account},
+        identities,
+        links,
+        policy,
+        mode,
+        app=app,
+        now=now,
+        idle_mode=mode,
+        role_mode=mode,
     )
     return evaluation.actions[0] if evaluation.actions else None
 

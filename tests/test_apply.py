@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from reconciler.apply import shows_done, verify_live
-from reconciler.config import Policy
+from reconciler.config import Policy, RoleRule
 from reconciler.model import Account, Identity
-from reconciler.plan import Action
+from reconciler.plan import REMOVE_ROLES, Action
 
 POLICY = Policy(source_file="policies/default.yaml", apps=("*",), identity_source="corp")
 
@@ -78,4 +78,45 @@ def test_a_returning_owner_of_an_unused_account_is_not_removed_as_a_leaver() -> 
     ],
 )
 def test_done_only_when_the_account_reads_back_deprovisioned(live, mode, done) -> None:
-    assert shows_done(live, mode) is done
+    assert shows_done(live, replace(ACTION, mode=mode)) is done
+
+
+ADMINS = RoleRule("admins", groups=("it",))
+ROLE_POLICY = replace(POLICY, allowed_roles={"admins": ADMINS})
+TAKE = replace(
+    ACTION, op=REMOVE_ROLES, mode="remove_roles", reason="role_not_allowed", roles=("admins",)
+)
+ADMIN = BOB._replace(roles=("admins", "editors"))
+STAYS = Identity.build("i1", "bob@example.com", "bob", groups=["sales"])
+
+
+@pytest.mark.parametrize(
+    ("live", "identities", "why"),
+    [
+        (ADMIN, [STAYS], None),
+        (None, [STAYS], "no longer exists"),
+        (ADMIN._replace(status="disabled"), [STAYS], "roles are left as they are"),
+        (ADMIN._replace(roles=("editors",)), [STAYS], "no longer holds admins"),
+        # Joined the group the rule names since the plan: the role stays.
+        (ADMIN, [STAYS._replace(groups=("it",))], "admits them to admins now"),
+        # Left since: their accounts go by a leaver's plan, not by taking a role.
+        (ADMIN, [STAYS._replace(status="deprovisioned")], "no longer proposed"),
+        (ADMIN._replace(username="zed", email="zed@example.com"), [STAYS], "changed since"),
+        (ADMIN._replace(type="service"), [STAYS], "protected now"),
+    ],
+)
+def test_verify_live_of_a_role_removal(live, identities, why) -> None:
+    found = verify_live(TAKE, live, {i.id: i for i in identities}, ROLE_POLICY, "wiki", NOW)
+    if why is None:
+        assert found is None
+    else:
+        assert found is not None and why in found
+
+
+@pytest.mark.parametrize(
+    ("roles", "done"),
+    [(("editors",), True), (("admins", "editors"), False), ((), True)],
+)
+def test_a_role_removal_is_done_when_the_roles_read_back_gone(roles, done) -> None:
+    assert shows_done(ADMIN._replace(roles=roles), TAKE) is done
+    assert shows_done(None, TAKE) is False  # a vanished account is not a role taken

@@ -10,6 +10,7 @@ import pytest
 from reconciler import demo
 from reconciler.config import DutySeparation
 from reconciler.model import Account
+from reconciler.plan import REMOVE_ROLES, Action
 from reconciler.policy import duty_blocks, duty_conflicts
 from reconciler.testing.access_repo import company
 from tests.test_policy import POLICY
@@ -19,6 +20,10 @@ MAKER_CHECKER = DutySeparation(("approve", "submit"), block=True, name="payments
 
 def holder(n: int, *roles: str, status: str = "active") -> Account:
     return Account.build(f"a{n}", f"user{n}", roles=roles, status=status)
+
+
+def removal(account: Account) -> Action:
+    return Action(account.id, account.username, "", "", "disable", "idp_deprovisioned", "i")
 
 
 @pytest.mark.parametrize(
@@ -51,10 +56,19 @@ def test_only_a_blocking_rule_blocks_and_never_for_an_account_being_removed():
     assert [(c.account.id, c.rule.label) for c in found] == [
         ("a1", "payments"), ("a2", "payments"), ("a3", "admin + audit"),
     ]  # fmt: skip
-    (reason,) = duty_blocks(found, proposed=set())
+    (reason,) = duty_blocks(found, ())
     assert "2 account(s) hold every role of 'payments'" in reason
     assert "user1, user2" in reason
-    assert duty_blocks(found, proposed={"a1", "a2"}) == []
+    removed = [removal(accounts["a1"]), removal(accounts["a2"])]
+    assert duty_blocks(found, removed) == []
+    # Taking one of the rule's roles resolves a conflict too; taking another role does not.
+    takes_submit = replace(
+        removal(accounts["a2"]), op=REMOVE_ROLES, mode="remove_roles", roles=("submit",)
+    )
+    takes_other = replace(takes_submit, roles=("audit",))
+    assert duty_blocks(found, [removed[0], takes_submit]) == []
+    (reason,) = duty_blocks(found, [removed[0], takes_other])
+    assert "1 account(s) hold every role of 'payments'" in reason
 
 
 def test_the_report_lists_holders_and_a_blocking_rule_blocks_the_plan(tmp_path):

@@ -9,7 +9,7 @@ cannot be trusted as complete, and `ConnectorError` for any other failure.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,12 +19,14 @@ from reconciler.model import Account, Identity, Role
 
 
 class Mode(enum.StrEnum):
-    """How an account is deprovisioned; connectors declare which they support."""
+    """What a connector can do to an account; connectors declare which they support."""
 
     DISABLE = "disable"
     DELETE = "delete"
     # The system has no API: a person removes the account and marks the task done.
     MANUAL = "manual"
+    # Take roles from an account that stays (group memberships, role grants).
+    REMOVE_ROLES = "remove_roles"
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,14 @@ class Connector(Protocol):
 
     # Disable or delete one account; must be safe to repeat.
     def deprovision(self, account: Account, mode: Mode) -> None: ...
+
+    # The roles one account holds, read live with every membership that makes one, or
+    # None if the account no longer exists. Apply reads them before and after taking one.
+    def lookup_roles(self, account_id: str) -> tuple[str, ...] | None: ...
+
+    # Take `roles` from one account, which stays (Mode.REMOVE_ROLES); must be safe to
+    # repeat: a role the account no longer holds is not an error.
+    def remove_roles(self, account: Account, roles: Collection[str]) -> None: ...
 
     # Release connections.
     def close(self) -> None: ...

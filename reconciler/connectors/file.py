@@ -23,7 +23,7 @@ import csv
 import functools
 import io
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Literal, NamedTuple, TypeVar
@@ -430,6 +430,19 @@ class FileConnector:
                 "export has no API. Set the mode to `manual` in the policy; the report "
                 "then lists the accounts for a person to remove.",
             )
+
+    def lookup_roles(self, account_id: str) -> tuple[str, ...] | None:
+        """The account's roles as the latest export shows them, or None."""
+        account = self.lookup_account(account_id)
+        return None if account is None else account.roles
+
+    def remove_roles(self, account: Account, roles: Collection[str]) -> None:
+        """Never: a file export has no API; roles are taken by hand (a manual task)."""
+        raise ConnectorError(
+            self.name,
+            f"cannot take roles from account {account.id!r}: a file export has no API; "
+            "the plan lists the role for a person to remove (a manual task)",
+        )
 
     def close(self) -> None:
         """Nothing to release."""

@@ -43,6 +43,14 @@ Deprovisioning, both safe to repeat (an entry already gone is done), each read b
   the account is the last member of one, the delete is refused before anything changes,
   naming the groups, rather than leaving an entry half removed.
 
+Removing roles (the account stays), safe to repeat (a role not held, or an entry gone,
+is done), read back: the user's DN is deleted, as one value, from the `member` of every
+group with a role's name that lists it directly, so members someone adds meanwhile stay.
+Only the user's own memberships are taken, never a nested group's or a parent's, so
+when a role would still be held through a nested group, or a groupOfNames would be left
+without members, the removal is refused before anything changes, saying which group and
+what an admin can do. A role still held on reading back is an error too.
+
 Errors become `ConnectorError` (`PullError` during a pull) naming the system and what to
 fix. ldap3's exceptions are never chained to them: each is turned into text, with the
 bind password removed, inside the handler, and raised from outside it.
@@ -56,8 +64,8 @@ import re
 import ssl
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -70,7 +78,7 @@ from ldap3.utils.dn import parse_dn
 from reconciler.connectors.base import ConnectorContext, Mode, secret_from_env
 from reconciler.connectors.ldap import LdapOptions
 from reconciler.errors import ConnectorError, PullError
-from reconciler.model import Account, Identity, Role, clean_time
+from reconciler.model import Account, Identity, Role, clean_text, clean_time, sorted_names
 
 PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
 # AD userAccountControl flag ACCOUNTDISABLE.
@@ -86,10 +94,10 @@ SUCCESS = 0
 TIME_LIMIT_EXCEEDED = 3
 SIZE_LIMIT_EXCEEDED = 4
 STRONGER_AUTH_REQUIRED = 8
-NO_SUCH_ATTRIBUTE = 16
 NO_SUCH_OBJECT = 32
 INVALID_CREDENTIALS = 49
 INSUFFICIENT_ACCESS = 50
+OBJECT_CLASS_VIOLATION = 65
 
 
 # ---------------------------------------------------------------------------------------
@@ -271,6 +279,11 @@ class LdapGroup:
     members: tuple[str, ...]  # member DNs as stored
     must_have_members: bool  # a groupOfNames: cannot lose its last member
 
+    @property
+    def role(self) -> str:
+        """The role this group gives, spelt as `Account.roles` spells it."""
+        return clean_text(self.name).strip()
+
     @classmethod
     def of(cls, entry: LdapEntry) -> LdapGroup:
         classes = {value.lower() for value in entry.texts("objectClass")}
@@ -287,28 +300,93 @@ class LdapGroup:
         )
 
 
+def _containing(parents: Mapping[str, set[str]], key: str) -> set[str]:
+    """Keys of every group that holds `key`, directly or through nested groups; a
+    cycle of groups ends where it closes."""
+    seen: set[str] = set()
+    pending = list(parents.get(key, ()))
+    while pending:
+        found = pending.pop()
+        if found not in seen:
+            seen.add(found)
+            pending.extend(parents.get(found, ()))
+    return seen
+
+
+def _parents(groups: Iterable[LdapGroup]) -> tuple[dict[str, set[str]], dict[str, LdapGroup]]:
+    """member key → keys of the groups listing it, and group key → group."""
+    parents: dict[str, set[str]] = defaultdict(set)
+    by_key: dict[str, LdapGroup] = {}
+    for group in groups:
+        key = dn_key(group.dn)
+        by_key[key] = group
+        for member in group.members:
+            parents[dn_key(member)].add(key)
+    return parents, by_key
+
+
 def group_memberships(groups: Iterable[LdapGroup]) -> Callable[[str], frozenset[str]]:
     """DN → names of every group it is in, directly or through nested groups (a group
     that is a member of a group). A cycle of groups ends where it closes."""
-    parents: dict[str, set[str]] = defaultdict(set)  # member key → keys of groups listing it
-    names: dict[str, str] = {}
-    for group in groups:
-        key = dn_key(group.dn)
-        names[key] = group.name
-        for member in group.members:
-            parents[dn_key(member)].add(key)
+    parents, by_key = _parents(groups)
 
     def groups_of(dn: str) -> frozenset[str]:
-        seen: set[str] = set()
-        pending = list(parents.get(dn_key(dn), ()))
-        while pending:
-            key = pending.pop()
-            if key not in seen:
-                seen.add(key)
-                pending.extend(parents.get(key, ()))
-        return frozenset(names[key] for key in seen)
+        return frozenset(by_key[key].name for key in _containing(parents, dn_key(dn)))
 
     return groups_of
+
+
+def roles_of(groups: Iterable[LdapGroup], dn: str) -> tuple[str, ...]:
+    """The roles the entry `dn` holds, spelt and sorted as `Account.roles`."""
+    return sorted_names(group_memberships(groups)(dn))
+
+
+def direct_values(group: LdapGroup, dn: str) -> tuple[str, ...]:
+    """The `member` values of `group` that name `dn` itself, spelt as stored."""
+    key = dn_key(dn)
+    return tuple(member for member in group.members if dn_key(member) == key)
+
+
+def left_empty(group: LdapGroup, dn: str) -> bool:
+    """Whether taking `dn` out of `group` would leave a groupOfNames without members,
+    which it cannot be."""
+    own = direct_values(group, dn)
+    return group.must_have_members and bool(own) and len(own) == len(group.members)
+
+
+def without_direct(groups: Iterable[LdapGroup], dn: str, roles: Collection[str]) -> list[LdapGroup]:
+    """The groups as they are once `dn` is no longer a direct member of any group that
+    gives one of `roles`; nested groups and other members stay."""
+    key = dn_key(dn)
+    return [
+        replace(group, members=tuple(m for m in group.members if dn_key(m) != key))
+        if group.role in roles
+        else group
+        for group in groups
+    ]
+
+
+def how_held(groups: Iterable[LdapGroup], dn: str, role: str) -> str:
+    """Why `dn` holds `role`, for a message: the groups giving it that list `dn` itself,
+    and the nested groups `dn` is in that are members of one."""
+    parents, by_key = _parents(groups)
+    inside = _containing(parents, dn_key(dn))
+    direct: list[str] = []
+    nested: list[str] = []
+    for key in sorted(inside):
+        group = by_key[key]
+        if group.role != role:
+            continue
+        if direct_values(group, dn):
+            direct.append(group.dn)
+        nested += [
+            by_key[dn_key(m)].dn
+            for m in group.members
+            if dn_key(m) in inside and dn_key(m) in by_key
+        ]
+    reasons = [f"through nested group {group!r}" for group in sorted(set(nested))]
+    reasons += [f"as a direct member of {group!r}" for group in direct]
+    return f"{role!r} is held {' and '.join(reasons)}" if reasons else f"{role!r} is held"
 
 
 # ---------------------------------------------------------------------------------------
@@ -327,7 +405,8 @@ class LdapConnector:
         self.name = name
         self.options = options
         self._password = password
-        modes = {Mode.DELETE}
+        # Nothing makes this connector read-only: group membership can always be written.
+        modes = {Mode.DELETE, Mode.REMOVE_ROLES}
         if options.dialect == "ad" or options.disable is not None:
             modes.add(Mode.DISABLE)
         self.modes = frozenset(modes)
@@ -414,6 +493,49 @@ class LdapConnector:
             )
         if mode is Mode.DELETE and after is not None:
             raise ConnectorError(self.name, f"{what}: done, but the entry still exists")
+
+    def lookup_roles(self, account_id: str) -> tuple[str, ...] | None:
+        """The roles the user holds, read live and worked out as an account's roles
+        (nested groups included); None if no user has that id any more."""
+        with self._failing_as(ConnectorError, f"reading the roles of account {account_id!r}"):
+            entry = self._user(account_id)
+            if entry is None:
+                return None
+            return roles_of(self._groups(), entry.dn)
+
+    def remove_roles(self, account: Account, roles: Collection[str]) -> None:
+        """Take `roles` from the user, which stays, then read them back. A role it no
+        longer holds, or a user gone, is done. Refused before anything changes when a
+        role would still be held (through a nested group) or a groupOfNames would be
+        left without members."""
+        wanted = frozenset(sorted_names(roles))
+        what = (
+            f"remove roles {', '.join(map(repr, sorted(wanted)))} from account "
+            f"{account.username!r} (id {account.id})"
+        )
+        if id_filter(self.options.id_attribute, account.id) is None:
+            raise ConnectorError(
+                self.name,
+                f"cannot {what}: the id is not a valid {self.options.id_attribute}; "
+                "was the snapshot taken with another id_attribute?",
+            )
+        if not wanted:
+            return
+        with self._failing_as(ConnectorError, what):
+            entry = self._user(account.id)
+            if entry is None:
+                return
+            self._take_roles(entry.dn, wanted)
+        still = sorted(wanted.intersection(self.lookup_roles(account.id) or ()))
+        if still:
+            with self._failing_as(ConnectorError, what):
+                groups = self._groups()
+            reasons = "; ".join(how_held(groups, entry.dn, role) for role in still)
+            raise ConnectorError(
+                self.name,
+                f"{what}: done, but {reasons}; the groups changed meanwhile, or the "
+                "server kept the membership: check them by hand, then apply again",
+            )
 
     def close(self) -> None:
         """Unbind."""
@@ -575,33 +697,81 @@ class LdapConnector:
         self._modify(entry.dn, change, f"disabling {entry.dn!r}")
 
     def _delete(self, entry: LdapEntry, what: str) -> None:
-        key = dn_key(entry.dn)
-        listing = [
-            (group, [m for m in group.members if dn_key(m) == key]) for group in self._groups()
-        ]
-        listing = [(group, members) for group, members in listing if members]
+        listing = [group for group in self._groups() if direct_values(group, entry.dn)]
         # Checked before any change: a group left half edited is worse than a refusal.
-        last = sorted(
-            group.dn
-            for group, members in listing
-            if group.must_have_members and len(group.members) == len(members)
-        )
+        last = sorted(group.dn for group in listing if left_empty(group, entry.dn))
         if last:
             raise _Failure(
                 f"it is the last member of {', '.join(repr(dn) for dn in last)}, and a "
                 "groupOfNames cannot be left without members; nothing was changed: add "
                 "another member to (or delete) the group, then deprovision again"
             )
-        for group, members in listing:
-            self._modify(
-                group.dn,
-                {"member": [(ldap3.MODIFY_DELETE, members)]},
-                f"removing {entry.dn!r} from group {group.dn!r}",
-                done_if=(NO_SUCH_ATTRIBUTE,),
-            )
+        for group in listing:
+            self._leave(group, entry.dn)
         conn = self._connection()
         self._call(f"deleting {entry.dn!r}", conn.delete, entry.dn)
         self._check(conn.result, f"deleting {entry.dn!r}", done_if=(NO_SUCH_OBJECT,))
+
+    def _take_roles(self, dn: str, roles: frozenset[str]) -> None:
+        """Take `dn` out of every group giving one of `roles` that lists it directly;
+        nothing changes unless all of them can go."""
+        groups = self._groups()
+        leaving = [group for group in groups if group.role in roles and direct_values(group, dn)]
+        # Checked before any change, on the groups as they will be: the user's own
+        # memberships are all this may take, never a nested group's or a parent's.
+        after = without_direct(groups, dn, roles)
+        problems = [
+            f"{how_held(after, dn, role)}, and only the account's own memberships are "
+            f"taken: take the account out of that group (or that group out of {role!r}) "
+            f"by hand, or change the rule so that it keeps {role!r}"
+            for role in roles_of(after, dn)
+            if role in roles
+        ]
+        problems += [
+            f"group {group.dn!r} would be left without members, which a groupOfNames "
+            "cannot be: add another member to it, or remove the group by hand, then "
+            "apply again"
+            for group in leaving
+            if left_empty(group, dn)
+        ]
+        if problems:
+            raise _Failure(f"nothing was changed: {'; '.join(problems)}")
+        for group in leaving:
+            self._leave(group, dn)
+
+    def _leave(self, group: LdapGroup, dn: str) -> None:
+        """Delete the `member` values of `group` that name `dn` itself, never the whole
+        attribute, so that members added meanwhile stay; done when they are gone."""
+        doing = f"removing {dn!r} from group {group.dn!r}"
+        conn = self._connection()
+        change = {"member": [(ldap3.MODIFY_DELETE, list(direct_values(group, dn)))]}
+        self._call(doing, conn.modify, group.dn, change)
+        result = dict(conn.result or {})
+        if result.get("result") in (SUCCESS, NO_SUCH_OBJECT):
+            return
+        # A value removed meanwhile is answered noSuchAttribute by OpenLDAP and
+        # unwillingToPerform by AD: ask the group whether it still lists the user.
+        if not self._lists(group.dn, dn):
+            return
+        if result.get("result") == OBJECT_CLASS_VIOLATION and group.must_have_members:
+            raise _Failure(
+                f"{doing}: group {group.dn!r} would be left without members, which a "
+                "groupOfNames cannot be (its other members were removed meanwhile): add "
+                "another member to it, or remove the group by hand, then try again"
+            )
+        raise _Failure(self._result_problem(result, doing))
+
+    def _lists(self, group_dn: str, dn: str) -> bool:
+        """Whether group `group_dn` lists `dn` in its `member`, as the server compares
+        DNs; False when the group is gone."""
+        doing = f"reading the members of group {group_dn!r}"
+        conn = self._connection()
+        member_filter = f"(member={escape_filter_chars(dn)})"
+        self._call(
+            doing, conn.search, group_dn, member_filter, ldap3.BASE, attributes=ldap3.NO_ATTRIBUTES
+        )
+        self._check(conn.result, doing, done_if=(NO_SUCH_OBJECT,))
+        return any(item.get("type") == "searchResEntry" for item in conn.response or ())
 
     def _modify(
         self, dn: str, change: Mapping[str, Any], doing: str, done_if: tuple[int, ...] = ()

@@ -1,9 +1,9 @@
 """The `postgres` connector type: its options and how it is built.
 
 The connector itself (`connectors/postgres_roles.py`: what an account is, how one is
-disabled or deleted) needs psycopg, from the `postgres` extra; this module does not, so
-reconciler.yaml is validated, and `reconciler init` and the schema list the type, where
-the driver is not installed.
+disabled, deleted or has roles taken from it) needs psycopg, from the `postgres` extra;
+this module does not, so reconciler.yaml is validated, and `reconciler init` and the
+schema list the type, where the driver is not installed.
 """
 
 from __future__ import annotations

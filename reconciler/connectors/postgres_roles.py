@@ -39,8 +39,20 @@ delete that fails half-way leaves a disabled account), then in every database of
 `DROP ROLE`. Both are safe to repeat; a role already gone is done. Identifiers always go
 through `psycopg.sql.Identifier`, values are query parameters.
 
+Removing roles (Mode.REMOVE_ROLES) from an account that stays: in one transaction the
+role's current name is read by its oid (a renamed role is still the same account; a name
+now worn by another role is never used), each requested role the account holds directly
+is revoked, and the memberships and the name are read again before the commit. A role
+it does not hold is skipped. If a membership stays (PostgreSQL 16 keeps one grant per
+grantor and REVOKE drops only the connecting role's), or the connecting role may not
+revoke it, nothing is changed and the error names the role and what to do. Afterwards
+the roles are read back; a role still held (through another role it belongs to) is an
+error naming that role. `(superuser)` is an attribute, not a membership: it is refused.
+The connecting role and `exclude_roles` are refused, as for deprovisioning.
+
 The connecting role needs CREATEROLE (or to be superuser) and `pg_signal_backend`; for
-delete, membership in the roles whose objects it reassigns (in practice: superuser).
+delete, membership in the roles whose objects it reassigns (in practice: superuser); to
+remove roles, CREATEROLE or ADMIN OPTION on each role it takes.
 
 Errors from psycopg become `ConnectorError` (`PullError` during a pull) naming the
 system and the fix; the password is never part of a message.
@@ -50,7 +62,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, LiteralString
@@ -62,7 +74,7 @@ from psycopg import sql
 from reconciler.connectors.base import ConnectorContext, Mode, secret_from_env
 from reconciler.connectors.postgres import PostgresOptions
 from reconciler.errors import ConnectorError, PullError
-from reconciler.model import Account, Identity, Role, clean_text
+from reconciler.model import Account, Identity, Role, clean_text, sorted_names
 
 DISABLED_MARKER = "reconciler: disabled"
 SUPERUSER_ROLE = "(superuser)"
@@ -115,6 +127,28 @@ MEMBERSHIPS_SQL: LiteralString = (
     _CLOSURE
     + "SELECT c.member::bigint, g.rolname FROM closure c JOIN pg_roles g ON g.oid = c.roleid"
 )
+# The same for one member (%s: its oid).
+MEMBERSHIPS_OF_SQL: LiteralString = """
+    WITH RECURSIVE closure(roleid) AS (
+        SELECT roleid FROM pg_auth_members WHERE member = %s
+        UNION
+        SELECT m.roleid FROM closure c JOIN pg_auth_members m ON m.member = c.roleid
+    )
+    SELECT g.rolname FROM closure c JOIN pg_roles g ON g.oid = c.roleid
+"""
+# The roles one member (%s: its oid) belongs to directly and whose closure holds the role
+# named %s: what it is held through.
+HELD_THROUGH_SQL: LiteralString = """
+    WITH RECURSIVE closure(direct, roleid) AS (
+        SELECT roleid, roleid FROM pg_auth_members WHERE member = %s
+        UNION
+        SELECT c.direct, m.roleid FROM closure c JOIN pg_auth_members m ON m.member = c.roleid
+    )
+    SELECT DISTINCT d.rolname FROM closure c
+    JOIN pg_roles d ON d.oid = c.direct JOIN pg_roles g ON g.oid = c.roleid
+    WHERE g.rolname = %s AND d.oid <> c.roleid
+    ORDER BY d.rolname
+"""
 # Every role some role of the cluster's own belongs to (predefined roles granted only to
 # other predefined roles, as pg_monitor's, are no one's role).
 GROUPS_SQL: LiteralString = (
@@ -177,6 +211,19 @@ DIRECT_GROUPS_SQL: LiteralString = """
     SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
     WHERE m.member = %s ORDER BY g.rolname
 """
+# A role's name by oid (predefined roles are never accounts), and whether it is the role
+# this session runs as.
+MEMBER_BY_OID_SQL: LiteralString = """
+    SELECT rolname, rolname IN (current_user, session_user)
+    FROM pg_roles WHERE oid = %s AND rolname !~ '^pg_'
+"""
+# Each direct membership of a member (%s: its oid) with who granted it.
+DIRECT_GRANTS_SQL: LiteralString = """
+    SELECT g.rolname, coalesce(gr.rolname, m.grantor::text)
+    FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+    LEFT JOIN pg_roles gr ON gr.oid = m.grantor
+    WHERE m.member = %s ORDER BY g.rolname
+"""
 TERMINATE_SQL: LiteralString = """
     SELECT pid, pg_terminate_backend(pid, %s) FROM pg_stat_activity
     WHERE usesysid = %s AND pid <> pg_backend_pid()
@@ -218,6 +265,13 @@ def disabled_comment(comment: str, at: datetime) -> str:
     return f"{marker}\n{comment}" if comment else marker
 
 
+def account_roles(row: _RoleRow, memberships: Iterable[str]) -> tuple[str, ...]:
+    """An account's roles: the roles it belongs to, directly or not, and `(superuser)`
+    for a superuser; sorted as `Account.roles`."""
+    superuser = (SUPERUSER_ROLE,) if row.superuser else ()
+    return sorted_names([*memberships, *superuser])
+
+
 def account_from_row(
     row: _RoleRow,
     *,
@@ -227,7 +281,6 @@ def account_from_row(
 ) -> Account:
     """An Account from a role's catalog row, its memberships and its privileges."""
     earlier = earlier_comment(row.comment).strip()
-    superuser = (SUPERUSER_ROLE,) if row.superuser else ()
     return Account.build(
         id=str(row.oid),
         username=row.name,
@@ -235,7 +288,7 @@ def account_from_row(
         display_name=row.name,
         status="active" if row.can_login and row.valid else "disabled",
         type="service" if row.name == connecting_user else "human",
-        roles=[*roles, *superuser],
+        roles=account_roles(row, roles),
         entitlements=[*entitlements, *(f"attribute:{a}" for a in row.attributes)],
     )
 
@@ -254,7 +307,7 @@ class PostgresConnector:
         self.name = name
         self.options = options
         self._password = password
-        modes = {Mode.DISABLE}
+        modes = {Mode.DISABLE, Mode.REMOVE_ROLES}
         if options.reassign_to:
             modes.add(Mode.DELETE)
         self.modes = frozenset(modes)
@@ -305,13 +358,10 @@ class PostgresConnector:
         with self._failing_as(ConnectorError, f"reading account {account_id}"):
             conn = self._main()
             with conn.transaction():
-                found = conn.execute(ACCOUNT_SQL, (oid,)).fetchone()
-                if found is None:
+                row = self._account_row(conn, oid)
+                if row is None:
                     return None
-                row = _RoleRow.of(found)
-                if row.name in self.options.exclude_roles:
-                    return None
-                roles = [g for m, g in conn.execute(MEMBERSHIPS_SQL).fetchall() if m == oid]
+                roles = self._memberships(conn, oid)
                 privileges = [p for g, p in conn.execute(DATABASE_PRIVILEGES_SQL) if g == oid]
             return account_from_row(
                 row, roles=roles, entitlements=privileges, connecting_user=self.options.user
@@ -352,6 +402,46 @@ class PostgresConnector:
                 self.name, f"{what}: done, but the role still exists; check it by hand"
             )
 
+    def lookup_roles(self, account_id: str) -> tuple[str, ...] | None:
+        """The roles of one role read live, as `lookup_account` reads them (memberships
+        through any depth of nesting, and `(superuser)`), or None when `lookup_account`
+        would find no account."""
+        oid = parse_oid(account_id)
+        if oid is None:
+            return None
+        with self._failing_as(ConnectorError, f"reading the roles of account {account_id}"):
+            conn = self._main()
+            with conn.transaction():
+                row = self._account_row(conn, oid)
+                if row is None:
+                    return None
+                return account_roles(row, self._memberships(conn, oid))
+
+    def remove_roles(self, account: Account, roles: Collection[str]) -> None:
+        """Revoke `roles` from the role whose oid is the account id, which stays; a role
+        it does not hold, or a role already gone, is done."""
+        wanted = sorted(set(roles))
+        what = (
+            f"remove role(s) {', '.join(map(repr, wanted))} from account "
+            f"{account.username!r} (oid {account.id})"
+        )
+        if SUPERUSER_ROLE in wanted:
+            raise ConnectorError(
+                self.name,
+                f"cannot {what}: {SUPERUSER_ROLE} is the SUPERUSER attribute, not a "
+                "membership; nothing was done: remove it by hand (ALTER ROLE … "
+                "NOSUPERUSER), or leave it out of the roles to remove",
+            )
+        oid = parse_oid(account.id)
+        if oid is None:
+            raise ConnectorError(self.name, f"cannot {what}: the id is not a PostgreSQL oid")
+        if not wanted:
+            return
+        with self._failing_as(ConnectorError, what):
+            if self._revoke(oid, account, wanted, what) is None:
+                return  # the role is gone: it holds nothing
+        self._check_removed(oid, account, wanted, what)
+
     def close(self) -> None:
         """Close the connection."""
         if self._conn is not None:
@@ -380,6 +470,19 @@ class PostgresConnector:
             for row in rows
             if row.name not in self.options.exclude_roles
         ]
+
+    def _account_row(self, conn: psycopg.Connection[Any], oid: int) -> _RoleRow | None:
+        """The catalog row of the role with `oid`, or None when no account has it (gone,
+        predefined, or excluded)."""
+        found = conn.execute(ACCOUNT_SQL, (oid,)).fetchone()
+        if found is None:
+            return None
+        row = _RoleRow.of(found)
+        return None if row.name in self.options.exclude_roles else row
+
+    def _memberships(self, conn: psycopg.Connection[Any], oid: int) -> list[str]:
+        """Every role the role with `oid` belongs to, through any depth of nesting."""
+        return [name for (name,) in conn.execute(MEMBERSHIPS_OF_SQL, (oid,)).fetchall()]
 
     def _databases(self, conn: psycopg.Connection[Any]) -> Sequence[str]:
         if self.options.databases is not None:
@@ -477,6 +580,101 @@ class PostgresConnector:
                 "database not in `databases` (PostgreSQL says: "
                 f"{self._server_text(exc)}); add that database to `databases`",
             ) from exc
+
+    def _revoke(self, oid: int, account: Account, roles: Sequence[str], what: str) -> str | None:
+        """Revoke from the role with `oid` each of `roles` it holds directly, all in one
+        transaction; the role's current name, or None when it is gone. ConnectorError,
+        with nothing changed, when the role may not be touched, the connecting role lacks
+        the right, or a membership stays."""
+        conn = self._main()
+        with conn.transaction():
+            name = self._member_to_touch(conn, oid, account, what)
+            if name is None:
+                return None
+            member = sql.Identifier(name)
+            held = {group for (group,) in conn.execute(DIRECT_GROUPS_SQL, (oid,)).fetchall()}
+            for group in (g for g in roles if g in held):
+                try:
+                    conn.execute(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(group), member))
+                except pg_errors.InsufficientPrivilege as exc:
+                    raise ConnectorError(self.name, self._may_not_revoke(what, group)) from exc
+            self._check_revoked(conn, oid, name, roles, what)
+        return name
+
+    def _member_to_touch(
+        self, conn: psycopg.Connection[Any], oid: int, account: Account, what: str
+    ) -> str | None:
+        """The current name of the role with `oid` (renamed or not), None when it is gone;
+        ConnectorError when it is the connecting role or an excluded one."""
+        found = conn.execute(MEMBER_BY_OID_SQL, (oid,)).fetchone()
+        if found is None:
+            return None
+        name, is_session_role = found
+        why = None
+        if is_session_role or self.options.user in (name, account.username):
+            why = "it is the role this connector connects as"
+        elif self.options.exclude_roles & {name, account.username}:
+            why = "it is listed in `exclude_roles`"
+        if why:
+            raise ConnectorError(self.name, f"refusing to {what}: {why}")
+        return str(name)
+
+    def _check_revoked(
+        self, conn: psycopg.Connection[Any], oid: int, name: str, roles: Sequence[str], what: str
+    ) -> None:
+        """ConnectorError (the transaction then rolls back) when the role was renamed
+        while its memberships were revoked, or a membership in `roles` stays."""
+        again = conn.execute(MEMBER_BY_OID_SQL, (oid,)).fetchone()
+        if again is None or again[0] != name:
+            # The name REVOKE used may have meant another role for a moment.
+            raise ConnectorError(
+                self.name,
+                f"{what}: the role was renamed or dropped meanwhile; nothing was changed: "
+                "run it again",
+            )
+        left = [
+            (group, grantor)
+            for group, grantor in conn.execute(DIRECT_GRANTS_SQL, (oid,)).fetchall()
+            if group in roles
+        ]
+        if left:
+            # PostgreSQL 16 keeps one grant per grantor; REVOKE drops only ours.
+            grants = ", ".join(f"{g!r} (granted by {by!r})" for g, by in left)
+            raise ConnectorError(
+                self.name,
+                f"{what}: memberships in {grants} remain after REVOKE as role "
+                f"{self.options.user!r}; nothing was changed: revoke them as the role that "
+                "granted them, or as a superuser with REVOKE … GRANTED BY that role",
+            )
+
+    def _may_not_revoke(self, what: str, group: str) -> str:
+        user = self.options.user
+        return (
+            f"{what}: role {user!r} may not revoke membership in {group!r}; nothing was "
+            f"changed: give {user!r} ADMIN OPTION on {group!r} (GRANT … WITH ADMIN OPTION) "
+            "or CREATEROLE (a superuser role needs a superuser)"
+        )
+
+    def _check_removed(self, oid: int, account: Account, roles: Sequence[str], what: str) -> None:
+        """ConnectorError naming each of `roles` the account still holds, and through
+        which of its roles."""
+        after = self.lookup_roles(account.id)
+        still = [role for role in roles if role in (after or ())]
+        if not still:
+            return
+        with self._failing_as(ConnectorError, what):
+            conn = self._main()
+            reasons = []
+            for role in still:
+                through = [d for (d,) in conn.execute(HELD_THROUGH_SQL, (oid, role)).fetchall()]
+                via = (
+                    f"it comes through {', '.join(map(repr, through))}: remove that role "
+                    f"too, or REVOKE {role!r} FROM it"
+                    if through
+                    else "it was granted again meanwhile: run it again"
+                )
+                reasons.append(f"still a member of {role!r} after REVOKE; {via}")
+        raise ConnectorError(self.name, f"{what}: {'; '.join(reasons)}")
 
     def _terminate(self, oid: int, role: str) -> None:
         # NOLOGIN stops new sessions only; open ones keep every privilege until ended.

@@ -216,6 +216,32 @@ def disable_request(client: httpx.Client, user_id: str) -> httpx.Request:
     )
 
 
+def remove_member_request(client: httpx.Client, group_id: str, user_id: str) -> httpx.Request:
+    """PATCH one member out of a group, by a value filter in the path (RFC 7644
+    §3.5.2.2); never a `members` path without a filter, which removes every member."""
+    return _patch_request(
+        client, _group_path(group_id), f"members[value eq {_filter_text(user_id)}]"
+    )
+
+
+def remove_role_request(client: httpx.Client, user_id: str, role: str) -> httpx.Request:
+    """PATCH one value out of a user's `roles` (RFC 7643 §4.1.2), by a value filter."""
+    return _patch_request(client, _user_path(user_id), f"roles[value eq {_filter_text(role)}]")
+
+
+def _patch_request(client: httpx.Client, path: str, target: str) -> httpx.Request:
+    body = {"schemas": [PATCH_OP_SCHEMA], "Operations": [{"op": "remove", "path": target}]}
+    return client.build_request(
+        "PATCH", path, content=json.dumps(body).encode(), headers={"Content-Type": SCIM_JSON}
+    )
+
+
+def _filter_text(value: str) -> str:
+    # A filter's string literal is a JSON string (RFC 7644 §3.4.2.2): quotes and
+    # backslashes in an id cannot end it early.
+    return json.dumps(value, ensure_ascii=False)
+
+
 def delete_request(client: httpx.Client, user_id: str) -> httpx.Request:
     """DELETE a user (RFC 7644 §3.6)."""
     return client.build_request("DELETE", _user_path(user_id))
@@ -224,6 +250,10 @@ def delete_request(client: httpx.Client, user_id: str) -> httpx.Request:
 def _user_path(user_id: str) -> str:
     # Ids are opaque strings: quote everything so one cannot reach another path.
     return f"Users/{quote(user_id, safe='')}"
+
+
+def _group_path(group_id: str) -> str:
+    return f"Groups/{quote(group_id, safe='')}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -632,7 +662,7 @@ class ScimConnector:
     `/Groups`; apply needs their status, which is exact.
     """
 
-    modes: frozenset[Mode] = frozenset({Mode.DISABLE, Mode.DELETE})
+    modes: frozenset[Mode] = frozenset({Mode.DISABLE, Mode.DELETE, Mode.REMOVE_ROLES})
 
     def __init__(
         self,
@@ -720,6 +750,63 @@ class ScimConnector:
             return
         raise self._error(response, f"{mode.value} account {account.id} ({account.username})")
 
+    def lookup_roles(self, account_id: str) -> tuple[str, ...] | None:
+        """The user's `roles` values and the names of every group it is in, read live
+        from the user and a full listing of /Groups (servers need not fill in
+        `User.groups`); None if the server says 404."""
+        user = self._get_user(account_id)
+        if user is None:
+            return None
+        groups = self._groups_around(account_id)
+        memberships = group_memberships(groups).get(account_id, frozenset())
+        names = {group.id: group.display_name for group in groups}
+        return account_from_user(user, memberships=memberships, group_names=names).roles
+
+    def remove_roles(self, account: Account, roles: Collection[str]) -> None:
+        """PATCH the user out of every group named after one of `roles` that lists it
+        directly, and each of `roles` out of its `roles` attribute; a group or value
+        already gone is done. A role held only through a nested group is refused before
+        anything changes: taking the nested group out would take it from everyone."""
+        wanted = set(roles)
+        user = self._get_user(account.id)
+        if user is None:
+            return
+        groups = self._groups_around(account.id)
+        group_ids = {group.id for group in groups}
+        direct = [
+            group
+            for group in groups
+            if group.display_name in wanted
+            and any(
+                member.id == account.id and not member_is_group(member, group_ids, ())
+                for member in group.members
+            )
+        ]
+        held = {str(r.get("value")) for r in _dicts(user.get("roles"))}
+        through = group_memberships(groups).get(account.id, frozenset())
+        nested = (wanted & through) - held - {group.display_name for group in direct}
+        if nested:
+            raise ConnectorError(
+                self.name,
+                f"cannot take {', '.join(sorted(nested))} from account {account.id} "
+                f"({account.username}): it holds them only through a nested group, which "
+                "holds other members too; nothing was changed: take the account out of that "
+                "group by hand, or change the rule",
+            )
+        for role in sorted(wanted & held):
+            self._remove(remove_role_request(self.client, account.id, role), account, role)
+        for group in direct:
+            request = remove_member_request(self.client, group.id, account.id)
+            self._remove(request, account, group.display_name)
+        still = set(self.lookup_roles(account.id) or ()) & wanted
+        if still:
+            raise ConnectorError(
+                self.name,
+                f"took roles from account {account.id} ({account.username}), but it still "
+                f"holds {', '.join(sorted(still))}, through a nested group or a role the "
+                "server keeps; remove the membership by hand",
+            )
+
     def close(self) -> None:
         """Close the HTTP client."""
         self.client.close()
@@ -735,6 +822,33 @@ class ScimConnector:
             idempotent=idempotent,
             secrets=self.secrets,
         )
+
+    def _groups_around(self, account_id: str) -> list[ScimGroup]:
+        """Every group, read in full; ConnectorError if a member with the account's id
+        could be the account or a group (`ambiguous_member_ids`)."""
+        groups = list(self._pull_groups())
+        if account_id in ambiguous_member_ids(groups):
+            raise ConnectorError(
+                self.name,
+                f"read the groups of account {account_id}: a group lists a member with "
+                "that id without saying whether it is a user or a group, and a group has "
+                "that id too; give group members a `type` on the server",
+            )
+        return groups
+
+    def _remove(self, request: httpx.Request, account: Account, role: str) -> None:
+        # Removing a member twice has the effect of once: safe to repeat after a lost answer.
+        response = self._send(request, idempotent=True)
+        if response.status_code in (200, 204, 404):
+            return
+        hint = ""
+        if response.status_code in (400, 501):
+            hint = (
+                "the server may not support removing one member by a filter in the PATCH "
+                "path (RFC 7644 §3.5.2.2); remove the role by hand"
+            )
+        action = f"remove role {role!r} from account {account.id} ({account.username})"
+        raise ConnectorError(self.name, f"{action}: {self._error_text(response, hint)}")
 
     def _get_user(self, user_id: str) -> Mapping[str, Any] | None:
         request = user_request(self.client, user_id)

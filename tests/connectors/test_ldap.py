@@ -120,7 +120,7 @@ def seed(sub: Subtree) -> dict[str, str]:
 def test_ldap_meets_the_connector_contract(sub: Subtree) -> None:
     dn = seed(sub)
     directory = build(sub, display_name_attribute="displayName")
-    assert directory.modes == {Mode.DISABLE, Mode.DELETE}
+    assert directory.modes == {Mode.DISABLE, Mode.DELETE, Mode.REMOVE_ROLES}
     seen = exercise_connector(
         directory,
         Expect(
@@ -161,7 +161,7 @@ def test_ldap_meets_the_connector_contract(sub: Subtree) -> None:
 def test_without_disable_it_is_an_app_that_deletes(sub: Subtree) -> None:
     seed(sub)
     directory = build(sub, disable=None)
-    assert directory.modes == {Mode.DELETE}
+    assert directory.modes == {Mode.DELETE, Mode.REMOVE_ROLES}
     seen = exercise_connector(directory, Expect(accounts=5, victim="erin"))
     assert seen.accounts["bob"].status == "active", "nothing marks an entry disabled"
     with pytest.raises(ConnectorError, match="mode not supported; set `disable`"):
@@ -268,10 +268,15 @@ def test_delete_refuses_to_empty_a_group_and_changes_nothing(sub: Subtree) -> No
 
 def test_a_read_only_bind_dn_is_told_it_may_not_write(sub: Subtree) -> None:
     entry = sub.person("gina")
+    other = sub.person("other")
+    team = sub.group("team", [entry, other])
     directory = build(sub, bind_dn=READER_DN)
-    [account] = directory.pull_accounts()
+    account = {a.username: a for a in directory.pull_accounts()}["gina"]
     with pytest.raises(ConnectorError, match=rf"bind DN '{READER_DN}' may not do this"):
         directory.deprovision(account, Mode.DISABLE)
+    with pytest.raises(ConnectorError, match=rf"bind DN '{READER_DN}' may not do this"):
+        directory.remove_roles(account, ["team"])
+    assert sub.read(team, "member") == {"member": [entry, other]}
     found = sub.read(entry, "employeeType")
     assert found is not None and found.get("employeeType", []) == []
     live = directory.lookup_account(account.id)
@@ -296,6 +301,188 @@ def test_an_id_attribute_shared_by_two_users_fails_the_pull(sub: Subtree) -> Non
         list(directory.pull_accounts())
 
 
+# -- Removing roles -------------------------------------------------------------------------
+
+
+def members(sub: Subtree, *groups: str) -> dict[str, set[str]]:
+    """Group DN → its member DNs, as the root DN reads them."""
+    found = {group: sub.read(group, "member") for group in groups}
+    return {group: set(entry["member"]) if entry else set() for group, entry in found.items()}
+
+
+def stale_groups_once(monkeypatch: pytest.MonkeyPatch, directory: LdapConnector) -> None:
+    """The connector's next read of the groups gets them as they are now, whatever
+    happens before its write; later reads are live (someone else acts in between)."""
+    stale = directory._groups()
+    live = directory._groups
+    reads = iter([stale])
+    monkeypatch.setattr(directory, "_groups", lambda: next(reads, None) or live())
+
+
+def test_remove_roles_takes_direct_memberships_and_repeats_harmlessly(sub: Subtree) -> None:
+    dn = seed(sub)
+    directory = build(sub)
+    accounts = {a.username: a for a in directory.pull_accounts()}
+    alice = accounts["alice"]
+    # lookup_roles reads what a pull reads, nested groups included.
+    for account in accounts.values():
+        assert directory.lookup_roles(account.id) == account.roles
+    groups = (dn["readers"], dn["staff"], dn["admins"])
+    before = members(sub, *groups)
+
+    directory.remove_roles(alice, ["admins"])
+    assert directory.lookup_roles(alice.id) == ("readers", "staff")
+    assert members(sub, *groups) == {
+        **before,
+        dn["admins"]: {dn["dave"]},  # the other member stays
+    }
+    # A repeat, and a role the account never held, change nothing and are no error.
+    directory.remove_roles(alice, ["admins"])
+    directory.remove_roles(alice, ["admins", "no-such-role", "dave-only"])
+    directory.remove_roles(alice, [])
+    assert members(sub, *groups)[dn["admins"]] == {dn["dave"]}
+    dave = directory.lookup_account(accounts["dave"].id)
+    assert dave is not None and dave.roles == ("admins", "staff")
+
+
+def test_a_role_that_goes_with_a_direct_one_is_taken_too(sub: Subtree) -> None:
+    dn = seed(sub)
+    directory = build(sub)
+    carol = {a.username: a for a in directory.pull_accounts()}["carol"]
+    # carol holds staff only through readers: taking both leaves the nesting alone.
+    directory.remove_roles(carol, ["readers", "staff"])
+    assert directory.lookup_roles(carol.id) == ()
+    assert members(sub, dn["readers"], dn["staff"]) == {
+        dn["readers"]: {dn["alice"]},
+        dn["staff"]: {dn["readers"], dn["dave"], dn["erin"]},
+    }
+
+
+def test_a_role_held_through_a_nested_group_is_refused_and_nothing_changes(
+    sub: Subtree,
+) -> None:
+    dn = seed(sub)
+    # alice is also a direct member of staff: that membership alone would not take it.
+    sub.conn.modify(dn["staff"], {"member": [(ldap3.MODIFY_ADD, [dn["alice"]])]})
+    directory = build(sub)
+    alice = {a.username: a for a in directory.pull_accounts()}["alice"]
+    groups = (dn["readers"], dn["staff"], dn["admins"])
+    before = members(sub, *groups)
+    for roles in (["staff"], ["admins", "staff"]):
+        with pytest.raises(ConnectorError) as caught:
+            directory.remove_roles(alice, roles)
+        text = str(caught.value)
+        assert text.startswith("corp-ldap: ") and "nothing was changed" in text
+        assert f"'staff' is held through nested group '{dn['readers']}'" in text
+        assert "by hand" in text and "change the rule" in text
+        assert members(sub, *groups) == before
+    assert directory.lookup_roles(alice.id) == ("admins", "readers", "staff")
+
+
+def test_the_last_member_of_a_group_of_names_is_refused_and_nothing_changes(
+    sub: Subtree,
+) -> None:
+    lonely = sub.person("lonely")
+    other = sub.person("other")
+    solo = sub.group("solo", [lonely])
+    shared = sub.group("shared", [lonely, other])
+    directory = build(sub)
+    account = {a.username: a for a in directory.pull_accounts()}["lonely"]
+    for roles in (["solo"], ["shared", "solo"]):
+        with pytest.raises(ConnectorError) as caught:
+            directory.remove_roles(account, roles)
+        text = str(caught.value)
+        assert f"group '{solo}' would be left without members" in text
+        assert "nothing was changed" in text and "add another member" in text
+        assert members(sub, solo, shared) == {solo: {lonely}, shared: {lonely, other}}
+    directory.remove_roles(account, ["shared"])
+    assert members(sub, solo, shared) == {solo: {lonely}, shared: {other}}
+    assert directory.lookup_roles(account.id) == ("solo",)
+
+
+def test_changes_made_meanwhile_survive_and_count(
+    sub: Subtree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dn = seed(sub)
+    frank = sub.person("frank")
+    directory = build(sub)
+    alice = {a.username: a for a in directory.pull_accounts()}["alice"]
+    stale_groups_once(monkeypatch, directory)
+    # Between the connector's read and its write, someone adds frank to admins and
+    # takes alice out of readers.
+    sub.conn.modify(dn["admins"], {"member": [(ldap3.MODIFY_ADD, [frank])]})
+    sub.conn.modify(dn["readers"], {"member": [(ldap3.MODIFY_DELETE, [dn["alice"]])]})
+    directory.remove_roles(alice, ["admins", "readers"])
+    assert members(sub, dn["admins"], dn["readers"]) == {
+        dn["admins"]: {dn["dave"], frank},
+        dn["readers"]: {dn["carol"]},
+    }
+    assert directory.lookup_roles(alice.id) == ()
+
+
+def test_a_group_of_names_emptied_meanwhile_is_refused(
+    sub: Subtree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lonely = sub.person("lonely")
+    other = sub.person("other")
+    pair = sub.group("pair", [lonely, other])
+    directory = build(sub)
+    account = {a.username: a for a in directory.pull_accounts()}["lonely"]
+    stale_groups_once(monkeypatch, directory)
+    sub.conn.modify(pair, {"member": [(ldap3.MODIFY_DELETE, [other])]})
+    with pytest.raises(ConnectorError, match=rf"group '{pair}' would be left without members"):
+        directory.remove_roles(account, ["pair"])
+    assert members(sub, pair) == {pair: {lonely}}
+
+
+def test_a_membership_the_server_kept_is_found_on_reading_back(
+    sub: Subtree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dn = seed(sub)
+    directory = build(sub)
+    alice = {a.username: a for a in directory.pull_accounts()}["alice"]
+    # A server that answers success and keeps the value.
+    monkeypatch.setattr(directory, "_leave", lambda group, member: None)
+    with pytest.raises(ConnectorError) as caught:
+        directory.remove_roles(alice, ["admins"])
+    text = str(caught.value)
+    assert text.startswith("corp-ldap: ") and "done, but" in text
+    assert f"'admins' is held as a direct member of '{dn['admins']}'" in text
+    assert "check them by hand" in text
+
+
+def test_roles_of_an_account_gone_are_none_and_removing_them_is_done(sub: Subtree) -> None:
+    seed(sub)
+    directory = build(sub)
+    dave = {a.username: a for a in directory.pull_accounts()}["dave"]
+    directory.deprovision(dave, Mode.DELETE)
+    assert directory.lookup_roles(dave.id) is None
+    directory.remove_roles(dave, ["admins"])
+    assert directory.lookup_roles("4b1c1d8e-0000-0000-0000-000000000000") is None
+    assert directory.lookup_roles(HOSTILE) is None
+
+
+def test_removing_roles_by_an_id_that_cannot_be_one_is_refused(sub: Subtree) -> None:
+    dn = seed(sub)
+    directory = build(sub)
+    alice = {a.username: a for a in directory.pull_accounts()}["alice"]
+    with pytest.raises(ConnectorError, match="the id is not a valid entryUUID"):
+        directory.remove_roles(alice._replace(id="alice"), ["admins"])
+    assert members(sub, dn["admins"]) == {dn["admins"]: {dn["alice"], dn["dave"]}}
+
+
+def test_a_hostile_username_leaves_only_its_own_group(sub: Subtree) -> None:
+    hostile = sub.person(HOSTILE)
+    plain = sub.person("plain")
+    both = sub.group("both", [hostile, plain])
+    by_uid = build(sub, id_attribute="uid")
+    found = by_uid.lookup_account(HOSTILE)
+    assert found is not None and found.roles == ("both",)
+    by_uid.remove_roles(found, ["both"])
+    assert members(sub, both) == {both: {plain}}
+    assert by_uid.lookup_roles(HOSTILE) == ()
+
+
 # -- Errors -------------------------------------------------------------------------------
 
 
@@ -313,6 +500,8 @@ def test_a_wrong_password_is_never_shown(sub: Subtree) -> None:
         lambda: directory.lookup_account(account.id),
         lambda: directory.lookup_identity(account.id),
         lambda: directory.deprovision(account, Mode.DISABLE),
+        lambda: directory.lookup_roles(account.id),
+        lambda: directory.remove_roles(account, ["admins"]),
     ]
     for attempt in attempts:
         with pytest.raises(ConnectorError) as caught:
@@ -414,7 +603,11 @@ def test_options_are_checked() -> None:
     # AD's users are objectClass user; computer accounts are too, but not persons.
     assert ad.user_filter == "(&(objectCategory=person)(objectClass=user))"
     assert ad.ca_file == Path("/repo/ca.pem")
-    assert LdapConnector("corp-ldap", ad, password=None).modes == {Mode.DISABLE, Mode.DELETE}
+    assert LdapConnector("corp-ldap", ad, password=None).modes == {
+        Mode.DISABLE,
+        Mode.DELETE,
+        Mode.REMOVE_ROLES,
+    }
     with pytest.raises(ConfigError, match=r"unknown option.*pasword_env"):
         LdapOptions.from_mapping("corp-ldap", {**required, "pasword_env": "X"}, Path("."))
     with pytest.raises(ConfigError, match="base_dn is required"):

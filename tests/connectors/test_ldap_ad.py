@@ -40,6 +40,7 @@ from .samba_server import (
     samba_missing,
     start_samba_dc,
 )
+from .test_ldap import stale_groups_once
 
 NEVER = 0x7FFFFFFFFFFFFFFF
 PAST = filetime(datetime(2020, 1, 1, tzinfo=UTC))
@@ -118,7 +119,7 @@ def test_ad_meets_the_connector_contract(ou: OrganizationalUnit) -> None:
     dn = seed(ou)
     name = ou.username
     directory = build(ou, display_name_attribute="displayName")
-    assert directory.modes == {Mode.DISABLE, Mode.DELETE}
+    assert directory.modes == {Mode.DISABLE, Mode.DELETE, Mode.REMOVE_ROLES}
     seen = exercise_connector(
         directory,
         Expect(
@@ -228,6 +229,70 @@ def test_lookup_reads_only_users_by_guid(ou: OrganizationalUnit) -> None:
     assert directory.lookup_identity(account.username) is None
 
 
+# -- Removing roles -------------------------------------------------------------------------
+
+
+def members(ou: OrganizationalUnit, *groups: str) -> dict[str, set[str]]:
+    """Group DN → its member DNs, as Administrator reads them."""
+    found = {group: ou.read(group, "member") for group in groups}
+    return {
+        group: set(entry.get("member", [])) if entry else set() for group, entry in found.items()
+    }
+
+
+def test_remove_roles_takes_only_direct_memberships(ou: OrganizationalUnit) -> None:
+    dn = seed(ou)
+    directory = build(ou)
+    accounts = {a.username: a for a in directory.pull_accounts()}
+    alice, carol = accounts[ou.username("alice")], accounts[ou.username("carol")]
+    for account in accounts.values():
+        assert directory.lookup_roles(account.id) == account.roles
+    groups = (dn["readers"], dn["staff"], dn["admins"])
+    before = members(ou, *groups)
+
+    # staff comes only through readers: refused, and no group changes.
+    with pytest.raises(ConnectorError) as caught:
+        directory.remove_roles(alice, ["admins", "staff"])
+    text = str(caught.value)
+    assert text.startswith("corp-ad: ") and "nothing was changed" in text
+    assert f"'staff' is held through nested group '{dn['readers']}'" in text
+    assert members(ou, *groups) == before
+
+    directory.remove_roles(alice, ["admins"])
+    directory.remove_roles(alice, ["admins", "no-such-role"])  # a repeat is done
+    assert directory.lookup_roles(alice.id) == ("readers", "staff")
+    assert members(ou, *groups) == {**before, dn["admins"]: {dn["dave"]}}
+    # An AD group may be left empty.
+    directory.remove_roles(carol, ["readers"])
+    directory.remove_roles(alice, ["readers"])
+    assert members(ou, dn["readers"])[dn["readers"]] == set()
+    assert directory.lookup_roles(alice.id) == ()
+    assert members(ou, dn["staff"]) == {dn["staff"]: before[dn["staff"]]}
+
+
+def test_changes_made_meanwhile_survive_and_count(
+    ou: OrganizationalUnit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dn = seed(ou)
+    gina = ou.user("gina")
+    directory = build(ou)
+    alice = {a.username: a for a in directory.pull_accounts()}[ou.username("alice")]
+    stale_groups_once(monkeypatch, directory)
+    # Between the connector's read and its write, someone adds gina to admins and
+    # takes alice out of readers (AD refuses to delete a value already gone).
+    ou.conn.modify(dn["admins"], {"member": [(ldap3.MODIFY_ADD, [gina])]})
+    ou.conn.modify(dn["readers"], {"member": [(ldap3.MODIFY_DELETE, [dn["alice"]])]})
+    directory.remove_roles(alice, ["admins", "readers"])
+    assert members(ou, dn["admins"], dn["readers"]) == {
+        dn["admins"]: {dn["dave"], gina},
+        dn["readers"]: {dn["carol"]},
+    }
+    assert directory.lookup_roles(alice.id) == ()
+    directory.deprovision(alice, Mode.DELETE)
+    assert directory.lookup_roles(alice.id) is None
+    directory.remove_roles(alice, ["admins"])
+
+
 # -- Errors -------------------------------------------------------------------------------
 
 
@@ -272,6 +337,8 @@ def test_a_user_without_delegated_rights_is_told_it_may_not_write(
     for mode in (Mode.DISABLE, Mode.DELETE):
         with pytest.raises(ConnectorError, match=rf"bind DN '{READER_DN}' may not do this"):
             directory.deprovision(account, mode)
+    with pytest.raises(ConnectorError, match=rf"bind DN '{READER_DN}' may not do this"):
+        directory.remove_roles(account, ["team"])
     assert ou.read(entry, "userAccountControl") == {"userAccountControl": [str(ACTIVE_USER)]}
     assert ou.read(team, "member") == {"member": [entry]}
 

@@ -119,7 +119,7 @@ def seed(box: Sandbox) -> dict[str, str]:
 def test_postgres_meets_the_connector_contract(box: Sandbox) -> None:
     r = seed(box)
     pg = build(box, reassign_to=r["heir"], exclude_roles=[r["svc"]])
-    assert pg.modes == {Mode.DISABLE, Mode.DELETE}
+    assert pg.modes == {Mode.DISABLE, Mode.DELETE, Mode.REMOVE_ROLES}
     seen = exercise_connector(
         pg,
         Expect(
@@ -275,10 +275,190 @@ def test_delete_leaving_objects_in_an_unlisted_database_says_which_option(box: S
 def test_delete_is_not_offered_without_reassign_to(box: Sandbox) -> None:
     person = box.create_role(box.role("person"))
     pg = build(box)
-    assert pg.modes == {Mode.DISABLE}
+    assert pg.modes == {Mode.DISABLE, Mode.REMOVE_ROLES}
     account = {x.username: x for x in pg.pull_accounts()}[person]
     with pytest.raises(ConnectorError, match="reassign_to"):
         pg.deprovision(account, Mode.DELETE)
+
+
+# -- Removing roles from an account that stays -------------------------------------------
+
+
+def pulled(pg: PostgresConnector) -> dict[str, Account]:
+    """Every account a pull yields, by username."""
+    return {x.username: x for x in pg.pull_accounts()}
+
+
+def test_lookup_roles_reads_what_a_pull_reads(box: Sandbox) -> None:
+    r = seed(box)
+    root = box.create_role(box.role("root"), "LOGIN SUPERUSER")
+    box.run(f'GRANT "{r["readers"]}" TO "{root}"')
+    pg = build(box, exclude_roles=[r["svc"]])
+    accounts = pulled(pg)
+    for name in (r["alice"], r["bob"], r["carol"], root, box.cluster.superuser):
+        assert pg.lookup_roles(accounts[name].id) == accounts[name].roles, name
+    assert pg.lookup_roles(accounts[r["alice"]].id) == (r["readers"], r["staff"]), "nested"
+    assert pg.lookup_roles(accounts[root].id) == (SUPERUSER_ROLE, r["readers"])
+    svc_oid = box.run(f"SELECT oid::text FROM pg_roles WHERE rolname = '{r['svc']}'")[0][0]
+    assert pg.lookup_roles(svc_oid) is None, "an excluded role is no account"
+    assert pg.lookup_roles("no-such-account-id") is None
+    box.run(f'DROP ROLE "{r["bob"]}"')
+    assert pg.lookup_roles(accounts[r["bob"]].id) is None
+
+
+def test_remove_roles_revokes_only_the_roles_asked_for(box: Sandbox) -> None:
+    r = seed(box)
+    writers = box.create_role(box.role("writers"), "NOLOGIN")
+    box.run(f'GRANT "{writers}" TO "{r["carol"]}", "{r["alice"]}"')
+    pg = build(box)
+    assert Mode.REMOVE_ROLES in pg.modes
+    before = pulled(pg)
+    carol = before[r["carol"]]
+    assert carol.roles == (r["readers"], writers)
+
+    pg.remove_roles(carol, [r["readers"]])
+
+    assert pg.lookup_roles(carol.id) == (writers,)
+    after = pulled(pg)
+    assert after[r["carol"]].roles == (writers,)
+    assert after[r["carol"]].status == "active", "the account stays"
+    for other in (r["alice"], r["dave"]):
+        assert after[other].roles == before[other].roles, other
+    pg.remove_roles(carol, [r["readers"]])  # a repeat is harmless
+    pg.remove_roles(carol, [r["staff"], box.role("no_such_group"), r["readers"]])
+    assert pg.lookup_roles(carol.id) == (writers,), "roles not held change nothing"
+    pg.remove_roles(carol, [])
+    assert pg.lookup_roles(carol.id) == (writers,)
+
+
+def test_remove_roles_from_a_dropped_role_is_done(box: Sandbox) -> None:
+    r = seed(box)
+    pg = build(box)
+    carol = pulled(pg)[r["carol"]]
+    box.run(f'DROP ROLE "{r["carol"]}"')
+    pg.remove_roles(carol, [r["readers"]])
+    assert pg.lookup_roles(carol.id) is None
+
+
+def test_a_role_held_through_another_is_reported_not_hidden(box: Sandbox) -> None:
+    r = seed(box)
+    pg = build(box)
+    alice = pulled(pg)[r["alice"]]
+    assert alice.roles == (r["readers"], r["staff"]), "readers comes through staff"
+    with pytest.raises(
+        ConnectorError, match=rf"still a member of '{r['readers']}'.*through '{r['staff']}'"
+    ):
+        pg.remove_roles(alice, [r["readers"]])
+    assert pg.lookup_roles(alice.id) == (r["readers"], r["staff"])
+    pg.remove_roles(alice, [r["readers"], r["staff"]])  # both: nothing is left
+    assert pg.lookup_roles(alice.id) == ()
+
+
+def test_role_names_that_need_quoting_are_only_identifiers(box: Sandbox) -> None:
+    sentinel = box.create_role(box.role("sentinel"), "NOLOGIN")
+    group = box.create_role(box.role(f'Mixed "Case"; DROP ROLE {sentinel}; --'), "NOLOGIN")
+    plain = box.create_role(box.role("plain"), "NOLOGIN")
+    member = box.create_role(box.role(HOSTILE))
+    with box.cluster.connect() as conn:
+        for granted in (group, plain):
+            conn.execute(
+                sql.SQL("GRANT {} TO {}").format(sql.Identifier(granted), sql.Identifier(member))
+            )
+    pg = build(box)
+    account = pulled(pg)[member]
+    assert account.roles == tuple(sorted((group, plain)))
+
+    pg.remove_roles(account, [group])
+
+    assert pg.lookup_roles(account.id) == (plain,)
+    exists = "SELECT rolname FROM pg_roles WHERE rolname = ANY(ARRAY[{}])"
+    names = ", ".join(sql.Literal(n).as_string() for n in (sentinel, group, plain, member))
+    assert len(box.run(exists.format(names))) == 4, "no role was dropped"
+
+
+def test_a_renamed_role_loses_its_role_and_a_reused_name_is_not_touched(box: Sandbox) -> None:
+    r = seed(box)
+    renamed = box.role("carol_renamed")
+    box.roles.append(renamed)
+    pg = build(box)
+    carol = pulled(pg)[r["carol"]]
+    box.run(f'ALTER ROLE "{r["carol"]}" RENAME TO "{renamed}"')
+    # Someone else now has carol's old name, and the same group.
+    box.run(f'CREATE ROLE "{r["carol"]}" LOGIN; GRANT "{r["readers"]}" TO "{r["carol"]}"')
+
+    pg.remove_roles(carol, [r["readers"]])
+
+    now = pulled(pg)
+    assert now[renamed].id == carol.id and now[renamed].roles == ()
+    assert now[r["carol"]].id != carol.id and now[r["carol"]].roles == (r["readers"],)
+
+
+def test_membership_granted_by_another_role_is_removed_or_reported(box: Sandbox) -> None:
+    r = seed(box)
+    operator = box.create_role(box.role("operator"), "LOGIN CREATEROLE", password="op-pw")
+    box.run(f'GRANT "{r["readers"]}" TO "{operator}" WITH ADMIN OPTION')
+    writers = box.create_role(box.role("writers"), "NOLOGIN")
+    with box.cluster.connect(user=operator, password="op-pw") as conn:
+        conn.execute(f'GRANT "{r["readers"]}" TO "{r["bob"]}"')
+    box.run(f'GRANT "{writers}" TO "{r["bob"]}"')
+    pg = build(box)  # the superuser did not grant bob's readers
+    bob = pulled(pg)[r["bob"]]
+    assert bob.roles == (r["readers"], writers)
+    with box.cluster.connect() as conn:
+        version = conn.info.server_version
+    if version >= 160000:
+        # One grant per grantor: the superuser's REVOKE leaves the operator's.
+        with pytest.raises(ConnectorError, match=rf"'{r['readers']}' \(granted by '{operator}'\)"):
+            pg.remove_roles(bob, [writers, r["readers"]])
+        assert pg.lookup_roles(bob.id) == (r["readers"], writers), "nothing was changed"
+    else:
+        # PostgreSQL 15 keeps one grant per membership, whoever granted it.
+        pg.remove_roles(bob, [writers, r["readers"]])
+        assert pg.lookup_roles(bob.id) == ()
+
+
+def test_a_connecting_role_without_the_right_is_told_what_it_lacks(box: Sandbox) -> None:
+    r = seed(box)
+    writers = box.create_role(box.role("writers"), "NOLOGIN")
+    box.run(f'GRANT "{writers}" TO "{r["carol"]}"')
+    deputy = box.create_role(box.role("deputy"), "LOGIN", password="deputy-pw")
+    box.run(f'GRANT "{writers}" TO "{deputy}" WITH ADMIN OPTION')
+    pg = build(box, user=deputy, password="deputy-pw")
+    carol = pulled(pg)[r["carol"]]
+
+    with pytest.raises(
+        ConnectorError,
+        match=rf"pgapp: .*'{deputy}' may not revoke .*'{r['readers']}'.*ADMIN OPTION",
+    ):
+        pg.remove_roles(carol, [writers, r["readers"]])
+    assert pg.lookup_roles(carol.id) == (r["readers"], writers), "nothing was changed"
+
+    pg.remove_roles(carol, [writers])  # ADMIN OPTION on writers is enough for writers
+    assert pg.lookup_roles(carol.id) == (r["readers"],)
+
+
+@pytest.mark.parametrize("which", ["connecting role", "excluded role"])
+def test_remove_roles_refuses_protected_roles(box: Sandbox, which: str) -> None:
+    r = seed(box)
+    target = {"connecting role": box.cluster.superuser, "excluded role": r["svc"]}[which]
+    box.run(f'GRANT "{r["readers"]}" TO "{target}"')
+    account = pulled(build(box))[target]
+    pg = build(box, exclude_roles=[r["svc"]])
+    why = {"connecting role": "connects as", "excluded role": "exclude_roles"}[which]
+    with pytest.raises(ConnectorError, match=rf"refusing to remove .*{target}.*{why}"):
+        pg.remove_roles(account, [r["readers"]])
+    assert pulled(build(box))[target].roles == account.roles, "nothing was changed"
+
+
+def test_the_superuser_marker_is_not_a_role_to_revoke(box: Sandbox) -> None:
+    r = seed(box)
+    root = box.create_role(box.role("root"), "LOGIN SUPERUSER")
+    box.run(f'GRANT "{r["readers"]}" TO "{root}"')
+    pg = build(box)
+    account = pulled(pg)[root]
+    with pytest.raises(ConnectorError, match="NOSUPERUSER"):
+        pg.remove_roles(account, [r["readers"], SUPERUSER_ROLE])
+    assert pg.lookup_roles(account.id) == (SUPERUSER_ROLE, r["readers"]), "nothing was changed"
 
 
 # -- Safety -------------------------------------------------------------------------------
@@ -345,6 +525,8 @@ def test_a_wrong_password_is_refused_without_the_password(box: Sandbox) -> None:
         pg.pull_roles,
         lambda: pg.lookup_account("16384"),
         lambda: pg.deprovision(victim, Mode.DISABLE),
+        lambda: pg.lookup_roles("16384"),
+        lambda: pg.remove_roles(victim, ["readers"]),
     ]
     for attempt in attempts:
         with pytest.raises(ConnectorError) as caught:
