@@ -40,7 +40,7 @@ from typing import IO, Any
 from bench import generate, runner
 from reconciler import changeindex, report, snapshot, yamlio
 from reconciler.apply import apply_message
-from reconciler.check import PLAN_HEADER, identity_import_message
+from reconciler.check import identity_import_message
 from reconciler.clock import timestamp
 from reconciler.config import Policy
 from reconciler.correlate import correlate, normalise
@@ -51,7 +51,7 @@ from reconciler.history import Entry, Journal
 from reconciler.model import Account, Identity, Role
 from reconciler.outcome import AppCheck
 from reconciler.plan import Plan, new_plan
-from reconciler.planfile import plan_path, report_path
+from reconciler.planfile import PLAN_HEADER, plan_path, report_path
 from reconciler.policy import (
     Assessment,
     Evaluation,

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from reconciler import changeindex, gone, report, snapshot, yamlio
+from reconciler import changeindex, gone, report, snapshot
 from reconciler.clock import timestamp, utc_now
 from reconciler.config import Settings, SystemConfig
 from reconciler.connectors.base import Connector, Mode
@@ -27,7 +27,7 @@ from reconciler.model import Account, Identity, Role
 from reconciler.outcome import AppCheck
 from reconciler.phases import Phases
 from reconciler.plan import Plan, new_plan
-from reconciler.planfile import plan_path
+from reconciler.planfile import plan_path, plan_text
 from reconciler.policy import (
     Assessment,
     PullState,
@@ -39,11 +39,6 @@ from reconciler.progress import NoProgress, Progress
 from reconciler.pull import collect, collect_records, merge_tombstones, pull_identities
 from reconciler.snapshot import Records
 from reconciler.systems import ConnectorFactory
-
-PLAN_HEADER = (
-    "# Plan written by `reconciler check`. Reviewers may delete an action or set\n"
-    "# `skip: true` with a `skip_reason`; any other edit makes `reconciler apply` refuse.\n"
-)
 
 
 @dataclass(frozen=True)
@@ -490,7 +485,7 @@ class Checker:
         if proposed is not None and proposed.id == result.plan.id:
             return Proposal.UNCHANGED.value
         with self.phases("report"):
-            plan_yaml = PLAN_HEADER + yamlio.dump(result.plan.to_data())
+            plan_yaml = plan_text(result.plan)
             report_md = report.render_report(result, templates_dir=self.templates_dir())
         with self.phases("commit"):
             outcome = self.forge.propose(result.plan, plan_yaml, report_md)

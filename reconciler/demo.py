@@ -30,6 +30,10 @@ LEAVER_DELETED = "peggy.carter"
 # A fourth leaver the demo's policy grants an exception for a few days more.
 EXCEPTED_LEAVER = "grace.hopper"
 EXCEPTION_DAYS = 10
+# Someone in sales who holds the app's admin role, which the demo's policy keeps for
+# engineering: the role is taken, the account stays.
+ROLE_HOLDER = "erin.smith"
+ADMIN_ROLE = "admins"
 BREAK_GLASS = "breakglass-admin"
 SERVICE_ACCOUNT = "ci-bot"
 REVIEWER = "demo-reviewer"
@@ -95,7 +99,7 @@ def app_seed() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     users = [scim_user(p.username, p.email, p.given, p.family) for p in people()]
     users.append(scim_user(SERVICE_ACCOUNT, f"ci@{DOMAIN}", "CI", "Bot", userType="Service"))
     users.append(scim_user(BREAK_GLASS, f"root@{DOMAIN}", "Break", "Glass"))
-    groups: dict[str, list[str]] = {"admins": [BREAK_GLASS, people()[0].username]}
+    groups: dict[str, list[str]] = {ADMIN_ROLE: [BREAK_GLASS, people()[0].username, ROLE_HOLDER]}
     for person in people():
         groups.setdefault(APP_GROUPS[person.department], []).append(person.username)
     groups["editors"].append(SERVICE_ACCOUNT)
@@ -168,13 +172,26 @@ seat_cost:
 """
 
 
+# Who may hold the app's admin role: engineering only.
+ROLE_RULES = f"""\
+# Roles only some people may hold; anyone else holding one loses it (the account stays).
+allowed_roles:
+  {ADMIN_ROLE}: {{groups: [engineering]}}
+"""
+
+
 def policy_with_exception(until: date) -> str:
-    """The demo's policy, with an exception for EXCEPTED_LEAVER until `until`."""
-    return POLICY + (
-        "# Kept out of plans until the end of `until`, then proposed again.\n"
-        "exceptions:\n"
-        f"  - person: {EXCEPTED_LEAVER}@{DOMAIN}\n"
-        f"    until: {until.isoformat()}\n"
-        "    reason: hands over the quarter-end close\n"
-        f"    granted_by: {REVIEWER}\n"
+    """The demo's policy, with its role rule and an exception for EXCEPTED_LEAVER until
+    `until`."""
+    return (
+        POLICY
+        + ROLE_RULES
+        + (
+            "# Kept out of plans until the end of `until`, then proposed again.\n"
+            "exceptions:\n"
+            f"  - person: {EXCEPTED_LEAVER}@{DOMAIN}\n"
+            f"    until: {until.isoformat()}\n"
+            "    reason: hands over the quarter-end close\n"
+            f"    granted_by: {REVIEWER}\n"
+        )
     )

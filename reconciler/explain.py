@@ -17,10 +17,10 @@ from reconciler.config import Policy
 from reconciler.correlate import Link, correlate
 from reconciler.inert import terminal
 from reconciler.model import Account, Identity
-from reconciler.plan import REASONS
+from reconciler.plan import REMOVE_ROLES, why
 from reconciler.policy import (
-    INACTIVE,
     Evaluation,
+    admits,
     effective_mode,
     evaluate,
     exception_for,
@@ -67,6 +67,7 @@ def explain(
     if identity is not None:
         reasons.append(_exception_line(account, identity, policy, app, now))
     reasons += _rule_lines(policy)
+    reasons += _role_lines(account, identity, policy)
 
     found = evaluate(
         {account.id: account},
@@ -77,6 +78,7 @@ def explain(
         app=app,
         now=now,
         idle_mode=effective_mode("disable", modes) or "",
+        role_mode=effective_mode(REMOVE_ROLES, modes) or "",
     )
     found = held_back(found, {account.id: account}, policy, now, gone_since)
     verdict, sentence, action = _verdict(found, account, identity)
@@ -142,16 +144,40 @@ def _rule_lines(policy: Policy) -> list[str]:
     return lines
 
 
+def _role_lines(account: Account, identity: Identity | None, policy: Policy) -> list[str]:
+    """One line per role of the account that `allowed_roles` governs."""
+    lines = []
+    for role in account.roles:
+        rule = policy.allowed_roles.get(role)
+        if rule is None:
+            continue
+        who = " or ".join(
+            part
+            for part in (
+                f"members of {', '.join(rule.groups)}" if rule.groups else "",
+                f"{', '.join(rule.people)}" if rule.people else "",
+            )
+            if part
+        )
+        verdict = (
+            ""
+            if identity is None
+            else (": its owner may" if admits(rule, identity) else ": its owner may not")
+        )
+        lines.append(f"allowed_roles: {terminal(role)} is for {terminal(who)}{verdict}")
+    return lines
+
+
 def _verdict(
     found: Evaluation, account: Account, identity: Identity | None
 ) -> tuple[str, str, Mapping[str, object]]:
     if found.actions:
         (action,) = found.actions
-        why = "its last sign-in is too old" if action.reason == INACTIVE else "its person left"
+        does = f"taking roles {', '.join(action.roles)}" if action.takes_roles else action.mode
         return (
             "proposed",
-            f"the next check proposes `{action.mode}` ({REASONS.get(action.reason, action.reason)}"
-            f"): {why}; the plan's guards still apply",
+            f"the next check proposes `{terminal(does)}`: {terminal(why(action))}; the plan's "
+            "guards still apply",
             action.to_data(),
         )
     if found.protected:

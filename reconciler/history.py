@@ -14,6 +14,7 @@ from typing import Any
 
 from reconciler import yamlio
 from reconciler.errors import PlanError
+from reconciler.plan import ROLE_NOT_ALLOWED
 
 FINAL = frozenset({"done", "skipped"})
 HEADER = "written by reconciler apply; one entry per action, appended as it happens"
@@ -160,10 +161,11 @@ def read_entries(path: Path) -> list[Entry]:
 
 def done_accounts(root: Path, app: str, plan_id: str = "") -> frozenset[str]:
     """The ids of the accounts of `app` that applied plans (or one plan) removed: their
-    journal entry's outcome is `done` (disabled, deleted, or removed by hand)."""
+    journal entry's outcome is `done` (disabled, deleted, or removed by hand); an
+    account whose roles were taken stays, and is not one."""
     return frozenset(
         entry.account_id
         for path in journal_paths(root, app, plan_id)
         for entry in read_entries(path)
-        if entry.outcome == "done"
+        if entry.outcome == "done" and entry.reason != ROLE_NOT_ALLOWED
     )

@@ -8,7 +8,7 @@ and its pull request is not touched. Reviewers may drop actions or mark them
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -29,6 +29,8 @@ REASONS = {
 # What an action does: remove the account, or take roles from it (the account stays).
 DEPROVISION = "deprovision"
 REMOVE_ROLES = "remove_roles"
+# The reason of every action that takes roles (journals keep reasons, not ops).
+ROLE_NOT_ALLOWED = "role_not_allowed"
 # The modes each op may have; `manual` is a person's task.
 OP_MODES = {DEPROVISION: ("manual", "disable", "delete"), REMOVE_ROLES: ("manual", "remove_roles")}
 
@@ -144,6 +146,51 @@ class Plan:
             blocked_reasons=tuple(data.get("blocked_reasons") or ()),
             actions=tuple(Action.from_data(a) for a in data.get("actions") or ()),
         )
+
+
+def tally(actions: Sequence[Action]) -> tuple[int, int]:
+    """How many of the actions deprovision an account, and how many take roles."""
+    taking = sum(1 for action in actions if action.takes_roles)
+    return len(actions) - taking, taking
+
+
+def what_it_does(actions: Sequence[Action]) -> str:
+    """What the actions do, in a few words for a commit or a title: `deprovision 3
+    accounts`, `deprovision 3 accounts and take roles from 1 account`."""
+    removing, taking = tally(actions)
+
+    def accounts(n: int) -> str:
+        return f"{n} account{'' if n == 1 else 's'}"
+
+    parts = [f"deprovision {accounts(removing)}"] if removing or not taking else []
+    if taking:
+        parts.append(f"take roles from {accounts(taking)}")
+    return " and ".join(parts)
+
+
+def why(action: Action) -> str:
+    """The action's reason as one line of plain text, from what the plan records (its
+    reason and evidence): the plan file, the report and `explain` say it alike. Values
+    come from apps and identity providers: callers print it through an escaper."""
+    evidence = action.evidence
+    reason = REASONS.get(action.reason, action.reason)
+    if action.takes_roles:
+        groups = ", ".join(map(str, evidence.get("identity_groups") or ())) or "none"
+        line = (
+            f"holds {', '.join(action.roles)}, which allowed_roles does not give its owner "
+            f"(groups: {groups}); the role goes, the account stays"
+        )
+    elif action.reason == "inactive":
+        line = f"{reason}: last sign-in {evidence.get('last_login') or 'unknown'}"
+    else:
+        line = f"{reason} (owner {evidence.get('identity_email') or action.identity_id})"
+    matched = evidence.get("matched_by")
+    if matched:
+        line += f"; matched by {matched}"
+    expired = evidence.get("exception_expired")
+    if isinstance(expired, Mapping):
+        line += f"; its exception ran out on {expired.get('until')}"
+    return line
 
 
 def plan_id(app: str, actions: Iterable[Action], blocked_reasons: Iterable[str]) -> str:

@@ -11,13 +11,29 @@ import functools
 
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped,unused-ignore]
 
-from reconciler import yamlio
+from reconciler import inert, yamlio
 from reconciler.errors import PlanError, YamlError
 from reconciler.git import Git
-from reconciler.plan import Plan
+from reconciler.plan import Plan, why
 from reconciler.validate import load_schema, validate_data
 
 PLAN_DIR = "plans"
+PLAN_HEADER = (
+    "# Plan written by `reconciler check`. Reviewers may delete an action or set\n"
+    "# `skip: true` with a `skip_reason`; any other edit makes `reconciler apply` refuse.\n"
+)
+
+
+def plan_text(plan: Plan) -> str:
+    """The plan file: its header, why each action is proposed (one comment line each:
+    not part of the plan, whose reasons apply recomputes) and the plan."""
+    lines = [
+        f"# - {inert.one_line(a.username or a.email or a.account_id, max_length=100)}: "
+        f"{inert.one_line(why(a), max_length=400)}\n"
+        for a in plan.actions
+    ]
+    reasons = "# Why each action is proposed:\n" + "".join(lines) if lines else ""
+    return PLAN_HEADER + reasons + yamlio.dump(plan.to_data())
 
 
 def plan_path(app: str) -> str:

@@ -18,10 +18,9 @@ from reconciler.correlate import Link, correlate
 from reconciler.errors import ApprovalError
 from reconciler.model import Account, Identity
 from reconciler.outcome import Ambiguous, Conflict, Excepted, Protected, Waiting
-from reconciler.plan import REMOVE_ROLES, Action
+from reconciler.plan import REMOVE_ROLES, ROLE_NOT_ALLOWED, Action
 
 INACTIVE = "inactive"
-ROLE_NOT_ALLOWED = "role_not_allowed"
 # Recorded in an inactive account's action: its last sign-in as the app said then.
 LAST_LOGIN = "last_login"
 TRIGGERS = {

@@ -1,12 +1,13 @@
 """Checks of a policy file that its JSON Schema cannot express, each a diagnostic at the
 line to fix: an exception's date, what it names and where it applies; the apps a seat
-cost prices."""
+cost prices; the groups a role rule names."""
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import date
 from typing import Any
 
@@ -159,3 +160,38 @@ def parse_day(value: object) -> date | None:
         return date.fromisoformat(str(value)) if len(str(value)) == 10 else None
     except ValueError:
         return None
+
+
+def check_role_groups(
+    data: Any, marks: yamlio.Marks, display: str, groups: Collection[str] | None
+) -> list[Diagnostic]:
+    """Each group an `allowed_roles` rule names is one that some identity of the policy's
+    identity source holds, as its last snapshot says (`groups`; None when there is no
+    snapshot yet, and nothing to hold the names against). A misspelt group would take
+    the role from everyone."""
+    rules = data.get("allowed_roles") if isinstance(data, Mapping) else None
+    if groups is None or not isinstance(rules, Mapping):
+        return []
+    source = data.get("identity_source")
+    found = []
+    for role, rule in rules.items():
+        named = rule.get("groups") if isinstance(rule, Mapping) else None
+        if not isinstance(named, list):
+            continue  # the schema says what it must be
+        for index, group in enumerate(named):
+            if not isinstance(group, str) or group in groups:
+                continue
+            close = difflib.get_close_matches(group, sorted(groups), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            found.append(
+                at(
+                    marks,
+                    display,
+                    ("allowed_roles", role, "groups", index),
+                    f"allowed_roles.{role}.groups[{index}]: no identity in {source} holds "
+                    f"group {group!r} (its last snapshot)",
+                    hint + "name a group as the identity source spells it; until then, "
+                    "plans that would take this role are blocked",
+                )
+            )
+    return found

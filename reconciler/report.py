@@ -32,7 +32,7 @@ from reconciler.inert import commit, terminal
 from reconciler.markdown import Markdown, code, escape
 from reconciler.model import Account
 from reconciler.outcome import AppCheck
-from reconciler.plan import REASONS, Action
+from reconciler.plan import REASONS, Action, why
 from reconciler.policy import overdue, span_text
 from reconciler.seats import SeatCost, money_text
 
@@ -41,7 +41,7 @@ REPORT_TEMPLATE = "report.md.j2"
 # 50k new accounts stays readable and under GitHub's body limit.
 DEFAULT_MAX_ROWS = 500
 # Summary rows shown only when not 0.
-OPTIONAL = frozenset({"excepted", "waiting"})
+OPTIONAL = frozenset({"roles_to_remove", "excepted", "waiting"})
 # Exceptions that run out within this many days are called out in the report.
 EXPIRING_DAYS = 14
 # Roles, entitlements or evidence entries shown in one table cell.
@@ -59,6 +59,7 @@ SUMMARY_LABELS: Mapping[str, str] = {
     "removed_users": "Removed users",
     "updated_roles": "Updated roles",
     "to_deprovision": "To deprovision",
+    "roles_to_remove": "Roles to remove",
     "unmatched": "Unmatched",
     "protected": "Protected",
     "excepted": "Excepted",
@@ -150,6 +151,7 @@ def _summary(check: AppCheck, updated_roles: int) -> dict[str, int]:
         "removed_users": len(check.diff.removed),
         "updated_roles": updated_roles,
         "to_deprovision": check.to_deprovision,
+        "roles_to_remove": check.roles_to_remove,
         "unmatched": len(check.unmatched),
         "protected": len(check.protected),
         "excepted": len(check.excepted),
@@ -180,7 +182,7 @@ def _status(check: AppCheck, blocked: Sequence[str]) -> str:
         return "app_error"
     if blocked:
         return "blocked"
-    return "proposed" if check.to_deprovision else "nothing"
+    return "proposed" if check.to_deprovision or check.roles_to_remove else "nothing"
 
 
 def _mode_counts(actions: Iterable[Action]) -> dict[str, int]:
@@ -198,6 +200,10 @@ def _mode_counts(actions: Iterable[Action]) -> dict[str, int]:
 def _reason(reason: object) -> Markdown:
     text = str(reason)
     return escape(REASONS.get(text, text))
+
+
+def _why(action: Action) -> Markdown:
+    return escape(why(action))
 
 
 def _plain_value(value: object) -> str:
@@ -291,6 +297,7 @@ def _environment(templates_dir: str | None) -> jinja2.Environment:
         md=escape,
         code=code,
         reason=_reason,
+        why=_why,
         evidence=_evidence,
         names=_names,
         delta=_delta,
@@ -310,7 +317,9 @@ def render_report(
     """
     blocked = blocking_reasons(check)
     plan = check.plan
-    actions = plan.actions if plan is not None else ()
+    everything = plan.actions if plan is not None else ()
+    actions = [a for a in everything if not a.takes_roles]
+    role_removals = [a for a in everything if a.takes_roles]
     active = [a for a in actions if not a.skip]
     role_changes = check.diff.role_changes
     counts = _summary(check, len(role_changes))
@@ -335,6 +344,9 @@ def render_report(
             deprovision=Section.of(actions, max_rows),
             skipped=len(actions) - len(active),
             modes=_mode_counts(actions),
+            role_removals=Section.of(role_removals, max_rows),
+            roles_skipped=sum(1 for a in role_removals if a.skip),
+            role_modes=Counter(a.mode for a in role_removals if not a.skip),
             new_users=Section.of(check.diff.added, max_rows),
             removed_users=Section.of(check.diff.removed, max_rows),
             role_changes=Section.of(role_changes, max_rows),

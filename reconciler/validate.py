@@ -27,10 +27,10 @@ from typing import Any, Protocol, TypeGuard
 # jsonschema ships no type information; types-jsonschema is not a dependency.
 from jsonschema import Draft202012Validator, ValidationError  # type: ignore[import-untyped,unused-ignore]
 
-from reconciler import policy_checks, yamlio
+from reconciler import policy_checks, snapshot, yamlio
 from reconciler.config import CONFIG_FILE, POLICY_DIR, Policy, policy_for
 from reconciler.diagnostics import Diagnostic, at
-from reconciler.errors import ConfigError, YamlError
+from reconciler.errors import ConfigError, ReconcilerError, YamlError
 
 SCHEMA_NAMES = ("config", "policy", "plan", "history", "snapshot")
 SYSTEM_SECTIONS = ("apps", "identity_sources")
@@ -228,6 +228,7 @@ def read_repo(root: Path, registry: Registry | None = None) -> RepoFiles:
         diagnostics += _check_schema(schema_view, marks, load_schema("policy"), display, skip=said)
         diagnostics += durations + policy_checks.check_exceptions(data, marks, display)
         diagnostics += policy_checks.check_seat_cost(data, marks, display)
+        diagnostics += policy_checks.check_role_groups(data, marks, display, _groups(root, data))
         if not isinstance(data, Mapping) or not _string_list(data.get("apps")):
             policies_complete = False
         if isinstance(data, Mapping):
@@ -249,6 +250,21 @@ def read_repo(root: Path, registry: Registry | None = None) -> RepoFiles:
         policies=tuple((display, data) for display, data, _ in policies),
         diagnostics=tuple(ordered),
     )
+
+
+def _groups(root: Path, policy: Any) -> frozenset[str] | None:
+    """Every group an identity of the policy's identity source holds, as its last
+    snapshot says; None when the policy has no role rules or the source no snapshot."""
+    source = policy.get("identity_source") if isinstance(policy, Mapping) else None
+    if not isinstance(source, str) or not policy.get("allowed_roles"):
+        return None
+    try:
+        identities = snapshot.read_identities(root, source)
+    except (OSError, ReconcilerError):
+        return None  # an unreadable snapshot fails the check, which says so
+    if identities is None:
+        return None
+    return frozenset(group for i in identities for group in identities[i].groups)
 
 
 def _load(path: Path, display: str) -> tuple[Any, yamlio.Marks] | Diagnostic:

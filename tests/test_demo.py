@@ -46,17 +46,26 @@ def test_the_github_demo_reviews_merges_and_applies_a_pull_request(
 
     [fake] = served
     [pr] = fake.pulls.values()
-    assert f"#{pr.number} Deprovision 3 accounts in wiki" in out
+    assert f"#{pr.number} Deprovision 3 accounts and take roles from 1 account in wiki" in out
     assert "labels: deprovisioning" in out
     assert f"requested reviewers: {demo.REVIEWER}" in out
     assert "# Access review: wiki" in out and "| To deprovision | 3 |" in out
+    assert "| Roles to remove | 1 |" in out
+    # explain says why the role goes, in the words the plan uses.
+    assert (
+        f"allowed_roles: {demo.ADMIN_ROLE} is for members of engineering: its owner may not" in out
+    )
 
     assert pr.merged and [r.user for r in fake.reviews[pr.number]] == [demo.REVIEWER]
     for username in LEAVERS:
         assert f"{username}: disabled" in out
+    # The role went on the real SCIM server; the account stays.
+    assert f"{demo.ADMIN_ROLE}: alice.liddell, {demo.BREAK_GLASS} ({demo.ROLE_HOLDER}" in out
+    assert f"{demo.ROLE_HOLDER}: took roles {demo.ADMIN_ROLE}" in out
     [comment] = fake.comments[pr.number]
-    assert "disabled 3 of 3 accounts" in comment.body
-    assert "disabled 3 of 3 accounts" in out.split(f"comment the apply posted on #{pr.number}")[1]
+    applied = "disabled 3 and took roles from 1 of 4 accounts"
+    assert applied in comment.body
+    assert applied in out.split(f"comment the apply posted on #{pr.number}")[1]
 
     # The access repo is kept, and GitHub's main holds the apply, as the workflow pushes it.
     git = Git(tmp_path / "access")

@@ -59,6 +59,35 @@ def test_init_then_manual_deprovisioning(tmp_path, named):
     assert "marked done by bob" in history.read_text()
 
 
+def test_a_role_removal_in_an_app_without_an_api_is_a_manual_task(tmp_path):
+    repo = tmp_path / "access"
+    assert cli("init", str(repo)).exit_code == 0
+    policy = repo / "policies/default.yaml"
+    policy.write_text(
+        policy.read_text().replace(
+            "# allowed_roles:\n#   admin: {groups: [engineering], people: [carol@example.com]}",
+            "allowed_roles:\n  admin: {groups: [engineering]}",
+        )
+    )
+    assert cli("validate", "--repo", str(repo)).exit_code == 0
+    subprocess.run(["git", "commit", "-qam", "admins are engineers"], cwd=repo, check=True)
+    checked = cli("check", "--repo", str(repo), "--detailed-exitcode")
+    assert checked.exit_code == 4, checked.output  # carol (finance) holds admin
+    approved = cli("approve", "--repo", str(repo), "--app", "payroll", "--as", "alice")
+    assert approved.exit_code == 0, approved.output
+    applied = cli("apply", "--repo", str(repo), "--confirm", "--format", "json")
+    assert applied.exit_code == 0, applied.output
+    (action,) = json.loads(applied.output)["apps"][0]["actions"]
+    assert action["outcome"] == "manual_pending"
+    assert "take roles admin from carol in payroll by hand" in action["detail"]
+    done = cli(
+        "apply", "--repo", str(repo), "--app", "payroll", "--mark-done", "carol",
+        "--as", "bob", "--confirm",
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert not (repo / "plans/payroll.yaml").exists()
+
+
 def test_init_refuses_to_overwrite(tmp_path):
     (tmp_path / "reconciler.yaml").write_text("version: 1\n")
     result = cli("init", str(tmp_path))

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reconciler.clock import timestamp
+from reconciler.plan import ROLE_NOT_ALLOWED
 
 ACCOUNT = "account"
 IDENTITY = "identity"
@@ -499,6 +500,8 @@ def person_timeline(
                         action.account_id,
                     )
                 )
+            if action.reason == ROLE_NOT_ALLOWED:
+                continue  # a role taken: the account stays, and is no removal
             removed = action.at if action.outcome == "done" else None
             detection = _detection_for(
                 found, sources.get(journal.app), removed or journal.approved_at

@@ -22,6 +22,7 @@ from reconciler.commands import EXIT_ERROR, EXIT_NEEDS_REVIEW
 from reconciler.commands.apply import ApplyOptions, apply
 from reconciler.commands.approve import ApproveOptions, approve
 from reconciler.commands.check import CheckOptions, check
+from reconciler.commands.explain import ExplainOptions, explain_command
 from reconciler.demo import ForgeType
 from reconciler.errors import ReconcilerError
 from reconciler.forge.local import branch_for
@@ -248,11 +249,16 @@ def demo(options: DemoOptions) -> int:
         scim_server.set_active(idp.url, idp_token, idp_ids.users[excepted], False)
         emit(f"deprovisioned {excepted} (the policy grants an exception until {until})")
 
-        story.step("Second check: propose removing their accounts")
+        story.step(
+            f"Second check: propose removing their accounts, and {company.ROLE_HOLDER}'s "
+            f"{company.ADMIN_ROLE} role"
+        )
         if check(CheckOptions(repo, detailed_exitcode=True)) != EXIT_NEEDS_REVIEW:
             emit("the check did not propose a plan; see above")
             return EXIT_ERROR
         forge.show(git, story)
+        story.step(f"Why: reconciler explain --app {APP} {company.ROLE_HOLDER}")
+        explain_command(ExplainOptions(repo, APP, company.ROLE_HOLDER))
         forge.review(git, story)
 
         story.step("Apply (dry run, then --confirm)")
@@ -269,6 +275,14 @@ def demo(options: DemoOptions) -> int:
                 emit(f"{user['userName']}: {state}")
         active = sum(1 for u in users if u.get("active", True))
         emit(f"accounts still active in the app: {active} of {len(app_ids.users)}")
+        admins = next(
+            g
+            for g in scim_server.list_groups(app.url, app_token)
+            if g["displayName"] == company.ADMIN_ROLE
+        )
+        names = {user["id"]: user["userName"] for user in users}
+        holders = sorted(names.get(m["value"], m["value"]) for m in admins.get("members") or [])
+        emit(f"{company.ADMIN_ROLE}: {', '.join(holders)} ({company.ROLE_HOLDER}'s account stays)")
         forge.applied(story)
 
         story.step("The audit trail: git log --stat")

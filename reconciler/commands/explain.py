@@ -18,8 +18,9 @@ from reconciler.model import Account
 from reconciler.output import OutputFormat, emit, emit_json
 
 # Modes assumed for the app: explain reads no connector, so it takes the app to support
-# the policy's mode and disabling (a plan turns either into a manual task where not).
-ASSUMED_MODES = ("disable", "delete", "manual")
+# the policy's mode, disabling and taking roles (a plan turns each into a manual task
+# where not).
+ASSUMED_MODES = ("disable", "delete", "manual", "remove_roles")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from reconciler.forge.base import OpenPlan
 from reconciler.inert import terminal
 from reconciler.markdown import Markdown, escape
 from reconciler.output import OutputFormat, emit, emit_json
-from reconciler.plan import Plan
+from reconciler.plan import Plan, what_it_does
 from reconciler.policy import lateness
 from reconciler.seats import AppSeats, CurrencyTotal, money_text
 from reconciler.seats import totals as seat_totals
@@ -66,6 +66,7 @@ def collect_status(repo: Repo) -> dict[str, Any]:
             "plan": p.plan.id,
             "status": p.plan.status,
             "actions": len(p.plan.active_actions),
+            "does": what_it_does(p.plan.active_actions),
             "blocked_reasons": list(p.plan.blocked_reasons),
             "late": late(p.app, p.plan),
         }
@@ -98,16 +99,16 @@ def app_seats(
     repo: Repo, proposals: Sequence[OpenPlan], merged: Mapping[str, Plan]
 ) -> dict[str, AppSeats]:
     """The seats of every app whose policy gives it a seat cost. Reclaimable: the accounts
-    that plans not applied yet propose to remove (open for review, or merged and waiting,
-    less what an apply of that plan already did). Reclaimed: the accounts applied plans
-    removed, by their journals under history/."""
+    (not roles) that plans not applied yet propose to remove (open for review, or merged
+    and waiting, less what an apply of that plan already did). Reclaimed: the accounts
+    applied plans removed, by their journals under history/."""
     pending: dict[str, set[str]] = {}
     for proposal in proposals:
-        ids = {a.account_id for a in proposal.plan.active_actions}
+        ids = {a.account_id for a in proposal.plan.active_actions if not a.takes_roles}
         pending.setdefault(proposal.app, set()).update(ids)
     for app, plan in merged.items():
         done = history.done_accounts(repo.root, app, plan.id)
-        ids = {a.account_id for a in plan.active_actions} - done
+        ids = {a.account_id for a in plan.active_actions if not a.takes_roles} - done
         pending.setdefault(app, set()).update(ids)
     seats: dict[str, AppSeats] = {}
     for app in sorted(repo.settings.config.apps):
@@ -189,7 +190,7 @@ def render_text(data: Mapping[str, Any]) -> None:
     for plan in data["open_plans"]:
         emit(
             f"  {plan['app']}: plan {plan['plan']} ({plan['status']}), "
-            f"{plan['actions']} to deprovision, branch {plan['branch']}"
+            f"{plan['does']}, branch {plan['branch']}"
         )
         if plan["late"]:
             emit(f"    LATE: {plan['late']}")
@@ -226,8 +227,8 @@ def render_markdown(data: Mapping[str, Any]) -> None:
     lines += _seats_markdown(data)
     lines += ["", "## Open plans (waiting for review)", ""]
     lines += [
-        f"- {escape(p['app'])}: plan `{p['plan']}` ({p['status']}), {p['actions']} to "
-        f"deprovision, branch `{escape(p['branch'])}`{_late_md(p)}"
+        f"- {escape(p['app'])}: plan `{p['plan']}` ({p['status']}), {p['does']}, "
+        f"branch `{escape(p['branch'])}`{_late_md(p)}"
         for p in data["open_plans"]
     ] or ["None."]
     lines += ["", "## Approved, waiting for `reconciler apply --confirm`", ""]

@@ -46,7 +46,7 @@ from reconciler.errors import ApprovalError, ConfigError, ConnectorError, GitErr
 from reconciler.forge.base import IMPORT_BRANCH, Approval, ImportProposal, OpenPlan, Proposal
 from reconciler.forge.local import BRANCH_PREFIX, branch_for, require_plan_only
 from reconciler.git import Git, bot_env
-from reconciler.plan import Plan
+from reconciler.plan import Plan, what_it_does
 from reconciler.planfile import plan_path, read_plan, report_path
 from reconciler.policy import may_approve
 from reconciler.report import GITHUB_BODY_LIMIT, render_pr_body
@@ -424,9 +424,9 @@ def next_page(response: httpx.Response, base: httpx.URL) -> str | None:
 
 
 def pr_title(plan: Plan) -> str:
-    count = len(plan.active_actions)
     blocked = " (blocked)" if plan.status == "blocked" else ""
-    return f"Deprovision {count} account{'s' if count != 1 else ''} in {plan.app}{blocked}"
+    does = what_it_does(plan.active_actions)
+    return f"{does[0].upper()}{does[1:]} in {plan.app}{blocked}"
 
 
 def pr_body(report_md: str, app: str, plan_id: str) -> str:

@@ -11,7 +11,7 @@ from reconciler.actor import NAME, Person
 from reconciler.errors import ApprovalError, ConfigError, PlanError
 from reconciler.forge.base import Approval, ImportProposal, OpenPlan, Proposal
 from reconciler.git import Commit, Git, bot_env
-from reconciler.plan import Plan
+from reconciler.plan import Plan, what_it_does
 from reconciler.planfile import plan_path, read_plan, report_path
 
 BRANCH_PREFIX = "reconciler/"
@@ -80,9 +80,8 @@ class LocalForge:
             plan_path(plan.app): plan_yaml.encode("utf-8"),
             report_path(plan.app): report_md.encode("utf-8"),
         }
-        count = len(plan.active_actions)
         state = " (blocked)" if plan.status == "blocked" else ""
-        message = f"plan {plan.app}: deprovision {count} account{'s' if count != 1 else ''}{state}"
+        message = f"plan {plan.app}: {what_it_does(plan.active_actions)}{state}"
         self.git.commit_files_to_branch(branch, base, files, f"{message}\n\nPlan-Id: {plan.id}")
         return Proposal.UPDATED if existing else Proposal.CREATED
 
@@ -134,9 +133,8 @@ class LocalForge:
             )
         self.git.require_branch(self.main)
         plan = read_plan(self.git, branch, app)
-        count = len(plan.active_actions) if plan else 0
         message = (
-            f"approve {app}: deprovision {count} account{'s' if count != 1 else ''}\n\n"
+            f"approve {app}: {what_it_does(plan.active_actions if plan else ())}\n\n"
             f"Merges {branch}.\n\n{approval_trailers(approvers)}"
         )
         sha = self.git.merge(branch, message, author.author_env())

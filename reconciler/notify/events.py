@@ -139,8 +139,7 @@ def _age(plan: Plan, now: datetime) -> timedelta:
 def _notice(state: AppPlans, event: Event, plan: Plan, now: datetime) -> Notice:
     check = state.check
     app = one_line(check.app, max_length=100)
-    count = len(plan.active_actions)
-    todo = f"{message.accounts(count)} to deprovision"
+    todo = message.todo(plan.active_actions)
     waited = message.days(_age(plan, now).days)
     if event == Event.LATE_APPLY:
         subject = f"approved plan waiting {waited} to be applied ({todo})"
@@ -159,8 +158,8 @@ def _notice(state: AppPlans, event: Event, plan: Plan, now: datetime) -> Notice:
     elif event == Event.BLOCKED:
         subject = f"{todo}, plan blocked (admin needed)"
         intro = (
-            f"reconciler checked {app} and proposed a plan to deprovision "
-            f"{message.accounts(count)}, but a guard blocked it: nothing will be applied "
+            f"reconciler checked {app} and proposed a plan ({todo}), but a guard blocked "
+            "it: nothing will be applied "
             "until an admin allows it or the cause is fixed."
         )
         blocked = report.blocking_reasons(check)
@@ -169,10 +168,7 @@ def _notice(state: AppPlans, event: Event, plan: Plan, now: datetime) -> Notice:
         subject = f"{todo} (review needed)"
         if event == Event.UPDATED:
             subject = f"plan changed, {todo} (review needed)"
-        intro = (
-            f"reconciler checked {app} and {changed} to deprovision "
-            f"{message.accounts(count)}. It needs your review."
-        )
+        intro = f"reconciler checked {app} and {changed} ({todo}). It needs your review."
         blocked = ()
     return Notice(
         app=check.app,

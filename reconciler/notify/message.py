@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from reconciler.inert import one_line
-from reconciler.plan import REASONS, Action
-from reconciler.report import SUMMARY_LABELS
+from reconciler.plan import REASONS, Action, tally
+from reconciler.report import OPTIONAL, SUMMARY_LABELS
 
 # Accounts listed in one email; the rest are counted and the plan has them all.
 MAX_ACCOUNTS = 20
@@ -21,6 +21,16 @@ SUBJECT_PREFIX = "[reconciler]"
 
 def accounts(n: int) -> str:
     return f"{n} account{'' if n == 1 else 's'}"
+
+
+def todo(actions: Sequence[Action]) -> str:
+    """What a plan's actions do, for a subject line: `3 accounts to deprovision`, with
+    `and roles to remove from 1 account` when it takes roles."""
+    removing, taking = tally(actions)
+    parts = [f"{accounts(removing)} to deprovision"] if removing or not taking else []
+    if taking:
+        parts.append(f"roles to remove from {accounts(taking)}")
+    return " and ".join(parts)
 
 
 def days(n: int) -> str:
@@ -56,22 +66,32 @@ def body(
         "",
         "Latest check:",
     ]
-    width = max(len(label) for label in SUMMARY_LABELS.values())
-    lines += [
-        f"  {SUMMARY_LABELS[key] + ':':<{width + 1}} {int(count)}"
+    # As in the report: rows that only some policies use are shown when not 0.
+    rows = [
+        (SUMMARY_LABELS[key], int(count))
         for key, count in summary.items()
-        if key in SUMMARY_LABELS
+        if key in SUMMARY_LABELS and (count or key not in OPTIONAL)
     ]
+    width = max((len(label) for label, _ in rows), default=0)
+    lines += [f"  {label + ':':<{width + 1}} {count}" for label, count in rows]
     if blocked_reasons:
         lines += ["", "Why it is blocked:"]
         lines += [f"  - {one_line(reason, max_length=500)}" for reason in blocked_reasons]
     if actions:
-        lines += ["", "Accounts to deprovision:"]
+        lines += [
+            "",
+            "Proposed actions:"
+            if any(a.takes_roles for a in actions)
+            else "Accounts to deprovision:",
+        ]
         for action in actions[:MAX_ACCOUNTS]:
             who = one_line(action.username or action.account_id, max_length=100)
             email = f" ({one_line(action.email, max_length=100)})" if action.email else ""
             why = one_line(REASONS.get(action.reason, action.reason), max_length=100)
-            lines.append(f"  - {who}{email}: {why}; {one_line(action.mode, max_length=20)}")
+            does = one_line(action.mode, max_length=20)
+            if action.takes_roles:
+                does = f"take roles {one_line(', '.join(action.roles), max_length=200)}"
+            lines.append(f"  - {who}{email}: {why}; {does}")
         if len(actions) > MAX_ACCOUNTS:
             lines.append(f"  ... and {len(actions) - MAX_ACCOUNTS} more (see the plan)")
     lines += [

@@ -141,6 +141,17 @@ class ScimServer:
         """Every user, as the server returns it."""
         return list_users(self.url, self.token)
 
+    def add_member(self, group_id: str, user_id: str) -> None:
+        """Add a user to a group (as an admin of the app or the IdP would)."""
+        add_member(self.url, self.token, group_id, user_id)
+
+    def members(self, group_id: str) -> list[str]:
+        """The ids of a group's members."""
+        with _client(self.url, self.token) as client:
+            response = client.get(f"Groups/{quote(group_id, safe='')}")
+            _check(response, 200)
+        return sorted(str(m["value"]) for m in response.json().get("members") or [])
+
 
 @contextmanager
 def start_scim_server(
@@ -407,6 +418,17 @@ def set_attribute(
     }
     with _client(server_url, token) as client:
         response = client.patch(f"Users/{quote(user_id, safe='')}", content=json.dumps(body))
+        _check(response, 200, 204)
+
+
+def add_member(server_url: str, token: str | None, group_id: str, user_id: str) -> None:
+    """Add a user to a group with a PATCH."""
+    body = {
+        "schemas": [PATCH_OP],
+        "Operations": [{"op": "add", "path": "members", "value": [{"value": user_id}]}],
+    }
+    with _client(server_url, token) as client:
+        response = client.patch(f"Groups/{quote(group_id, safe='')}", content=json.dumps(body))
         _check(response, 200, 204)
 
 
