@@ -4,10 +4,11 @@ the same check without them, in the same run on the same exports.
 Both access repos read the same day-1 and day-2 exports, whose accounts carry a last
 sign-in (most recent, one in a thousand older than 90 days); only the policy differs.
 The rules policy adds exceptions (one per thousand accounts), `inactive_after: 90d`,
-two report-only separation-of-duties sets over the commonest roles, a deadline and a
-seat cost. `grace` is left out: by design it holds back the day's leavers, so its run
-would write no plan and could not be compared; its own cost is one search of the
-identity snapshot's history for the plan's people, the one `deadline` already pays.
+two report-only separation-of-duties sets over the commonest roles, two `allowed_roles`
+rules (one taking a role from about 0.3% of the accounts), a deadline and a seat cost.
+`grace` is left out: by design it holds back the day's leavers, so its run would write
+no plan and could not be compared; its own cost is one search of the identity
+snapshot's history for the plan's people, the one `deadline` already pays.
 """
 
 from __future__ import annotations
@@ -54,6 +55,14 @@ def rules_policy(accounts: list[dict[str, Any]], rng: random.Random) -> str:
         f"  - {{roles: [{common[0]}, {common[1]}]}}",
         f"  - {{roles: [{common[2]}, {common[3]}]}}",
     ]
+    # `owner` for members of any group but the one everyone is in: about 0.3% of the
+    # accounts hold it outside the rule; `auditor` for everyone: the rule's cost alone.
+    groups = ", ".join(g for g in generate.GROUPS if g != "everyone")
+    lines += [
+        "allowed_roles:",
+        f"  owner: {{groups: [{groups}]}}",
+        "  auditor: {groups: [everyone]}",
+    ]
     lines += ["exceptions:"]
     for account in excepted:
         lines += [
@@ -98,7 +107,8 @@ def measure(
             result = runner.run_check(repo, logs, f"{variant}-day2-{run}")
             runner.require_plan(result, f"{variant} day 2")
             seconds[variant].append(result.wall_seconds)
-            proposed[variant] = int(result.app["summary"]["to_deprovision"])
+            summary = result.app["summary"]
+            proposed[variant] = int(summary["to_deprovision"]) + int(summary["roles_to_remove"])
             phases[variant] = result.phases
             shutil.rmtree(repo, ignore_errors=True)
     without = statistics.median(seconds["without"])
@@ -132,7 +142,8 @@ def render(results: dict[str, Any]) -> str:
             "",
             f"Accounts proposed: {results['proposed'].get('without', 0):,} without the rules "
             f"(leavers), {results['proposed'].get('with', 0):,} with them (leavers not "
-            "excepted, and accounts unused for 90 days).",
+            "excepted, accounts unused for 90 days, and accounts holding a role outside "
+            "its rule).",
             "",
         ]
     )

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from reconciler import changeindex, gone, inert, snapshot
+from reconciler import changeindex, disabled, gone, inert, snapshot
 from reconciler.actor import Person
 from reconciler.clock import read_time, timestamp, utc_now
 from reconciler.config import Policy, Settings
@@ -32,11 +32,20 @@ from reconciler.forge.base import Approval, Forge
 from reconciler.git import Git
 from reconciler.history import FINAL, Entry, Journal
 from reconciler.model import Account, Identity, clean_time
-from reconciler.plan import Action, Plan, check_subset, new_plan
+from reconciler.plan import (
+    DELETE_AFTER,
+    ENABLE,
+    RETURNED,
+    Action,
+    Plan,
+    check_subset,
+    new_plan,
+)
 from reconciler.planfile import plan_path, read_plan, report_path
 from reconciler.policy import (
     INACTIVE,
     LAST_LOGIN,
+    TRIGGERS,
     PullState,
     assess,
     check_approvers,
@@ -56,6 +65,7 @@ VERBS = {
     "delete": "deleted",
     "manual": "recorded manual tasks for",
     "remove_roles": "took roles from",
+    "enable": "enabled",
 }
 
 # The fields that say whose an account is: if either changed since the plan, the
@@ -179,6 +189,7 @@ def rebuild(
         modes,
         made,
         lambda people: gone.gone_since(git, source, people, plan.base_commit),
+        lambda ids: disabled.disabled_since(git, plan.app, ids, plan.base_commit),
     )
     generated = new_plan(
         plan.app,
@@ -210,6 +221,8 @@ def shows_done(account: Account | None, action: Action) -> bool:
     or (op remove_roles) holding none of the action's roles."""
     if action.takes_roles:
         return account is not None and set(action.roles).isdisjoint(account.roles)
+    if action.op == ENABLE:
+        return account is not None and account.status == "active"
     if account is None:
         return True
     return action.mode == Mode.DISABLE.value and account.status == "disabled"
@@ -247,6 +260,8 @@ def verify_live(
         return f"account is already disabled in {app}"
     if action.takes_roles:
         return _verify_roles(action, live, identities, policy, app, now)
+    if action.reason in (DELETE_AFTER, RETURNED):
+        return _verify_graded(action, live, identities, policy, app, now)
     if action.reason == INACTIVE:
         if idle_since(live, policy, now) is None:
             signed_in = inert.terminal(live.last_login) if live.last_login else "unknown now"
@@ -285,6 +300,35 @@ def _verify_roles(
         return f"no longer proposed: {_link_now(live, identities, policy, app, now, admitted)}"
     if not roles_to_take(action, found):
         return f"no longer proposed{admitted}"
+    return None
+
+
+def _verify_graded(
+    action: Action,
+    live: Account,
+    identities: Mapping[str, Identity],
+    policy: Policy,
+    app: str,
+    now: datetime,
+) -> str | None:
+    """Why deleting an account reconciler disabled (its person still gone), or enabling
+    it (its person back), must not run now, or None: the account must still be disabled
+    and linked to the same person, who must still be gone, or still back."""
+    deleting = action.reason == DELETE_AFTER
+    if live.status != "disabled":
+        return f"account is {live.status} in {app} now" + (
+            ": enabled since the plan, so it is not deleted" if deleting else ""
+        )
+    link = correlate([live], identities.values(), policy.match, policy.domain_aliases)[live.id]
+    identity = identities.get(link.identity_id or "")
+    if identity is None or identity.id != action.identity_id or protection(live, policy):
+        return f"no longer proposed: {_link_now(live, identities, policy, app, now)}"
+    gone = identity.status in policy.deprovision_when and identity.status in TRIGGERS
+    if gone != deleting:
+        return f"identity {identity.id} is {identity.status} in {policy.identity_source} now"
+    granted = exception_for(live, identity, policy, app)
+    if deleting and granted is not None and now.date() <= granted.until:
+        return f"no longer proposed: {_link_now(live, identities, policy, app, now)}"
     return None
 
 
@@ -512,6 +556,8 @@ class Applier:
             journal.record(self.entry(action, "pending", "started"))
             if action.takes_roles:
                 ctx.app_conn.remove_roles(live, action.roles)
+            elif action.op == ENABLE:
+                ctx.app_conn.enable(live)
             else:
                 ctx.app_conn.deprovision(live, Mode(mode))
             after = read_live(ctx.app_conn, action)
@@ -626,6 +672,9 @@ def done_text(action: Action) -> str:
 
 def not_done_text(app: str, action: Action, after: Account | None) -> str:
     """Why an action the app accepted is not done, as read back."""
+    if action.op == ENABLE:
+        status = after.status if after is not None else "gone"
+        return f"{app} accepted enabling the account but shows it {status} when read back"
     if not action.takes_roles:
         status = after.status if after is not None else "gone"
         return (
@@ -647,11 +696,12 @@ def _roles_text(action: Action) -> str:
 
 def manual_hint(app: str, action: Action) -> str:
     who = inert.terminal(action.username or action.email or action.account_id)
-    task = (
-        f"take roles {_roles_text(action)} from {who} in {app}"
-        if action.takes_roles
-        else f"remove {who} from {app}"
-    )
+    if action.takes_roles:
+        task = f"take roles {_roles_text(action)} from {who} in {app}"
+    elif action.op == ENABLE:
+        task = f"enable {who} in {app}"
+    else:
+        task = f"remove {who} from {app}"
     return (
         f"{task} by hand, then run `reconciler apply --app {app} "
         f"--mark-done {inert.terminal(action.account_id)} --as YOU --confirm`"

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from reconciler import changeindex, gone, report, snapshot
+from reconciler import changeindex, disabled, gone, report, snapshot
 from reconciler.clock import timestamp, utc_now
 from reconciler.config import Settings, SystemConfig
 from reconciler.connectors.base import Connector, Mode
@@ -386,6 +386,7 @@ class Checker:
                 modes,
                 self.now,
                 lambda people: self.gone_since(source, people),
+                lambda ids: disabled.disabled_since(self.git, app, ids),
             )
         plan = None
         if not untrusted and (assessment.actions or assessment.blocked_reasons):

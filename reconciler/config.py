@@ -276,6 +276,8 @@ class Policy:
     exceptions: tuple[PolicyException, ...] = ()
     # How long a person must have been gone before their accounts are proposed.
     grace: timedelta | None = None
+    # Graded removal: delete an account reconciler disabled once it stayed disabled this long.
+    delete_after: timedelta | None = None
     # Propose disabling an account whose last sign-in is older than this.
     inactive_after: timedelta | None = None
     separation_of_duties: tuple[DutySeparation, ...] = ()
@@ -321,6 +323,7 @@ class Policy:
             owners=tuple(data.get("owners") or ()),
             deadline=parse_deadline(data.get("deadline")),
             grace=parse_deadline(data.get("grace")),
+            delete_after=parse_deadline(deprovision.get("delete_after")),
             inactive_after=parse_deadline(data.get("inactive_after")),
             separation_of_duties=tuple(
                 DutySeparation.from_data(rule) for rule in data.get("separation_of_duties") or ()

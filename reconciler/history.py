@@ -14,7 +14,7 @@ from typing import Any
 
 from reconciler import yamlio
 from reconciler.errors import PlanError
-from reconciler.plan import ROLE_NOT_ALLOWED
+from reconciler.plan import RETURNED, ROLE_NOT_ALLOWED
 
 FINAL = frozenset({"done", "skipped"})
 HEADER = "written by reconciler apply; one entry per action, appended as it happens"
@@ -162,10 +162,10 @@ def read_entries(path: Path) -> list[Entry]:
 def done_accounts(root: Path, app: str, plan_id: str = "") -> frozenset[str]:
     """The ids of the accounts of `app` that applied plans (or one plan) removed: their
     journal entry's outcome is `done` (disabled, deleted, or removed by hand); an
-    account whose roles were taken stays, and is not one."""
+    account whose roles were taken, or that was enabled again, is not one."""
     return frozenset(
         entry.account_id
         for path in journal_paths(root, app, plan_id)
         for entry in read_entries(path)
-        if entry.outcome == "done" and entry.reason != ROLE_NOT_ALLOWED
+        if entry.outcome == "done" and entry.reason not in (ROLE_NOT_ALLOWED, RETURNED)
     )

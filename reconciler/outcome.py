@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 from reconciler.config import DutySeparation, PolicyException
 from reconciler.diff import AccountDiff
 from reconciler.model import Account
-from reconciler.plan import Plan, tally
+from reconciler.plan import DEPROVISION, ENABLE, REMOVE_ROLES, Plan, tally
 from reconciler.seats import SeatCost
 
 
@@ -93,9 +93,14 @@ class AppCheck:
     @property
     def to_deprovision(self) -> int:
         """Accounts the plan removes (skipped actions and role removals not counted)."""
-        return tally(self.plan.active_actions)[0] if self.plan else 0
+        return tally(self.plan.active_actions)[DEPROVISION] if self.plan else 0
 
     @property
     def roles_to_remove(self) -> int:
         """Accounts the plan takes roles from (skipped actions not counted)."""
-        return tally(self.plan.active_actions)[1] if self.plan else 0
+        return tally(self.plan.active_actions)[REMOVE_ROLES] if self.plan else 0
+
+    @property
+    def to_enable(self) -> int:
+        """Accounts the plan re-enables (skipped actions not counted)."""
+        return tally(self.plan.active_actions)[ENABLE] if self.plan else 0

@@ -8,6 +8,7 @@ and its pull request is not touched. Reviewers may drop actions or mark them
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -24,18 +25,29 @@ REASONS = {
     "idp_missing": "no longer in the identity provider",
     "inactive": "no sign-in for longer than the policy's inactive_after",
     "role_not_allowed": "holds a role the policy's allowed_roles does not give them",
+    "delete_after": "disabled by reconciler for longer than the policy's delete_after",
+    "returned": "active again in the identity provider since reconciler disabled the account",
 }
 
-# What an action does: remove the account, or take roles from it (the account stays).
+# What an action does: remove the account, take roles from it (the account stays), or
+# enable an account reconciler disabled whose person is back.
 DEPROVISION = "deprovision"
 REMOVE_ROLES = "remove_roles"
-# The reason of every action that takes roles (journals keep reasons, not ops).
+ENABLE = "enable"
+# Reasons of the actions that remove no account (journals keep reasons, not ops): every
+# role removal's, and an account enabled again; and of a graded removal's deletion.
 ROLE_NOT_ALLOWED = "role_not_allowed"
+RETURNED = "returned"
+DELETE_AFTER = "delete_after"
 # The modes each op may have; `manual` is a person's task.
-OP_MODES = {DEPROVISION: ("manual", "disable", "delete"), REMOVE_ROLES: ("manual", "remove_roles")}
+OP_MODES = {
+    DEPROVISION: ("manual", "disable", "delete"),
+    REMOVE_ROLES: ("manual", "remove_roles"),
+    ENABLE: ("manual", "enable"),
+}
 
 # A mode is wider than another when it removes more: reviewers may narrow, never widen.
-MODE_RANK = {"manual": 0, "disable": 1, "remove_roles": 1, "delete": 2}
+MODE_RANK = {"manual": 0, "disable": 1, "remove_roles": 1, "enable": 1, "delete": 2}
 
 
 def widens(mode: str, than: str) -> bool:
@@ -148,24 +160,25 @@ class Plan:
         )
 
 
-def tally(actions: Sequence[Action]) -> tuple[int, int]:
-    """How many of the actions deprovision an account, and how many take roles."""
-    taking = sum(1 for action in actions if action.takes_roles)
-    return len(actions) - taking, taking
+def tally(actions: Iterable[Action]) -> Counter[str]:
+    """How many of the actions there are of each op."""
+    return Counter(action.op for action in actions)
 
 
 def what_it_does(actions: Sequence[Action]) -> str:
     """What the actions do, in a few words for a commit or a title: `deprovision 3
     accounts`, `deprovision 3 accounts and take roles from 1 account`."""
-    removing, taking = tally(actions)
+    counts = tally(actions)
 
     def accounts(n: int) -> str:
         return f"{n} account{'' if n == 1 else 's'}"
 
-    parts = [f"deprovision {accounts(removing)}"] if removing or not taking else []
-    if taking:
-        parts.append(f"take roles from {accounts(taking)}")
-    return " and ".join(parts)
+    parts = [f"deprovision {accounts(counts[DEPROVISION])}"] if counts[DEPROVISION] else []
+    if counts[REMOVE_ROLES]:
+        parts.append(f"take roles from {accounts(counts[REMOVE_ROLES])}")
+    if counts[ENABLE]:
+        parts.append(f"re-enable {accounts(counts[ENABLE])}")
+    return " and ".join(parts) or f"deprovision {accounts(0)}"
 
 
 def why(action: Action) -> str:
@@ -182,6 +195,12 @@ def why(action: Action) -> str:
         )
     elif action.reason == "inactive":
         line = f"{reason}: last sign-in {evidence.get('last_login') or 'unknown'}"
+    elif action.reason in ("delete_after", "returned"):
+        line = (
+            f"{reason} (disabled since {evidence.get('disabled_since') or 'unknown'}; owner "
+            f"{evidence.get('identity_email') or action.identity_id} is "
+            f"{evidence.get('identity_status') or 'unknown'})"
+        )
     else:
         line = f"{reason} (owner {evidence.get('identity_email') or action.identity_id})"
     matched = evidence.get("matched_by")

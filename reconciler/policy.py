@@ -12,15 +12,24 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from reconciler.clock import read_time
+from reconciler.clock import read_time, timestamp
 from reconciler.config import Approvals, Policy, PolicyException, RoleRule
 from reconciler.correlate import Link, correlate
 from reconciler.errors import ApprovalError
 from reconciler.model import Account, Identity
 from reconciler.outcome import Ambiguous, Conflict, Excepted, Protected, Waiting
-from reconciler.plan import REMOVE_ROLES, ROLE_NOT_ALLOWED, Action
+from reconciler.plan import (
+    DELETE_AFTER,
+    ENABLE,
+    REMOVE_ROLES,
+    RETURNED,
+    ROLE_NOT_ALLOWED,
+    Action,
+)
 
 INACTIVE = "inactive"
+# Recorded in a graded removal's action: since when the account has been disabled.
+DISABLED_SINCE = "disabled_since"
 # Recorded in an inactive account's action: its last sign-in as the app said then.
 LAST_LOGIN = "last_login"
 TRIGGERS = {
@@ -268,6 +277,7 @@ def assess(
     modes: Collection[str],
     now: datetime,
     gone_since: Callable[[set[str]], Mapping[str, datetime]] | None = None,
+    disabled_since: Callable[[set[str]], Mapping[str, datetime]] | None = None,
 ) -> Assessment:
     """Actions, guards and blocked reasons for `app` from its snapshot and the identity
     snapshot, under `policy`, at `now`. Pure but for `gone_since`, an I/O edge that says
@@ -275,7 +285,8 @@ def assess(
     once, for the people the plan would otherwise name (`held_back`). Check and apply's
     rebuild of a plan both judge the grace this way, so they agree; without it (apply's
     live check asks whether the person is still gone, not for how long) it is not
-    judged."""
+    judged. `disabled_since`, another I/O edge (since when accounts reconciler disabled
+    have stayed disabled), is asked only with a policy `delete_after` (`graded`)."""
     links = correlate(accounts.values(), identities.values(), policy.match, policy.domain_aliases)
     mode = effective_mode(policy.mode, modes)
     idle_mode = effective_mode("disable", modes) or ""
@@ -292,6 +303,10 @@ def assess(
         role_mode=role_mode,
     )
     evaluation = held_back(evaluation, accounts, policy, now, gone_since)
+    if policy.delete_after is not None and disabled_since is not None:
+        later = graded(accounts, identities, links, policy, now, modes, disabled_since, app=app)
+        actions = tuple(sorted((*evaluation.actions, *later), key=lambda a: a.account_id))
+        evaluation = dataclasses.replace(evaluation, actions=actions)
     blocked: list[str] = []
     if mode is None and evaluation.actions:
         blocked.append(
@@ -305,6 +320,73 @@ def assess(
     conflicts = duty_conflicts(accounts, policy)
     blocked += duty_blocks(conflicts, evaluation.actions)
     return Assessment(evaluation, tuple(blocked), conflicts)
+
+
+def graded(
+    accounts: Mapping[str, Account],
+    identities: Mapping[str, Identity],
+    links: Mapping[str, Link],
+    policy: Policy,
+    now: datetime,
+    modes: Collection[str],
+    disabled_since: Callable[[set[str]], Mapping[str, datetime]],
+    *,
+    app: str,
+) -> tuple[Action, ...]:
+    """Graded removal (`deprovision.delete_after`) of the disabled accounts: delete one
+    that reconciler disabled once it has stayed disabled that long while its person is
+    still gone (reason `delete_after`), and enable one whose person is active again
+    (op `enable`, reason `returned`): never silently, always as a plan's action.
+    `disabled_since` says, for some disabled accounts, since when they have been
+    disabled, and only for those reconciler disabled; it is asked once, for the disabled
+    accounts linked to someone gone or back. Protected and excepted accounts are left
+    alone, like the rest of the policy leaves them."""
+    assert policy.delete_after is not None
+    candidates: dict[str, tuple[Account, Identity, bool]] = {}
+    for account_id, account in accounts.items():
+        link = links.get(account_id)
+        if account.status != "disabled" or link is None or link.identity_id is None:
+            continue
+        identity = identities[link.identity_id]
+        left = identity.status in policy.deprovision_when and identity.status in TRIGGERS
+        if (left or identity.status == "active") and protection(account, policy) is None:
+            candidates[account_id] = (account, identity, left)
+    since_of = disabled_since(set(candidates)) if candidates else {}
+    delete_mode = effective_mode("delete", modes)
+    enable_mode = effective_mode(ENABLE, modes)
+    actions = []
+    for account_id in sorted(since_of.keys() & candidates.keys()):
+        account, identity, left = candidates[account_id]
+        since = since_of[account_id]
+        granted = exception_for(account, identity, policy, app) if policy.exceptions else None
+        if granted is not None and now.date() <= granted.until:
+            continue
+        if left and (now - since < policy.delete_after or delete_mode is None):
+            continue
+        if not left and enable_mode is None:
+            continue
+        evidence: dict[str, Any] = {
+            "identity_status": identity.status,
+            "identity_email": identity.email,
+            "matched_by": links[account_id].rule,
+            "roles": list(account.roles),
+            "entitlements": list(account.entitlements),
+            DISABLED_SINCE: timestamp(since),
+        }
+        actions.append(
+            Action(
+                account_id=account.id,
+                username=account.username,
+                email=account.email,
+                display_name=account.display_name,
+                mode=(delete_mode if left else enable_mode) or "",
+                reason=DELETE_AFTER if left else RETURNED,
+                identity_id=identity.id,
+                evidence=evidence,
+                op="deprovision" if left else ENABLE,
+            )
+        )
+    return tuple(actions)
 
 
 def role_blocks(

@@ -120,8 +120,13 @@ def _selects(apps: list[str], app: str) -> bool:
     return not apps or any(fnmatch.fnmatchcase(app, pattern) for pattern in apps)
 
 
-# The policy's durations: hours or days, e.g. `24h`, `30d`.
-DURATIONS = ("deadline", "grace", "inactive_after")
+# The policy's durations, by path: hours or days, e.g. `24h`, `30d`.
+DURATIONS: tuple[yamlio.JsonPath, ...] = (
+    ("deadline",),
+    ("grace",),
+    ("inactive_after",),
+    ("deprovision", "delete_after"),
+)
 
 
 def check_durations(
@@ -133,21 +138,40 @@ def check_durations(
         return [], set()
     found: list[Diagnostic] = []
     paths: set[yamlio.JsonPath] = set()
-    for key in DURATIONS:
-        value = data.get(key)
+    for path in DURATIONS:
+        value: Any = data
+        for step in path:
+            value = value.get(step) if isinstance(value, Mapping) else None
         if (isinstance(value, int) and not isinstance(value, bool)) or (
             isinstance(value, str) and value.strip().isdigit()
         ):
-            paths.add((key,))
+            key = ".".join(map(str, path))
+            paths.add(path)
             found.append(
                 at(
                     marks,
                     display,
-                    (key,),
+                    path,
                     f"{key}: {value} has no unit",
-                    f"write hours or days: `{key}: {value}h` or `{key}: {value}d`",
+                    f"write hours or days: `{path[-1]}: {value}h` or `{path[-1]}: {value}d`",
                 )
             )
+    deprovision = data.get("deprovision")
+    if (
+        isinstance(deprovision, Mapping)
+        and deprovision.get("delete_after") is not None
+        and deprovision.get("mode") == "delete"
+    ):
+        found.append(
+            at(
+                marks,
+                display,
+                ("deprovision", "delete_after"),
+                "deprovision.delete_after: accounts are deleted at once with `mode: delete`, "
+                "so there is nothing to delete after",
+                "use `mode: disable` with delete_after for graded removal, or remove it",
+            )
+        )
     return found, paths
 
 

@@ -32,7 +32,7 @@ from reconciler.inert import commit, terminal
 from reconciler.markdown import Markdown, code, escape
 from reconciler.model import Account
 from reconciler.outcome import AppCheck
-from reconciler.plan import REASONS, Action, why
+from reconciler.plan import DEPROVISION, ENABLE, REASONS, REMOVE_ROLES, Action, why
 from reconciler.policy import overdue, span_text
 from reconciler.seats import SeatCost, money_text
 
@@ -41,7 +41,7 @@ REPORT_TEMPLATE = "report.md.j2"
 # 50k new accounts stays readable and under GitHub's body limit.
 DEFAULT_MAX_ROWS = 500
 # Summary rows shown only when not 0.
-OPTIONAL = frozenset({"roles_to_remove", "excepted", "waiting"})
+OPTIONAL = frozenset({"roles_to_remove", "to_enable", "excepted", "waiting"})
 # Exceptions that run out within this many days are called out in the report.
 EXPIRING_DAYS = 14
 # Roles, entitlements or evidence entries shown in one table cell.
@@ -60,6 +60,7 @@ SUMMARY_LABELS: Mapping[str, str] = {
     "updated_roles": "Updated roles",
     "to_deprovision": "To deprovision",
     "roles_to_remove": "Roles to remove",
+    "to_enable": "To re-enable",
     "unmatched": "Unmatched",
     "protected": "Protected",
     "excepted": "Excepted",
@@ -152,6 +153,7 @@ def _summary(check: AppCheck, updated_roles: int) -> dict[str, int]:
         "updated_roles": updated_roles,
         "to_deprovision": check.to_deprovision,
         "roles_to_remove": check.roles_to_remove,
+        "to_enable": check.to_enable,
         "unmatched": len(check.unmatched),
         "protected": len(check.protected),
         "excepted": len(check.excepted),
@@ -182,7 +184,8 @@ def _status(check: AppCheck, blocked: Sequence[str]) -> str:
         return "app_error"
     if blocked:
         return "blocked"
-    return "proposed" if check.to_deprovision or check.roles_to_remove else "nothing"
+    proposing = check.to_deprovision or check.roles_to_remove or check.to_enable
+    return "proposed" if proposing else "nothing"
 
 
 def _mode_counts(actions: Iterable[Action]) -> dict[str, int]:
@@ -318,8 +321,9 @@ def render_report(
     blocked = blocking_reasons(check)
     plan = check.plan
     everything = plan.actions if plan is not None else ()
-    actions = [a for a in everything if not a.takes_roles]
-    role_removals = [a for a in everything if a.takes_roles]
+    actions = [a for a in everything if a.op == DEPROVISION]
+    role_removals = [a for a in everything if a.op == REMOVE_ROLES]
+    enables = [a for a in everything if a.op == ENABLE]
     active = [a for a in actions if not a.skip]
     role_changes = check.diff.role_changes
     counts = _summary(check, len(role_changes))
@@ -346,7 +350,10 @@ def render_report(
             modes=_mode_counts(actions),
             role_removals=Section.of(role_removals, max_rows),
             roles_skipped=sum(1 for a in role_removals if a.skip),
+            all_skipped=sum(1 for a in everything if a.skip),
             role_modes=Counter(a.mode for a in role_removals if not a.skip),
+            enables=Section.of(enables, max_rows),
+            enable_modes=Counter(a.mode for a in enables if not a.skip),
             new_users=Section.of(check.diff.added, max_rows),
             removed_users=Section.of(check.diff.removed, max_rows),
             role_changes=Section.of(role_changes, max_rows),

@@ -36,7 +36,13 @@ def test_demo_command_runs_the_whole_cycle():
     assert result.exit_code == 0, result.output
     for username in LEAVERS:
         assert f"{username}: disabled" in result.output
-    assert "apply wiki: disabled 3 of 3 accounts, approved by demo-reviewer" in result.output
+    assert (
+        "apply wiki: disabled 3 and took roles from 1 of 4 accounts, approved by demo-reviewer"
+        in result.output
+    )
+    # The demo explains why a role goes, and takes it on the real SCIM server.
+    assert f"reconciler explain --app wiki {demo.ROLE_HOLDER}" in result.output
+    assert f"{demo.ROLE_HOLDER}: took roles {demo.ADMIN_ROLE}" in result.output
     # The demo's policy prices the wiki's seats, so its report says what the plan saves.
     assert "## Seats and cost" in result.output
     assert "37.50 EUR per month" in result.output

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reconciler.clock import timestamp
-from reconciler.plan import ROLE_NOT_ALLOWED
+from reconciler.plan import RETURNED, ROLE_NOT_ALLOWED
 
 ACCOUNT = "account"
 IDENTITY = "identity"
@@ -500,8 +500,8 @@ def person_timeline(
                         action.account_id,
                     )
                 )
-            if action.reason == ROLE_NOT_ALLOWED:
-                continue  # a role taken: the account stays, and is no removal
+            if action.reason in (ROLE_NOT_ALLOWED, RETURNED):
+                continue  # a role taken, or an account enabled again: no removal
             removed = action.at if action.outcome == "done" else None
             detection = _detection_for(
                 found, sources.get(journal.app), removed or journal.approved_at

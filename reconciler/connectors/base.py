@@ -27,6 +27,8 @@ class Mode(enum.StrEnum):
     MANUAL = "manual"
     # Take roles from an account that stays (group memberships, role grants).
     REMOVE_ROLES = "remove_roles"
+    # Undo DISABLE: the account's person is back (graded removal, `delete_after`).
+    ENABLE = "enable"
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,11 @@ class Connector(Protocol):
     # Take `roles` from one account, which stays (Mode.REMOVE_ROLES); must be safe to
     # repeat: a role the account no longer holds is not an error.
     def remove_roles(self, account: Account, roles: Collection[str]) -> None: ...
+
+    # Enable one account that DISABLE disabled, undoing exactly what it did
+    # (Mode.ENABLE); must be safe to repeat: an enabled account is done. A ConnectorError
+    # when the account no longer exists.
+    def enable(self, account: Account) -> None: ...
 
     # Release connections.
     def close(self) -> None: ...

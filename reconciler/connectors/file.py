@@ -444,6 +444,14 @@ class FileConnector:
             "the plan lists the role for a person to remove (a manual task)",
         )
 
+    def enable(self, account: Account) -> None:
+        """Never: a file export has no API; enabling is a manual task."""
+        raise ConnectorError(
+            self.name,
+            f"cannot enable account {account.id!r}: a file export has no API; the plan "
+            "lists it for a person to enable (a manual task)",
+        )
+
     def close(self) -> None:
         """Nothing to release."""
 

@@ -43,6 +43,14 @@ Deprovisioning, both safe to repeat (an entry already gone is done), each read b
   the account is the last member of one, the delete is refused before anything changes,
   naming the groups, rather than leaving an entry half removed.
 
+Enabling undoes a disable, and is offered exactly when disabling is: OpenLDAP deletes
+the values of `disable.attribute` that read as `disable.value` (as values, never a
+replace of the attribute, so its other values stay); AD reads userAccountControl and
+writes it back with bit 0x2 cleared, every other flag kept. An entry that already reads
+as active is left alone, so a repeat is done; an entry gone is an error (nothing to
+enable), and so is one that does not read back as active (AD: an accountExpires in
+the past, which an enable does not touch, still reads as disabled).
+
 Removing roles (the account stays), safe to repeat (a role not held, or an entry gone,
 is done), read back: the user's DN is deleted, as one value, from the `member` of every
 group with a role's name that lists it directly, so members someone adds meanwhile stay.
@@ -94,6 +102,7 @@ SUCCESS = 0
 TIME_LIMIT_EXCEEDED = 3
 SIZE_LIMIT_EXCEEDED = 4
 STRONGER_AUTH_REQUIRED = 8
+NO_SUCH_ATTRIBUTE = 16
 NO_SUCH_OBJECT = 32
 INVALID_CREDENTIALS = 49
 INSUFFICIENT_ACCESS = 50
@@ -184,6 +193,19 @@ def uac_disabled(user_account_control: int | None) -> bool:
 def with_disabled_bit(user_account_control: int) -> int:
     """userAccountControl with ACCOUNTDISABLE set and every other flag kept."""
     return user_account_control | UAC_DISABLED
+
+
+def without_disabled_bit(user_account_control: int) -> int:
+    """userAccountControl with ACCOUNTDISABLE cleared and every other flag kept."""
+    return user_account_control & ~UAC_DISABLED
+
+
+def disable_marks(values: Sequence[bytes], mark: str) -> list[bytes]:
+    """The values, as stored, that mark an OpenLDAP entry disabled: those equal to the
+    `disable` option's value, compared case-insensitively. Reading an entry and enabling
+    it both use this, so what an enable deletes is what made the entry read as disabled."""
+    wanted = mark.casefold()
+    return [value for value in values if value.decode("utf-8", "replace").casefold() == wanted]
 
 
 def parse_int(values: Sequence[bytes]) -> int | None:
@@ -408,7 +430,8 @@ class LdapConnector:
         # Nothing makes this connector read-only: group membership can always be written.
         modes = {Mode.DELETE, Mode.REMOVE_ROLES}
         if options.dialect == "ad" or options.disable is not None:
-            modes.add(Mode.DISABLE)
+            # What can be disabled can be enabled: ENABLE undoes exactly what DISABLE does.
+            modes |= {Mode.DISABLE, Mode.ENABLE}
         self.modes = frozenset(modes)
         self._conn: Any = None
 
@@ -470,12 +493,7 @@ class LdapConnector:
                 else "use disable or delete"
             )
             raise ConnectorError(self.name, f"cannot {what}: mode not supported; {hint}")
-        if id_filter(self.options.id_attribute, account.id) is None:
-            raise ConnectorError(
-                self.name,
-                f"cannot {what}: the id is not a valid {self.options.id_attribute}; "
-                "was the snapshot taken with another id_attribute?",
-            )
+        self._refuse_impossible_id(account.id, what)
         with self._failing_as(ConnectorError, what):
             entry = self._user(account.id)
             if entry is None:
@@ -513,12 +531,7 @@ class LdapConnector:
             f"remove roles {', '.join(map(repr, sorted(wanted)))} from account "
             f"{account.username!r} (id {account.id})"
         )
-        if id_filter(self.options.id_attribute, account.id) is None:
-            raise ConnectorError(
-                self.name,
-                f"cannot {what}: the id is not a valid {self.options.id_attribute}; "
-                "was the snapshot taken with another id_attribute?",
-            )
+        self._refuse_impossible_id(account.id, what)
         if not wanted:
             return
         with self._failing_as(ConnectorError, what):
@@ -535,6 +548,41 @@ class LdapConnector:
                 self.name,
                 f"{what}: done, but {reasons}; the groups changed meanwhile, or the "
                 "server kept the membership: check them by hand, then apply again",
+            )
+
+    def enable(self, account: Account) -> None:
+        """Undo a disable (see the module docstring), then read the user back; one that
+        already reads as active is done. A ConnectorError when no user has the id any
+        more (nothing to enable), or when the connector cannot disable."""
+        what = f"enable account {account.username!r} (id {account.id})"
+        if Mode.ENABLE not in self.modes:
+            raise ConnectorError(
+                self.name,
+                f"cannot {what}: without `disable` ({{attribute, value}}) in "
+                "reconciler.yaml no entry is ever disabled, so there is nothing to undo; "
+                "set `disable` to say how a disabled entry is marked",
+            )
+        self._refuse_impossible_id(account.id, what)
+        with self._failing_as(ConnectorError, what):
+            entry = self._user(account.id)
+            if entry is not None:
+                self._enable(entry)
+        after = self.lookup_account(account.id) if entry is not None else None
+        if after is None:
+            raise ConnectorError(
+                self.name,
+                f"cannot {what}: no user has this {self.options.id_attribute} any more, so "
+                "there is nothing to enable; recreate the account by hand if it is needed",
+            )
+        if after.status != "active":
+            hint = (
+                "check the entry by hand: an accountExpires in the past also reads as "
+                "disabled, and an enable leaves it alone"
+                if self.options.dialect == "ad"
+                else "check `disable` in reconciler.yaml and the entry by hand"
+            )
+            raise ConnectorError(
+                self.name, f"{what}: done, but the entry does not read back as enabled; {hint}"
             )
 
     def close(self) -> None:
@@ -647,8 +695,7 @@ class LdapConnector:
             )
         if o.disable is None:
             return False
-        wanted = o.disable.value.casefold()
-        return any(value.casefold() == wanted for value in entry.texts(o.disable.attribute))
+        return bool(disable_marks(entry.get(o.disable.attribute), o.disable.value))
 
     def _account(self, entry: LdapEntry, groups_of: Callable[[str], frozenset[str]]) -> Account:
         o = self.options
@@ -695,6 +742,29 @@ class LdapConnector:
             assert o.disable is not None, "DISABLE is in modes only with `disable`"
             change = {o.disable.attribute: [(ldap3.MODIFY_REPLACE, [o.disable.value])]}
         self._modify(entry.dn, change, f"disabling {entry.dn!r}")
+
+    def _enable(self, entry: LdapEntry) -> None:
+        """Undo `_disable` on the entry as read; nothing is written when it carries no
+        mark of a disable."""
+        o = self.options
+        doing = f"enabling {entry.dn!r}"
+        if o.dialect == "ad":
+            current = parse_int(entry.get("userAccountControl"))
+            if current is None:
+                raise _Failure(f"{entry.dn!r} has no readable userAccountControl")
+            if without_disabled_bit(current) == current:
+                return
+            value = str(without_disabled_bit(current))
+            self._modify(entry.dn, {"userAccountControl": [(ldap3.MODIFY_REPLACE, [value])]}, doing)
+            return
+        assert o.disable is not None, "ENABLE is in modes only with `disable`"
+        marks = disable_marks(entry.get(o.disable.attribute), o.disable.value)
+        if not marks:
+            return
+        # The mark's values only, never a replace: other values of the attribute stay. A
+        # mark someone removed meanwhile is answered noSuchAttribute: done, and read back.
+        change = {o.disable.attribute: [(ldap3.MODIFY_DELETE, marks)]}
+        self._modify(entry.dn, change, doing, done_if=(NO_SUCH_ATTRIBUTE, NO_SUCH_OBJECT))
 
     def _delete(self, entry: LdapEntry, what: str) -> None:
         listing = [group for group in self._groups() if direct_values(group, entry.dn)]
@@ -772,6 +842,16 @@ class LdapConnector:
         )
         self._check(conn.result, doing, done_if=(NO_SUCH_OBJECT,))
         return any(item.get("type") == "searchResEntry" for item in conn.response or ())
+
+    def _refuse_impossible_id(self, account_id: str, what: str) -> None:
+        """A ConnectorError, before the server is asked, when `account_id` cannot be a
+        value of `id_attribute`."""
+        if id_filter(self.options.id_attribute, account_id) is None:
+            raise ConnectorError(
+                self.name,
+                f"cannot {what}: the id is not a valid {self.options.id_attribute}; "
+                "was the snapshot taken with another id_attribute?",
+            )
 
     def _modify(
         self, dn: str, change: Mapping[str, Any], doing: str, done_if: tuple[int, ...] = ()

@@ -50,9 +50,21 @@ the roles are read back; a role still held (through another role it belongs to) 
 error naming that role. `(superuser)` is an attribute, not a membership: it is refused.
 The connecting role and `exclude_roles` are refused, as for deprovisioning.
 
+Enabling (Mode.ENABLE) undoes a disable: in one transaction the role's current name is
+read by its oid (renamed or not; a name now worn by another role is never used), then
+`ALTER ROLE … LOGIN` and the comment it had before the marker is put back (no comment if
+it had none), and the role is read again by oid before the commit. Only a role carrying
+the marker is changed: a role with LOGIN and no marker is done; a NOLOGIN role without
+it was disabled by someone else and is refused, as is a superuser carrying the marker
+(reconciler never disables one), a role whose VALID UNTIL has passed (it would stay
+disabled; VALID UNTIL is left alone) and a role that is gone. Ended sessions need no
+undoing; memberships the disable revoked were not recorded and are not granted again.
+Afterwards the account must read back as active. The connecting role and
+`exclude_roles` are refused, as for deprovisioning.
+
 The connecting role needs CREATEROLE (or to be superuser) and `pg_signal_backend`; for
 delete, membership in the roles whose objects it reassigns (in practice: superuser); to
-remove roles, CREATEROLE or ADMIN OPTION on each role it takes.
+remove roles, CREATEROLE or ADMIN OPTION on each role it takes; to enable, CREATEROLE.
 
 Errors from psycopg become `ConnectorError` (`PullError` during a pull) naming the
 system and the fix; the password is never part of a message.
@@ -307,7 +319,8 @@ class PostgresConnector:
         self.name = name
         self.options = options
         self._password = password
-        modes = {Mode.DISABLE, Mode.REMOVE_ROLES}
+        # ENABLE undoes DISABLE, which every cluster supports.
+        modes = {Mode.DISABLE, Mode.REMOVE_ROLES, Mode.ENABLE}
         if options.reassign_to:
             modes.add(Mode.DELETE)
         self.modes = frozenset(modes)
@@ -441,6 +454,25 @@ class PostgresConnector:
             if self._revoke(oid, account, wanted, what) is None:
                 return  # the role is gone: it holds nothing
         self._check_removed(oid, account, wanted, what)
+
+    def enable(self, account: Account) -> None:
+        """Undo a disable of the role whose oid is the account id: LOGIN again and the
+        comment it had before, in one transaction. A role that can log in and carries no
+        marker is done; ConnectorError, with nothing changed, when the role is gone, was
+        made NOLOGIN by someone else, or cannot log in because its VALID UNTIL has passed."""
+        what = f"enable account {account.username!r} (oid {account.id})"
+        oid = parse_oid(account.id)
+        if oid is None:
+            raise ConnectorError(self.name, f"cannot {what}: the id is not a PostgreSQL oid")
+        with self._failing_as(ConnectorError, what):
+            self._enable(oid, account, what)
+        after = self.lookup_account(account.id)
+        if after is None or after.status != "active":
+            raise ConnectorError(
+                self.name,
+                f"{what}: done, but the role does not read back as active (LOGIN, and VALID "
+                "UNTIL unset or in the future); check it by hand",
+            )
 
     def close(self) -> None:
         """Close the connection."""
@@ -675,6 +707,81 @@ class PostgresConnector:
                 )
                 reasons.append(f"still a member of {role!r} after REVOKE; {via}")
         raise ConnectorError(self.name, f"{what}: {'; '.join(reasons)}")
+
+    # -- enabling --
+
+    def _enable(self, oid: int, account: Account, what: str) -> None:
+        """In one transaction: find the role by oid, check that it is ours to enable,
+        and if it carries the marker, give it LOGIN and its earlier comment back."""
+        conn = self._main()
+        with conn.transaction():
+            name = self._member_to_touch(conn, oid, account, what)
+            found = conn.execute(ACCOUNT_SQL, (oid,)).fetchone() if name is not None else None
+            if found is None:
+                raise ConnectorError(
+                    self.name,
+                    f"cannot {what}: no role has oid {oid} any more (it was dropped); there "
+                    "is nothing to enable: run a check to see the cluster as it is now",
+                )
+            row = _RoleRow.of(found)
+            if self._marked_for_enable(row, what):
+                self._restore_login(conn, row, what)
+
+    def _marked_for_enable(self, row: _RoleRow, what: str) -> bool:
+        """True when the role carries the disable marker (there is a disable to undo),
+        False when it is enabled already; ConnectorError when it is not ours to enable or
+        would stay disabled."""
+        marked = row.comment.startswith(DISABLED_MARKER)
+        if not marked and not row.can_login:
+            raise ConnectorError(
+                self.name,
+                f"cannot {what}: the role is NOLOGIN but was not disabled by reconciler (its "
+                f"comment has no {DISABLED_MARKER!r} marker); nothing was changed: if it "
+                "should log in again, enable it by hand (ALTER ROLE … LOGIN)",
+            )
+        if marked and row.superuser:
+            raise ConnectorError(
+                self.name,
+                f"refusing to {what}: it is a superuser, and reconciler never disables one; "
+                "nothing was changed: enable it by hand (ALTER ROLE … LOGIN) if it should "
+                "log in again",
+            )
+        if not row.valid:
+            raise ConnectorError(
+                self.name,
+                f"cannot {what}: its VALID UNTIL is in the past, so it could not log in "
+                "even with LOGIN; nothing was changed: set a new VALID UNTIL by hand "
+                "(ALTER ROLE … VALID UNTIL …) if it should log in again, then run it again",
+            )
+        return marked
+
+    def _restore_login(self, conn: psycopg.Connection[Any], row: _RoleRow, what: str) -> None:
+        """LOGIN and the comment from before the marker, then the role read again by oid:
+        ConnectorError (the transaction then rolls back) unless both landed on it."""
+        ident = sql.Identifier(row.name)
+        earlier = earlier_comment(row.comment)
+        try:
+            conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(ident))
+            conn.execute(
+                sql.SQL("COMMENT ON ROLE {} IS {}").format(ident, sql.Literal(earlier or None))
+            )
+        except pg_errors.InsufficientPrivilege as exc:
+            user = self.options.user
+            raise ConnectorError(
+                self.name,
+                f"{what}: role {user!r} may not alter role {row.name!r} "
+                f"({self._server_text(exc)}); nothing was changed: give {user!r} CREATEROLE "
+                "(a superuser role needs a superuser)",
+            ) from exc
+        again = conn.execute(ACCOUNT_SQL, (row.oid,)).fetchone()
+        now = _RoleRow.of(again) if again is not None else None
+        if now is None or (now.name, now.can_login, now.comment) != (row.name, True, earlier):
+            # The name ALTER ROLE used may have meant another role for a moment.
+            raise ConnectorError(
+                self.name,
+                f"{what}: the role was renamed, dropped or changed meanwhile; nothing was "
+                "changed: run it again",
+            )
 
     def _terminate(self, oid: int, role: str) -> None:
         # NOLOGIN stops new sessions only; open ones keep every privilege until ended.

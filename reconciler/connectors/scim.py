@@ -202,11 +202,11 @@ def user_request(client: httpx.Client, user_id: str) -> httpx.Request:
     return client.build_request("GET", _user_path(user_id))
 
 
-def disable_request(client: httpx.Client, user_id: str) -> httpx.Request:
-    """PATCH a user's `active` to false (RFC 7644 §3.5.2.3)."""
+def active_request(client: httpx.Client, user_id: str, active: bool) -> httpx.Request:
+    """PATCH a user's `active` to false (disable) or true (enable) (RFC 7644 §3.5.2.3)."""
     body = {
         "schemas": [PATCH_OP_SCHEMA],
-        "Operations": [{"op": "replace", "path": "active", "value": False}],
+        "Operations": [{"op": "replace", "path": "active", "value": active}],
     }
     return client.build_request(
         "PATCH",
@@ -662,7 +662,7 @@ class ScimConnector:
     `/Groups`; apply needs their status, which is exact.
     """
 
-    modes: frozenset[Mode] = frozenset({Mode.DISABLE, Mode.DELETE, Mode.REMOVE_ROLES})
+    modes: frozenset[Mode] = frozenset({Mode.DISABLE, Mode.DELETE, Mode.REMOVE_ROLES, Mode.ENABLE})
 
     def __init__(
         self,
@@ -734,10 +734,10 @@ class ScimConnector:
         if mode is Mode.DISABLE:
             # Setting a value twice has the same effect as once, so the PATCH may be
             # repeated after a lost answer, unlike PATCH in general.
-            request = disable_request(self.client, account.id)
+            request = active_request(self.client, account.id, False)
             response = self._send(request, idempotent=True)
             if response.status_code == 200:
-                self._check_disabled(response, account)
+                self._check_active(response, account, False)
                 return
         elif mode is Mode.DELETE:
             request = delete_request(self.client, account.id)
@@ -749,6 +749,19 @@ class ScimConnector:
         if response.status_code in (200, 204, 404):
             return
         raise self._error(response, f"{mode.value} account {account.id} ({account.username})")
+
+    def enable(self, account: Account) -> None:
+        """PATCH the user's `active` back to true; a 404 is an error: nothing to enable."""
+        response = self._send(active_request(self.client, account.id, True), idempotent=True)
+        if response.status_code == 200:
+            self._check_active(response, account, True)
+            return
+        if response.status_code == 204:
+            return
+        what = f"enable account {account.id} ({account.username})"
+        if response.status_code == 404:
+            raise ConnectorError(self.name, f"{what}: the user no longer exists; nothing to enable")
+        raise self._error(response, what)
 
     def lookup_roles(self, account_id: str) -> tuple[str, ...] | None:
         """The user's `roles` values and the names of every group it is in, read live
@@ -889,18 +902,20 @@ class ScimConnector:
             )
         return cast(Mapping[str, Any], body)
 
-    def _check_disabled(self, response: httpx.Response, account: Account) -> None:
-        # A 200 carries the resource: if the server kept the user active (a read-only
-        # attribute in its schema, say), saying "done" would leave access in place.
+    def _check_active(self, response: httpx.Response, account: Account, wanted: bool) -> None:
+        # A 200 carries the resource: if the server kept `active` as it was (a read-only
+        # attribute in its schema, say), saying "done" would be wrong.
         try:
             body = response.json()
         except ValueError:
             return
-        if isinstance(body, dict) and body.get("active") is True:
+        if isinstance(body, dict) and body.get("active") is (not wanted):
+            what = "enable" if wanted else "disable"
+            state = "inactive" if wanted else "active"
             raise ConnectorError(
                 self.name,
-                f"disable account {account.id} ({account.username}): the server answered "
-                "200 but the user is still active; check that it allows changing `active`",
+                f"{what} account {account.id} ({account.username}): the server answered "
+                f"200 but the user is still {state}; check that it allows changing `active`",
             )
 
     def _users_with_memberships(

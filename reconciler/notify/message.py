@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from reconciler.inert import one_line
-from reconciler.plan import REASONS, Action, tally
+from reconciler.plan import DEPROVISION, ENABLE, REASONS, REMOVE_ROLES, Action, tally
 from reconciler.report import OPTIONAL, SUMMARY_LABELS
 
 # Accounts listed in one email; the rest are counted and the plan has them all.
@@ -26,10 +26,13 @@ def accounts(n: int) -> str:
 def todo(actions: Sequence[Action]) -> str:
     """What a plan's actions do, for a subject line: `3 accounts to deprovision`, with
     `and roles to remove from 1 account` when it takes roles."""
-    removing, taking = tally(actions)
-    parts = [f"{accounts(removing)} to deprovision"] if removing or not taking else []
+    counts = tally(actions)
+    removing, taking, enabling = counts[DEPROVISION], counts[REMOVE_ROLES], counts[ENABLE]
+    parts = [f"{accounts(removing)} to deprovision"] if removing or not (taking or enabling) else []
     if taking:
         parts.append(f"roles to remove from {accounts(taking)}")
+    if enabling:
+        parts.append(f"{accounts(enabling)} to re-enable")
     return " and ".join(parts)
 
 

@@ -36,6 +36,7 @@ from reconciler.connectors.ldap_directory import (
     last_login_time,
     uac_disabled,
     with_disabled_bit,
+    without_disabled_bit,
 )
 from reconciler.errors import ConfigError, ConnectorError, PullError
 
@@ -120,7 +121,7 @@ def seed(sub: Subtree) -> dict[str, str]:
 def test_ldap_meets_the_connector_contract(sub: Subtree) -> None:
     dn = seed(sub)
     directory = build(sub, display_name_attribute="displayName")
-    assert directory.modes == {Mode.DISABLE, Mode.DELETE, Mode.REMOVE_ROLES}
+    assert directory.modes == {Mode.DISABLE, Mode.ENABLE, Mode.DELETE, Mode.REMOVE_ROLES}
     seen = exercise_connector(
         directory,
         Expect(
@@ -166,6 +167,11 @@ def test_without_disable_it_is_an_app_that_deletes(sub: Subtree) -> None:
     assert seen.accounts["bob"].status == "active", "nothing marks an entry disabled"
     with pytest.raises(ConnectorError, match="mode not supported; set `disable`"):
         directory.deprovision(seen.accounts["alice"], Mode.DISABLE)
+    bob = sub.person_dn("bob")
+    before = sub.read(bob, "employeeType", "entryCSN")
+    with pytest.raises(ConnectorError, match="nothing to undo; set `disable`"):
+        directory.enable(seen.accounts["bob"])
+    assert sub.read(bob, "employeeType", "entryCSN") == before
 
 
 # -- What is read -----------------------------------------------------------------------
@@ -290,6 +296,8 @@ def test_deprovisioning_an_id_that_cannot_be_one_is_refused(sub: Subtree) -> Non
     for mode in (Mode.DISABLE, Mode.DELETE):
         with pytest.raises(ConnectorError, match="the id is not a valid entryUUID"):
             directory.deprovision(account._replace(id="jo"), mode)
+    with pytest.raises(ConnectorError, match="the id is not a valid entryUUID"):
+        directory.enable(account._replace(id="jo"))
     assert directory.lookup_account(account.id) == account
 
 
@@ -299,6 +307,131 @@ def test_an_id_attribute_shared_by_two_users_fails_the_pull(sub: Subtree) -> Non
     directory = build(sub, id_attribute="mail")
     with pytest.raises(PullError, match=r"have the same mail 'shared@acme\.example'"):
         list(directory.pull_accounts())
+
+
+# -- Enable ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "can_disable"),
+    [({"disable": DISABLE}, True), ({}, False), ({"dialect": "ad"}, True)],
+)
+def test_enable_is_offered_exactly_when_disable_is(
+    options: dict[str, Any], can_disable: bool
+) -> None:
+    required = {"url": "ldaps://ldap.example.com", "bind_dn": "cn=x", "base_dn": "dc=x"}
+    parsed = LdapOptions.from_mapping("corp-ldap", {**required, **options}, Path("."))
+    modes = LdapConnector("corp-ldap", parsed, password=None).modes
+    assert (Mode.DISABLE in modes) is can_disable
+    assert (Mode.ENABLE in modes) is can_disable
+
+
+def stamp(sub: Subtree, dn: str) -> dict[str, list[str]] | None:
+    """The entry's disable mark and its entryCSN, which every write to it changes."""
+    return sub.read(dn, "employeeType", "entryCSN")
+
+
+def test_enable_undoes_a_disable_and_repeats_harmlessly(sub: Subtree) -> None:
+    entry = sub.person("nina")
+    directory = build(sub)
+    [account] = directory.pull_accounts()
+    directory.deprovision(account, Mode.DISABLE)
+    assert sub.read(entry, "employeeType") == {"employeeType": ["disabled"]}
+
+    directory.enable(account)
+    assert sub.read(entry, "employeeType") == {"employeeType": []}
+    live = directory.lookup_account(account.id)
+    assert live is not None and live.status == "active"
+    identity = directory.lookup_identity(account.id)
+    assert identity is not None and identity.status == "active"
+    # A repeat finds nothing to undo and writes nothing.
+    before = stamp(sub, entry)
+    directory.enable(account)
+    assert stamp(sub, entry) == before
+    assert directory.lookup_account(account.id) == live
+
+
+def test_enable_deletes_only_the_mark_and_leaves_an_active_entry_alone(sub: Subtree) -> None:
+    # The mark is matched as a read matches it (any case) and deleted as stored; the
+    # attribute's other values stay, so the attribute is never replaced.
+    marked = sub.person("olga", employeeType=["contractor", "DISABLED"])
+    active = sub.person("pete", employeeType=["contractor"])
+    directory = build(sub)
+    accounts = {a.username: a for a in directory.pull_accounts()}
+    assert (accounts["olga"].status, accounts["pete"].status) == ("disabled", "active")
+
+    before = stamp(sub, active)
+    directory.enable(accounts["pete"])
+    assert stamp(sub, active) == before
+
+    directory.enable(accounts["olga"])
+    assert sub.read(marked, "employeeType") == {"employeeType": ["contractor"]}
+    live = directory.lookup_account(accounts["olga"].id)
+    assert live is not None and live.status == "active"
+
+
+def test_a_mark_removed_meanwhile_is_done(sub: Subtree, monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = sub.person("quinn", employeeType="disabled")
+    directory = build(sub)
+    [account] = directory.pull_accounts()
+    # The connector reads the entry still marked; someone enables it before the write
+    # (OpenLDAP answers the delete of a value already gone with noSuchAttribute).
+    stale, live_user = directory._user(account.id), directory._user
+    reads = iter([stale])
+    monkeypatch.setattr(
+        directory, "_user", lambda entry_id: next(reads, None) or live_user(entry_id)
+    )
+    sub.conn.modify(entry, {"employeeType": [(ldap3.MODIFY_DELETE, ["disabled"])]})
+    directory.enable(account)
+    assert sub.read(entry, "employeeType") == {"employeeType": []}
+    live = directory.lookup_account(account.id)
+    assert live is not None and live.status == "active"
+
+
+def test_enabling_an_account_gone_is_an_error(sub: Subtree) -> None:
+    seed(sub)
+    directory = build(sub)
+    accounts = {a.username: a for a in directory.pull_accounts()}
+    bob = accounts["bob"]
+    directory.deprovision(bob, Mode.DELETE)
+    for gone in (bob, bob._replace(id="4b1c1d8e-0000-0000-0000-000000000000")):
+        with pytest.raises(ConnectorError) as caught:
+            directory.enable(gone)
+        text = str(caught.value)
+        assert text.startswith("corp-ldap: ") and "nothing to enable" in text
+    assert directory.lookup_account(bob.id) is None
+
+
+def test_an_enable_that_does_not_read_back_is_an_error(
+    sub: Subtree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entry = sub.person("rita", employeeType="disabled")
+    directory = build(sub)
+    [account] = directory.pull_accounts()
+    # A server that answers success and keeps the mark.
+    monkeypatch.setattr(directory, "_enable", lambda found: None)
+    with pytest.raises(ConnectorError) as caught:
+        directory.enable(account)
+    text = str(caught.value)
+    assert text.startswith("corp-ldap: ") and "does not read back as enabled" in text
+    assert "check `disable` in reconciler.yaml" in text
+    assert sub.read(entry, "employeeType") == {"employeeType": ["disabled"]}
+
+
+def test_a_read_only_bind_dn_may_not_enable(sub: Subtree) -> None:
+    marked = sub.person("sam", employeeType="disabled")
+    active = sub.person("tess")
+    reader = build(sub, bind_dn=READER_DN)
+    accounts = {a.username: a for a in reader.pull_accounts()}
+    before = stamp(sub, marked)
+    with pytest.raises(ConnectorError, match=rf"bind DN '{READER_DN}' may not do this"):
+        reader.enable(accounts["sam"])
+    assert stamp(sub, marked) == before
+    live = reader.lookup_account(accounts["sam"].id)
+    assert live is not None and live.status == "disabled"
+    # An account already enabled needs no write, so reading is enough.
+    reader.enable(accounts["tess"])
+    assert sub.read(active, "employeeType") == {"employeeType": []}
 
 
 # -- Removing roles -------------------------------------------------------------------------
@@ -502,6 +635,7 @@ def test_a_wrong_password_is_never_shown(sub: Subtree) -> None:
         lambda: directory.deprovision(account, Mode.DISABLE),
         lambda: directory.lookup_roles(account.id),
         lambda: directory.remove_roles(account, ["admins"]),
+        lambda: directory.enable(account),
     ]
     for attempt in attempts:
         with pytest.raises(ConnectorError) as caught:
@@ -605,6 +739,7 @@ def test_options_are_checked() -> None:
     assert ad.ca_file == Path("/repo/ca.pem")
     assert LdapConnector("corp-ldap", ad, password=None).modes == {
         Mode.DISABLE,
+        Mode.ENABLE,
         Mode.DELETE,
         Mode.REMOVE_ROLES,
     }
@@ -672,6 +807,17 @@ def test_user_account_control_bit_2_is_disabled(uac: int | None, disabled: bool)
 def test_a_disable_sets_only_bit_2(before: int, after: int) -> None:
     assert with_disabled_bit(before) == after
     assert uac_disabled(with_disabled_bit(before))
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [(0x202, 0x200), (0x200, 0x200), (0x10222, 0x10220), (0x2, 0), (0x1, 0x1), (0x3, 0x1)],
+)
+def test_an_enable_clears_only_bit_2(before: int, after: int) -> None:
+    assert without_disabled_bit(before) == after
+    assert not uac_disabled(without_disabled_bit(before))
+    # Disabling an enabled account and enabling it again gives back what it was.
+    assert without_disabled_bit(with_disabled_bit(after)) == after
 
 
 @pytest.mark.parametrize(

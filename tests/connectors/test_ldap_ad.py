@@ -119,7 +119,7 @@ def test_ad_meets_the_connector_contract(ou: OrganizationalUnit) -> None:
     dn = seed(ou)
     name = ou.username
     directory = build(ou, display_name_attribute="displayName")
-    assert directory.modes == {Mode.DISABLE, Mode.DELETE, Mode.REMOVE_ROLES}
+    assert directory.modes == {Mode.DISABLE, Mode.ENABLE, Mode.DELETE, Mode.REMOVE_ROLES}
     seen = exercise_connector(
         directory,
         Expect(
@@ -174,6 +174,105 @@ def test_a_disable_sets_only_bit_2_of_user_account_control(ou: OrganizationalUni
     }
     identity = directory.lookup_identity(account.id)
     assert identity is not None and identity.status == "suspended"
+
+
+# -- Enable -------------------------------------------------------------------------------
+
+
+def stamp(ou: OrganizationalUnit, dn: str) -> dict[str, list[str]] | None:
+    """The entry's userAccountControl, accountExpires and uSNChanged, which every write
+    to it changes."""
+    return ou.read(dn, "userAccountControl", "accountExpires", "uSNChanged")
+
+
+def test_enable_clears_only_bit_2_and_repeats_harmlessly(ou: OrganizationalUnit) -> None:
+    entry = ou.user("gina", control=ACTIVE_USER | DONT_EXPIRE_PASSWORD)
+    directory = build(ou)
+    [account] = directory.pull_accounts()
+    directory.deprovision(account, Mode.DISABLE)
+    live = directory.lookup_account(account.id)
+    assert live is not None and live.status == "disabled"
+
+    directory.enable(account)
+    found = ou.read(entry, "userAccountControl")
+    assert found == {"userAccountControl": [str(ACTIVE_USER | DONT_EXPIRE_PASSWORD)]}
+    live = directory.lookup_account(account.id)
+    assert live is not None and live.status == "active"
+    identity = directory.lookup_identity(account.id)
+    assert identity is not None and identity.status == "active"
+    # A repeat finds bit 2 clear and writes nothing.
+    before = stamp(ou, entry)
+    directory.enable(account)
+    assert stamp(ou, entry) == before
+
+
+def test_enable_undoes_any_disable_and_leaves_an_active_account_alone(
+    ou: OrganizationalUnit,
+) -> None:
+    dn = seed(ou)
+    directory = build(ou)
+    accounts = {a.username: a for a in directory.pull_accounts()}
+    # Disabled by hand with other flags set, and disabled though expiring years away.
+    for name in ("bob", "frank"):
+        directory.enable(accounts[ou.username(name)])
+        assert ou.read(dn[name], "userAccountControl") == {"userAccountControl": [str(ACTIVE_USER)]}
+    assert ou.read(dn["frank"], "accountExpires") == {"accountExpires": [str(FUTURE)]}
+    for name in ("alice", "dave", "erin"):
+        before = stamp(ou, dn[name])
+        directory.enable(accounts[ou.username(name)])
+        assert stamp(ou, dn[name]) == before
+    status = {a.username: a.status for a in directory.pull_accounts()}
+    assert status == {
+        **{ou.username(name): "active" for name in ("alice", "bob", "dave", "erin", "frank")},
+        ou.username("carol"): "disabled",
+    }
+
+
+def test_an_expired_account_is_not_enabled_and_the_message_says_why(
+    ou: OrganizationalUnit,
+) -> None:
+    # accountExpires is not what a disable writes, so an enable leaves it alone.
+    entry = ou.user("carol", control=ACTIVE_USER | ACCOUNTDISABLE, expires=PAST)
+    directory = build(ou)
+    [account] = directory.pull_accounts()
+    with pytest.raises(ConnectorError) as caught:
+        directory.enable(account)
+    text = str(caught.value)
+    assert text.startswith("corp-ad: ") and "does not read back as enabled" in text
+    assert "accountExpires" in text
+    assert ou.read(entry, "userAccountControl", "accountExpires") == {
+        "userAccountControl": [str(ACTIVE_USER)],
+        "accountExpires": [str(PAST)],
+    }
+
+
+def test_enabling_an_account_gone_is_an_error(ou: OrganizationalUnit) -> None:
+    ou.user("hank", control=ACTIVE_USER | ACCOUNTDISABLE)
+    directory = build(ou)
+    [account] = directory.pull_accounts()
+    directory.deprovision(account, Mode.DELETE)
+    for gone in (account, account._replace(id="4b1c1d8e-0000-0000-0000-000000000000")):
+        with pytest.raises(ConnectorError) as caught:
+            directory.enable(gone)
+        text = str(caught.value)
+        assert text.startswith("corp-ad: ") and "nothing to enable" in text
+    with pytest.raises(ConnectorError, match="the id is not a valid objectGUID"):
+        directory.enable(account._replace(id=account.username))
+
+
+def test_a_user_without_delegated_rights_may_not_enable(ou: OrganizationalUnit) -> None:
+    disabled = ou.user("ivan", control=ACTIVE_USER | DONT_EXPIRE_PASSWORD | ACCOUNTDISABLE)
+    active = ou.user("jill")
+    reader = build(ou, bind_dn=READER_DN)
+    accounts = {a.username: a for a in reader.pull_accounts()}
+    before = stamp(ou, disabled)
+    with pytest.raises(ConnectorError, match=rf"bind DN '{READER_DN}' may not do this"):
+        reader.enable(accounts[ou.username("ivan")])
+    assert stamp(ou, disabled) == before
+    # An account already enabled needs no write, so reading is enough.
+    before = stamp(ou, active)
+    reader.enable(accounts[ou.username("jill")])
+    assert stamp(ou, active) == before
 
 
 # -- What is read -----------------------------------------------------------------------
@@ -309,6 +408,8 @@ def test_a_wrong_password_names_the_system_and_is_never_shown(ou: Organizational
     assert "refused bind DN" in text and ADMIN_DN in text and "AD_PASSWORD" in text
     with pytest.raises(ConnectorError, match="refused bind DN"):
         directory.deprovision(account, Mode.DISABLE)
+    with pytest.raises(ConnectorError, match="refused bind DN"):
+        directory.enable(account)
     live = build(ou).lookup_account(account.id)
     assert live is not None and live.status == "active"
 

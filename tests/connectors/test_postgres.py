@@ -12,6 +12,7 @@ import secrets
 import socket
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +120,7 @@ def seed(box: Sandbox) -> dict[str, str]:
 def test_postgres_meets_the_connector_contract(box: Sandbox) -> None:
     r = seed(box)
     pg = build(box, reassign_to=r["heir"], exclude_roles=[r["svc"]])
-    assert pg.modes == {Mode.DISABLE, Mode.DELETE, Mode.REMOVE_ROLES}
+    assert pg.modes == {Mode.DISABLE, Mode.DELETE, Mode.REMOVE_ROLES, Mode.ENABLE}
     seen = exercise_connector(
         pg,
         Expect(
@@ -275,7 +276,7 @@ def test_delete_leaving_objects_in_an_unlisted_database_says_which_option(box: S
 def test_delete_is_not_offered_without_reassign_to(box: Sandbox) -> None:
     person = box.create_role(box.role("person"))
     pg = build(box)
-    assert pg.modes == {Mode.DISABLE, Mode.REMOVE_ROLES}
+    assert pg.modes == {Mode.DISABLE, Mode.REMOVE_ROLES, Mode.ENABLE}
     account = {x.username: x for x in pg.pull_accounts()}[person]
     with pytest.raises(ConnectorError, match="reassign_to"):
         pg.deprovision(account, Mode.DELETE)
@@ -461,6 +462,243 @@ def test_the_superuser_marker_is_not_a_role_to_revoke(box: Sandbox) -> None:
     assert pg.lookup_roles(account.id) == (SUPERUSER_ROLE, r["readers"]), "nothing was changed"
 
 
+# -- Enabling what a disable disabled -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RoleState:
+    """A role as the catalog holds it, read as the superuser by oid."""
+
+    name: str
+    can_login: bool
+    comment: str | None
+    valid_until: Any
+    version: str  # the catalog row's xmin: any write to the role changes it
+
+
+def role_state(box: Sandbox, oid: str) -> RoleState | None:
+    """The role with `oid` as it is now, or None when it is gone."""
+    with box.cluster.connect() as conn:
+        found = conn.execute(
+            "SELECT rolname, rolcanlogin, shobj_description(oid, 'pg_authid'), rolvaliduntil,"
+            " xmin::text FROM pg_authid WHERE oid = %s::oid",
+            (oid,),
+        ).fetchone()
+    return RoleState(*found) if found else None
+
+
+def can_log_in(box: Sandbox, role: str, password: str) -> bool:
+    """Whether `role` can open a session with `password`."""
+    try:
+        with box.cluster.connect(box.database, user=role, password=password) as session:
+            return bool(session.execute("SELECT true").fetchone())
+    except psycopg.OperationalError:
+        return False
+
+
+def disabled_account(
+    box: Sandbox, pg: PostgresConnector, role: str, comment: str | None = None
+) -> Account:
+    """Role `role` (made with password `pw`) given `comment`, then disabled by `pg`."""
+    if comment is not None:
+        with box.cluster.connect() as conn:
+            conn.execute(
+                sql.SQL("COMMENT ON ROLE {} IS {}").format(
+                    sql.Identifier(role), sql.Literal(comment)
+                )
+            )
+    account = pulled(pg)[role]
+    pg.deprovision(account, Mode.DISABLE)
+    assert not can_log_in(box, role, "pw")
+    return account
+
+
+@pytest.mark.parametrize(
+    "comment",
+    [None, "dave@acme.example", "Dave, payroll\nsecond line"],
+    ids=["no comment", "email", "two lines"],
+)
+def test_enable_undoes_a_disable(box: Sandbox, comment: str | None) -> None:
+    r = seed(box)
+    dave = box.create_role(box.role("dave2"), "LOGIN", password="pw")
+    box.run(f'GRANT "{r["staff"]}" TO "{dave}"')
+    pg = build(box)
+    assert Mode.ENABLE in pg.modes
+    account = disabled_account(box, pg, dave, comment)
+    disabled = role_state(box, account.id)
+    assert disabled is not None and (disabled.comment or "").startswith(DISABLED_MARKER)
+
+    pg.enable(account)
+
+    after = pg.lookup_account(account.id)
+    assert after is not None and after.status == "active"
+    assert after.email == ("dave@acme.example" if comment == "dave@acme.example" else "")
+    assert after.roles == (), "memberships a disable revoked are not granted again"
+    assert can_log_in(box, dave, "pw")
+    state = role_state(box, account.id)
+    assert state is not None and state.comment == comment, "the comment from before is back"
+    assert pulled(pg)[dave].status == "active"
+
+
+def test_enable_twice_changes_nothing_the_second_time(box: Sandbox) -> None:
+    person = box.create_role(box.role("person"), "LOGIN", password="pw")
+    pg = build(box)
+    account = disabled_account(box, pg, person, "person@acme.example")
+    pg.enable(account)
+    first = role_state(box, account.id)
+
+    pg.enable(account)
+
+    assert role_state(box, account.id) == first, "the role was not written again"
+    assert first is not None and (first.can_login, first.comment) == (True, "person@acme.example")
+
+
+def test_enable_finishes_a_disable_undone_by_half(box: Sandbox) -> None:
+    person = box.create_role(box.role("person"), "LOGIN", password="pw")
+    pg = build(box)
+    account = disabled_account(box, pg, person, "kept")
+    box.run(f'ALTER ROLE "{person}" LOGIN')  # by hand; the marker stays
+
+    pg.enable(account)
+
+    state = role_state(box, account.id)
+    assert state is not None and (state.can_login, state.comment) == (True, "kept")
+
+
+def test_a_role_made_nologin_by_someone_else_is_not_enabled(box: Sandbox) -> None:
+    person = box.create_role(box.role("person"), "LOGIN", password="pw")
+    box.run(f"COMMENT ON ROLE \"{person}\" IS 'locked by the DBA'")
+    pg = build(box)
+    account = pulled(pg)[person]
+    box.run(f'ALTER ROLE "{person}" NOLOGIN')
+    before = role_state(box, account.id)
+
+    with pytest.raises(ConnectorError, match=r"pgapp: .*not disabled by reconciler.*by hand"):
+        pg.enable(account)
+
+    assert role_state(box, account.id) == before, "nothing was changed"
+    assert not can_log_in(box, person, "pw")
+
+
+def test_an_enabled_role_without_the_marker_is_done(box: Sandbox) -> None:
+    person = box.create_role(box.role("person"), "LOGIN", password="pw")
+    box.run(f"COMMENT ON ROLE \"{person}\" IS 'person@acme.example'")
+    pg = build(box)
+    account = pulled(pg)[person]
+    before = role_state(box, account.id)
+
+    pg.enable(account)
+
+    assert role_state(box, account.id) == before
+
+
+def test_a_renamed_role_is_enabled_and_a_reused_name_is_not_touched(box: Sandbox) -> None:
+    carol, renamed = box.role("carol"), box.role("carol_renamed")
+    box.create_role(carol, "LOGIN", password="pw")
+    box.roles.append(renamed)
+    pg = build(box)
+    account = disabled_account(box, pg, carol, "carol@acme.example")
+    box.run(f'ALTER ROLE "{carol}" RENAME TO "{renamed}"')
+    # Someone else now has carol's old name, and looks just as disabled by reconciler.
+    box.run(
+        f"""CREATE ROLE "{carol}" NOLOGIN PASSWORD 'pw';
+        COMMENT ON ROLE "{carol}" IS '{DISABLED_MARKER} 2026-01-01T00:00:00Z\nnot carol'"""
+    )
+    stranger = box.run(f"SELECT oid::text FROM pg_roles WHERE rolname = '{carol}'")[0][0]
+    untouched = role_state(box, stranger)
+
+    pg.enable(account)
+
+    state = role_state(box, account.id)
+    assert state is not None
+    assert (state.name, state.can_login, state.comment) == (renamed, True, "carol@acme.example")
+    assert can_log_in(box, renamed, "pw")
+    assert role_state(box, stranger) == untouched, "the role that took the old name"
+
+
+def test_enabling_a_dropped_role_says_there_is_nothing_to_enable(box: Sandbox) -> None:
+    person = box.create_role(box.role("person"), "LOGIN", password="pw")
+    pg = build(box)
+    account = disabled_account(box, pg, person)
+    box.run(f'DROP ROLE "{person}"')
+    with pytest.raises(ConnectorError, match=r"pgapp: .*nothing to enable"):
+        pg.enable(account)
+    with pytest.raises(ConnectorError, match="not a PostgreSQL oid"):
+        pg.enable(Account.build(id="not-an-oid", username=person))
+
+
+def test_enable_without_createrole_is_told_what_it_lacks(box: Sandbox) -> None:
+    weak, person = box.role("weak"), box.role("person")
+    box.create_role(weak, "LOGIN", password="weak-pw")
+    box.create_role(person, "LOGIN", password="pw")
+    account = disabled_account(box, build(box), person, "person@acme.example")
+    before = role_state(box, account.id)
+    pg = build(box, user=weak, password="weak-pw")
+
+    with pytest.raises(ConnectorError, match=rf"pgapp: .*'{weak}' may not .*CREATEROLE"):
+        pg.enable(account)
+
+    assert role_state(box, account.id) == before, "nothing was changed"
+    live = pg.lookup_account(account.id)
+    assert live is not None and live.status == "disabled"
+
+
+@pytest.mark.parametrize("which", ["connecting role", "excluded role"])
+def test_enable_refuses_protected_roles(box: Sandbox, which: str) -> None:
+    svc = box.create_role(box.role("svc"), "LOGIN", password="pw")
+    target = {"connecting role": box.cluster.superuser, "excluded role": svc}[which]
+    account = pulled(build(box))[target]
+    if which == "excluded role":
+        build(box).deprovision(account, Mode.DISABLE)
+    before = role_state(box, account.id)
+    pg = build(box, exclude_roles=[svc])
+    why = {"connecting role": "connects as", "excluded role": "exclude_roles"}[which]
+    with pytest.raises(ConnectorError, match=rf"refusing to enable .*{target}.*{why}"):
+        pg.enable(account)
+    assert role_state(box, account.id) == before, "nothing was changed"
+
+
+def test_a_marked_superuser_is_not_enabled(box: Sandbox) -> None:
+    person = box.create_role(box.role("person"), "LOGIN", password="pw")
+    pg = build(box)
+    account = disabled_account(box, pg, person)
+    box.run(f'ALTER ROLE "{person}" SUPERUSER')
+    before = role_state(box, account.id)
+    with pytest.raises(ConnectorError, match=r"refusing to enable .*superuser"):
+        pg.enable(account)
+    assert role_state(box, account.id) == before
+
+
+def test_a_past_valid_until_is_named_and_left_alone(box: Sandbox) -> None:
+    person = box.create_role(box.role("person"), "LOGIN VALID UNTIL '2001-01-01'", password="pw")
+    pg = build(box)
+    account = disabled_account(box, pg, person, "person@acme.example")
+    before = role_state(box, account.id)
+
+    with pytest.raises(ConnectorError, match=r"pgapp: .*VALID UNTIL"):
+        pg.enable(account)
+
+    assert role_state(box, account.id) == before, "neither LOGIN nor VALID UNTIL changed"
+    box.run(f"ALTER ROLE \"{person}\" VALID UNTIL 'infinity'")
+    pg.enable(account)
+    assert can_log_in(box, person, "pw")
+
+
+def test_a_hostile_role_name_and_comment_are_enabled_as_data(box: Sandbox) -> None:
+    sentinel = box.create_role(box.role("sentinel"), "NOLOGIN")
+    box.create_role(HOSTILE, "LOGIN", password="pw")
+    comment = f'it\'s "{sentinel}"\'; DROP ROLE "{sentinel}"; --'
+    pg = build(box)
+    account = disabled_account(box, pg, HOSTILE, comment)
+
+    pg.enable(account)
+
+    state = role_state(box, account.id)
+    assert state is not None and (state.can_login, state.comment) == (True, comment)
+    assert can_log_in(box, HOSTILE, "pw")
+    assert box.run(f"SELECT 1 FROM pg_roles WHERE rolname = '{sentinel}'") == [(1,)]
+
+
 # -- Safety -------------------------------------------------------------------------------
 
 
@@ -527,6 +765,7 @@ def test_a_wrong_password_is_refused_without_the_password(box: Sandbox) -> None:
         lambda: pg.deprovision(victim, Mode.DISABLE),
         lambda: pg.lookup_roles("16384"),
         lambda: pg.remove_roles(victim, ["readers"]),
+        lambda: pg.enable(victim),
     ]
     for attempt in attempts:
         with pytest.raises(ConnectorError) as caught:
