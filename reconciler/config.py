@@ -238,19 +238,27 @@ class DutySeparation:
 @dataclass(frozen=True)
 class RoleRule:
     """Who may hold one role in the policy's apps (`allowed_roles:`): an identity in one
-    of `groups` (as the identity source names them), or one of `people` (an identity's
-    id, email or username). Anyone else holding the role loses it; the account stays."""
+    of `groups` (as the identity source names them), in one of `departments`, with one
+    of `titles` (both any case), or one of `people` (an identity's id, email or
+    username). Anyone else holding the role loses it; the account stays."""
 
     role: str
     groups: tuple[str, ...] = ()
-    people: tuple[str, ...] = ()
+    people: tuple[str, ...] = ()  # casefolded
+    departments: tuple[str, ...] = ()  # casefolded
+    titles: tuple[str, ...] = ()  # casefolded
 
     @classmethod
     def from_data(cls, role: str, data: Mapping[str, Any]) -> RoleRule:
+        def folded(key: str) -> tuple[str, ...]:
+            return tuple(sorted({str(name).strip().casefold() for name in data.get(key) or ()}))
+
         return cls(
             role=role,
             groups=tuple(sorted(set(data.get("groups") or ()))),
-            people=tuple(sorted({str(name).casefold() for name in data.get("people") or ()})),
+            people=folded("people"),
+            departments=folded("departments"),
+            titles=folded("titles"),
         )
 
 

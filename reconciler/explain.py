@@ -155,6 +155,8 @@ def _role_lines(account: Account, identity: Identity | None, policy: Policy) -> 
             part
             for part in (
                 f"members of {', '.join(rule.groups)}" if rule.groups else "",
+                f"department {', '.join(rule.departments)}" if rule.departments else "",
+                f"title {', '.join(rule.titles)}" if rule.titles else "",
                 f"{', '.join(rule.people)}" if rule.people else "",
             )
             if part

@@ -26,9 +26,12 @@ ACCOUNT_FIELDS = (
     "id", "username", "email", "display_name", "status", "type", "roles", "entitlements",
 )  # fmt: skip
 IDENTITY_FIELDS = ("id", "email", "username", "display_name", "status", "groups")
-# Written after IDENTITY_FIELDS, and only when the source gave it: a snapshot of a source
-# that records no such time has the same lines as before.
+# Written after IDENTITY_FIELDS, and only when the source gave them: a snapshot of a
+# source that records no such value has the same lines as before.
 STATUS_CHANGED_AT = "status_changed_at"
+DEPARTMENT = "department"
+TITLE = "title"
+OPTIONAL_IDENTITY_FIELDS = (STATUS_CHANGED_AT, DEPARTMENT, TITLE)
 
 
 def clean_text(value: object) -> str:
@@ -102,6 +105,9 @@ class Identity(NamedTuple):
     `status_changed_at` is the source's own time of its last status change (UTC, `…Z`),
     when the source records one ('' otherwise): for a leaver, when the source says they
     left. The audit shows it as "left at"; detection stays the check that first saw it.
+
+    `department` and `title` are what the source says of the person's job ('' when it
+    does not say), for role rules that admit people by them.
     """
 
     id: str
@@ -111,6 +117,8 @@ class Identity(NamedTuple):
     status: IdentityStatus = "active"
     groups: tuple[str, ...] = ()
     status_changed_at: str = ""
+    department: str = ""
+    title: str = ""
 
     @classmethod
     def build(
@@ -122,6 +130,8 @@ class Identity(NamedTuple):
         status: str = "active",
         groups: Iterable[object] | None = (),
         status_changed_at: object = "",
+        department: object = "",
+        title: object = "",
     ) -> Identity:
         if status not in IDENTITY_STATUSES:
             raise ValueError(f"identity status {status!r} is not one of {IDENTITY_STATUSES}")
@@ -133,6 +143,8 @@ class Identity(NamedTuple):
             status,  # type: ignore[arg-type]
             sorted_names(groups),
             clean_time(status_changed_at),
+            clean_text(department).strip() if department else "",
+            clean_text(title).strip() if title else "",
         )
 
     def to_record(self) -> dict[str, Any]:
@@ -146,11 +158,17 @@ class Identity(NamedTuple):
         }
         if self.status_changed_at:
             record[STATUS_CHANGED_AT] = self.status_changed_at
+        if self.department:
+            record[DEPARTMENT] = self.department
+        if self.title:
+            record[TITLE] = self.title
         return record
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Identity:
-        fields = {k: record[k] for k in (*IDENTITY_FIELDS, STATUS_CHANGED_AT) if k in record}
+        fields = {
+            k: record[k] for k in (*IDENTITY_FIELDS, *OPTIONAL_IDENTITY_FIELDS) if k in record
+        }
         return cls.build(**fields)
 
     def settled(self, previous: Mapping[str, Any] | None) -> Identity:

@@ -188,10 +188,15 @@ def why(action: Action) -> str:
     evidence = action.evidence
     reason = REASONS.get(action.reason, action.reason)
     if action.takes_roles:
-        groups = ", ".join(map(str, evidence.get("identity_groups") or ())) or "none"
+        owner = [f"groups: {', '.join(map(str, evidence.get('identity_groups') or ())) or 'none'}"]
+        owner += [
+            f"{key}: {evidence[f'identity_{key}']}"
+            for key in ("department", "title")
+            if evidence.get(f"identity_{key}")
+        ]
         line = (
             f"holds {', '.join(action.roles)}, which allowed_roles does not give its owner "
-            f"(groups: {groups}); the role goes, the account stays"
+            f"({'; '.join(owner)}); the role goes, the account stays"
         )
     elif action.reason == "inactive":
         line = f"{reason}: last sign-in {evidence.get('last_login') or 'unknown'}"

@@ -95,9 +95,14 @@ def exception_for(
 
 
 def admits(rule: RoleRule, identity: Identity) -> bool:
-    """Whether the rule lets `identity` hold its role: a member of one of its groups,
-    or one of its people (by id, email or username, case-insensitive)."""
+    """Whether the rule lets `identity` hold its role: a member of one of its groups, in
+    one of its departments, with one of its titles, or one of its people (by id, email
+    or username); all but groups compare without regard to case."""
     if rule.groups and not set(rule.groups).isdisjoint(identity.groups):
+        return True
+    if identity.department and identity.department.casefold() in rule.departments:
+        return True
+    if identity.title and identity.title.casefold() in rule.titles:
         return True
     if not rule.people:
         return False
@@ -207,6 +212,10 @@ def evaluate(
             evidence["exception_expired"] = granted.to_evidence()
         if denied:
             evidence["identity_groups"] = list(identity.groups)
+            if identity.department:
+                evidence["identity_department"] = identity.department
+            if identity.title:
+                evidence["identity_title"] = identity.title
             actions.append(
                 Action(
                     account_id=account.id,

@@ -329,6 +329,8 @@ def _identity(record: Mapping[str, Any]) -> Identity:
         display_name=str(record.get("display_name", "")),
         status=status,
         groups=tuple(sorted(record.get("groups") or ())),
+        department=str(record.get("department", "")),
+        title=str(record.get("title", "")),
     )
 
 

@@ -12,15 +12,19 @@ import yaml
 
 from reconciler import demo
 from reconciler.config import Guards, Policy, PolicyException, RoleRule
+from reconciler.connectors.scim import identity_from_user
 from reconciler.correlate import correlate
 from reconciler.errors import PlanError
 from reconciler.model import Account, Identity
 from reconciler.plan import REMOVE_ROLES, Action, check_subset, new_plan, why
 from reconciler.planfile import parse_plan, plan_text
 from reconciler.policy import PullState, assess, evaluate
+from reconciler.snapshot import decode_identity, encode
 from reconciler.testing.access_repo import Company, company
+from reconciler.testing.scim_server import set_attribute
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 ADMINS = RoleRule("admins", groups=("it",), people=("root@acme.com",))
 POLICY = Policy(
     source_file="policies/default.yaml",
@@ -294,3 +298,61 @@ def test_a_misspelt_group_is_named_by_validate_and_blocks_the_plan(tmp_path) -> 
         assert f"policies/default.yaml:{line + 1}:" in result.output
         assert "no identity in corp holds group 'enginering'" in result.output
         assert "did you mean 'engineering'?" in result.output
+
+
+# -- Departments and titles ----------------------------------------------------------------
+
+BY_JOB = RoleRule("admins", departments=("finance",), titles=("it manager",))
+
+
+@pytest.mark.parametrize(
+    ("department", "title", "admitted"),
+    [
+        ("Finance", "", True),  # any case
+        ("", "IT Manager", True),
+        ("Sales", "Account Executive", False),
+        ("", "", False),  # the source does not say: not admitted
+        ("Finance Ops", "", False),  # a name, not a prefix
+    ],
+)
+def test_a_rule_admits_by_department_or_title(department, title, admitted) -> None:
+    policy = replace(POLICY, allowed_roles={"admins": BY_JOB})
+    identity = IN_SALES._replace(department=department, title=title)
+    assert (proposed(BOB, identity, policy) == ()) is admitted
+
+
+def test_department_and_title_reach_the_snapshot_only_when_the_source_gives_them() -> None:
+    plain = Identity.build("i1", "bob@acme.com", "bob")
+    assert "department" not in plain.to_record() and "title" not in plain.to_record()
+    job = Identity.build("i1", "bob@acme.com", "bob", department=" Finance ", title="Controller")
+    record = job.to_record()
+    assert (record["department"], record["title"]) == ("Finance", "Controller")
+    assert Identity.from_record(record) == job
+    assert decode_identity(encode(job)) == job
+
+
+def test_scim_gives_the_enterprise_department_and_the_core_title() -> None:
+    user = {
+        "id": "u1",
+        "userName": "bob",
+        "title": "Controller",
+        ENTERPRISE: {"department": "Finance"},
+    }
+    found = identity_from_user(user)
+    assert (found.department, found.title) == ("Finance", "Controller")
+    assert identity_from_user({"id": "u2", "userName": "eve", "title": 7}).title == ""
+
+
+def test_a_title_the_idp_gives_keeps_the_role_on_the_real_scim_servers(tmp_path) -> None:
+    rule = "allowed_roles:\n  admins: {groups: [engineering], titles: [IT Manager]}\n"
+    with company(tmp_path, policy=demo.POLICY + rule) as c:
+        holder = c.idp_ids.users[demo.ROLE_HOLDER]
+        set_attribute(c.idp.url, c.idp.token, holder, "title", "IT Manager")
+        assert c.cli("check").exit_code == 0
+        assert c.git.show("reconciler/wiki", "plans/wiki.yaml") is None
+        identities = (c.repo / "state/identities/corp.yaml").read_text()
+        assert '"title":"IT Manager"' in identities
+        set_attribute(c.idp.url, c.idp.token, holder, "title", "Account Executive")
+        assert c.cli("check").exit_code == 0
+        (action,) = role_actions(c)
+        assert action["evidence"]["identity_title"] == "Account Executive"

@@ -280,6 +280,8 @@ def _identity(record: _Record, separator: str) -> Identity:
         and name.__class__ is str
         and status in ("active", "suspended", "deprovisioned")
         and "active" not in record.fields
+        and "department" not in record.fields
+        and "title" not in record.fields
         and _is_names(groups)
     ):
         changed = _status_time(record)
@@ -294,6 +296,8 @@ def _identity(record: _Record, separator: str) -> Identity:
         status=status,
         groups=_names(record, "groups", separator),
         status_changed_at=_status_time(record),
+        department=_text(record, "department"),
+        title=_text(record, "title"),
     )
 
 

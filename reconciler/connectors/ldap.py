@@ -95,6 +95,16 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "(openldap); null reads none.",
         },
         "display_name_attribute": {**_ATTRIBUTE, "default": "cn"},
+        "department_attribute": {
+            **_ATTRIBUTE,
+            "description": "A person's department, for role rules that admit by it. "
+            "Default: departmentNumber (openldap), department (ad).",
+        },
+        "title_attribute": {
+            **_ATTRIBUTE,
+            "default": "title",
+            "description": "A person's job title, for role rules that admit by it.",
+        },
         "dialect": {
             "enum": list(DIALECTS),
             "default": "openldap",
@@ -170,6 +180,8 @@ class LdapOptions:
     username_attribute: str = "uid"
     email_attribute: str = "mail"
     display_name_attribute: str = "cn"
+    department_attribute: str = "departmentNumber"
+    title_attribute: str = "title"
     last_login_attribute: str | None = None
     dialect: Literal["openldap", "ad"] = "openldap"
     start_tls: bool = False
@@ -231,6 +243,10 @@ class LdapOptions:
             username_attribute=options.get("username_attribute", username_default),
             email_attribute=options.get("email_attribute", "mail"),
             display_name_attribute=options.get("display_name_attribute", "cn"),
+            department_attribute=options.get(
+                "department_attribute", "department" if dialect == "ad" else "departmentNumber"
+            ),
+            title_attribute=options.get("title_attribute", "title"),
             last_login_attribute=options.get(
                 "last_login_attribute", AD_LAST_LOGIN_ATTRIBUTE if dialect == "ad" else None
             ),

@@ -598,7 +598,7 @@ class LdapConnector:
     def _user_attributes(self) -> list[str]:
         o = self.options
         names = [o.id_attribute, o.username_attribute, o.email_attribute]
-        names.append(o.display_name_attribute)
+        names += [o.display_name_attribute, o.department_attribute, o.title_attribute]
         if o.last_login_attribute:
             names.append(o.last_login_attribute)
         if o.dialect == "ad":
@@ -723,6 +723,8 @@ class LdapConnector:
             display_name=entry.text(o.display_name_attribute),
             status=o.inactive_status if self._is_disabled(entry) else "active",
             groups=groups_of(entry.dn),
+            department=entry.text(o.department_attribute),
+            title=entry.text(o.title_attribute),
         )
 
     # -- deprovisioning --

@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 
 SCIM_JSON = "application/scim+json"
 PATCH_OP_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+DEPARTMENT_ATTRIBUTE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 
 MAX_PAGE_SIZE = 1000
@@ -560,10 +561,13 @@ def identity_from_user(
     """A SCIM User as an Identity; `active: false` becomes `inactive_status`.
 
     ValueError if the user has no usable id, as for `account_from_user`. An inactive
-    user's `meta.lastModified` becomes its `status_changed_at`.
+    user's `meta.lastModified` becomes its `status_changed_at`; its department is the
+    enterprise extension's (RFC 7643 §4.3), its title the core `title`.
     """
     _require_id(user)
     active = user_is_active(user)
+    department = attribute(user, DEPARTMENT_ATTRIBUTE)
+    title = attribute(user, "title")
     return Identity.build(
         id=user["id"],
         email=primary_email(user),
@@ -572,6 +576,8 @@ def identity_from_user(
         status="active" if active else inactive_status,
         groups=user_group_names(user, memberships, group_names or {}),
         status_changed_at="" if active else status_time(user),
+        department=department if isinstance(department, str) else "",
+        title=title if isinstance(title, str) else "",
     )
 
 

@@ -108,6 +108,19 @@ def test_csv_identities_from_a_separate_file(tmp_path: Path) -> None:
     assert connector.lookup_identity("nobody") is None
 
 
+def test_identities_carry_a_department_and_title_when_the_export_has_them(tmp_path: Path) -> None:
+    write(tmp_path / "wiki.csv", ACCOUNTS_CSV)
+    write(
+        tmp_path / "hr.csv",
+        "id,email,status,department,title\n"
+        "i1,alice@acme.com,active,Finance,Controller\n"
+        "i2,bob@acme.com,active,,\n",
+    )
+    connector = build(tmp_path, path="wiki.csv", identities_path="hr.csv")
+    found = {i.id: (i.department, i.title) for i in connector.pull_identities()}
+    assert found == {"i1": ("Finance", "Controller"), "i2": ("", "")}
+
+
 def test_yaml_file_with_accounts_and_identities(tmp_path: Path) -> None:
     write(
         tmp_path / "crm.yaml",

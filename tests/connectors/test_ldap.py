@@ -252,6 +252,17 @@ def test_disable_writes_the_mark_and_an_identity_reads_as_inactive_status(
     assert identity is not None and identity.status == "suspended"
 
 
+def test_an_identity_carries_its_department_and_title(sub: Subtree) -> None:
+    sub.person("grace", departmentNumber="Finance", title="Controller")
+    sub.person("heidi")
+    identities = {i.username: i for i in build(sub).pull_identities()}
+    assert (identities["grace"].department, identities["grace"].title) == ("Finance", "Controller")
+    assert (identities["heidi"].department, identities["heidi"].title) == ("", "")
+    # Other attributes, when the directory keeps them elsewhere.
+    other = build(sub, department_attribute="ou", title_attribute="description")
+    assert {i.username: i.department for i in other.pull_identities()} == {"grace": "", "heidi": ""}
+
+
 def test_delete_refuses_to_empty_a_group_and_changes_nothing(sub: Subtree) -> None:
     lonely = sub.person("lonely")
     other = sub.person("other")
