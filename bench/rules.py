@@ -5,7 +5,9 @@ Both access repos read the same day-1 and day-2 exports, whose accounts carry a 
 sign-in (most recent, one in a thousand older than 90 days); only the policy differs.
 The rules policy adds exceptions (one per thousand accounts), `inactive_after: 90d`,
 two report-only separation-of-duties sets over the commonest roles, two `allowed_roles`
-rules (one taking a role from about 0.3% of the accounts), a deadline and a seat cost.
+rules (one taking a role from about 0.3% of the accounts), graded removal
+(`delete_after: 30d`: the disabled accounts of people gone or back are looked up in the
+history), a deadline and a seat cost.
 `grace` is left out: by design it holds back the day's leavers, so its run would write
 no plan and could not be compared; its own cost is one search of the identity
 snapshot's history for the plan's people, the one `deadline` already pays.
@@ -49,7 +51,8 @@ def rules_policy(accounts: list[dict[str, Any]], rng: random.Random) -> str:
     common = [role for role, _ in roles.most_common(4)]
     excepted = rng.sample(accounts, max(1, int(len(accounts) * EXCEPTION_SHARE)))
     until = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
-    lines = [runner.POLICY.rstrip("\n"), "deadline: 24h", "inactive_after: 90d"]
+    graded = runner.POLICY.replace("  mode: disable\n", "  mode: disable\n  delete_after: 30d\n", 1)
+    lines = [graded.rstrip("\n"), "deadline: 24h", "inactive_after: 90d"]
     lines += ["separation_of_duties:"]
     lines += [
         f"  - {{roles: [{common[0]}, {common[1]}]}}",
@@ -63,6 +66,7 @@ def rules_policy(accounts: list[dict[str, Any]], rng: random.Random) -> str:
         f"  owner: {{groups: [{groups}]}}",
         "  auditor: {groups: [everyone]}",
     ]
+    lines += ["seat_cost:", f"  {runner.APP}: {{amount: 12.5, currency: EUR, per: month}}"]
     lines += ["exceptions:"]
     for account in excepted:
         lines += [

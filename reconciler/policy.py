@@ -20,6 +20,7 @@ from reconciler.model import Account, Identity
 from reconciler.outcome import Ambiguous, Conflict, Excepted, Protected, Waiting
 from reconciler.plan import (
     DELETE_AFTER,
+    DEPROVISION,
     ENABLE,
     REMOVE_ROLES,
     RETURNED,
@@ -197,13 +198,7 @@ def evaluate(
         if granted is not None and now.date() <= granted.until:
             excepted.append(Excepted(account, granted))
             continue
-        evidence: dict[str, Any] = {
-            "identity_status": identity.status,
-            "identity_email": identity.email,
-            "matched_by": link.rule,
-            "roles": list(account.roles),
-            "entitlements": list(account.entitlements),
-        }
+        evidence = _evidence(account, identity, link.rule)
         if idle is not None:
             # The app's own word, read with this pull: never in a snapshot (live data).
             evidence[LAST_LOGIN] = account.last_login
@@ -217,32 +212,13 @@ def evaluate(
             if identity.title:
                 evidence["identity_title"] = identity.title
             actions.append(
-                Action(
-                    account_id=account.id,
-                    username=account.username,
-                    email=account.email,
-                    display_name=account.display_name,
-                    mode=role_mode,
-                    reason=ROLE_NOT_ALLOWED,
-                    identity_id=identity.id,
-                    evidence=evidence,
-                    op=REMOVE_ROLES,
-                    roles=denied,
+                _action(
+                    account, identity, role_mode, ROLE_NOT_ALLOWED, evidence, REMOVE_ROLES, denied
                 )
             )
             continue
-        actions.append(
-            Action(
-                account_id=account.id,
-                username=account.username,
-                email=account.email,
-                display_name=account.display_name,
-                mode=mode if left else idle_mode,
-                reason=TRIGGERS[identity.status] if left else INACTIVE,
-                identity_id=identity.id,
-                evidence=evidence,
-            )
-        )
+        reason = TRIGGERS[identity.status] if left else INACTIVE
+        actions.append(_action(account, identity, mode if left else idle_mode, reason, evidence))
     return Evaluation(
         tuple(actions),
         tuple(protected),
@@ -374,28 +350,49 @@ def graded(
             continue
         if not left and enable_mode is None:
             continue
-        evidence: dict[str, Any] = {
-            "identity_status": identity.status,
-            "identity_email": identity.email,
-            "matched_by": links[account_id].rule,
-            "roles": list(account.roles),
-            "entitlements": list(account.entitlements),
-            DISABLED_SINCE: timestamp(since),
-        }
-        actions.append(
-            Action(
-                account_id=account.id,
-                username=account.username,
-                email=account.email,
-                display_name=account.display_name,
-                mode=(delete_mode if left else enable_mode) or "",
-                reason=DELETE_AFTER if left else RETURNED,
-                identity_id=identity.id,
-                evidence=evidence,
-                op="deprovision" if left else ENABLE,
+        evidence = _evidence(account, identity, links[account_id].rule)
+        evidence[DISABLED_SINCE] = timestamp(since)
+        if left:
+            actions.append(_action(account, identity, delete_mode or "", DELETE_AFTER, evidence))
+        else:
+            actions.append(
+                _action(account, identity, enable_mode or "", RETURNED, evidence, ENABLE)
             )
-        )
     return tuple(actions)
+
+
+def _evidence(account: Account, identity: Identity, rule: str) -> dict[str, Any]:
+    """What every action records of its account and the identity it matched by `rule`."""
+    return {
+        "identity_status": identity.status,
+        "identity_email": identity.email,
+        "matched_by": rule,
+        "roles": list(account.roles),
+        "entitlements": list(account.entitlements),
+    }
+
+
+def _action(
+    account: Account,
+    identity: Identity,
+    mode: str,
+    reason: str,
+    evidence: Mapping[str, Any],
+    op: str = DEPROVISION,
+    roles: tuple[str, ...] = (),
+) -> Action:
+    return Action(
+        account_id=account.id,
+        username=account.username,
+        email=account.email,
+        display_name=account.display_name,
+        mode=mode,
+        reason=reason,
+        identity_id=identity.id,
+        evidence=evidence,
+        op=op,
+        roles=roles,
+    )
 
 
 def role_blocks(
