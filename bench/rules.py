@@ -5,7 +5,7 @@ Both access repos read the same day-1 and day-2 exports, whose accounts carry a 
 sign-in (most recent, one in a thousand older than 90 days); only the policy differs.
 The rules policy adds exceptions (one per thousand accounts), `inactive_after: 90d`,
 two report-only separation-of-duties sets over the commonest roles, two `allowed_roles`
-rules (one taking a role from about 0.3% of the accounts), graded removal
+rules (one taking a role from one account in a thousand), graded removal
 (`delete_after: 30d`: the disabled accounts of people gone or back are looked up in the
 history), a deadline and a seat cost.
 `grace` is left out: by design it holds back the day's leavers, so its run would write
@@ -33,6 +33,7 @@ from bench.generate import ExportFiles
 TARGET_RATIO = 1.15
 OLD_SHARE = 0.001  # accounts last used before the inactivity limit
 EXCEPTION_SHARE = 0.001
+ROLE_SHARE = 0.001  # accounts holding a role outside its rule
 
 
 def with_sign_ins(files: ExportFiles, now: datetime, rng: random.Random) -> None:
@@ -45,7 +46,9 @@ def with_sign_ins(files: ExportFiles, now: datetime, rng: random.Random) -> None
     files.accounts.write_bytes(orjson.dumps(data))
 
 
-def rules_policy(accounts: list[dict[str, Any]], rng: random.Random) -> str:
+def rules_policy(
+    accounts: list[dict[str, Any]], identities: list[dict[str, Any]], rng: random.Random
+) -> str:
     """The benchmark's policy with every rule kind that does not hold leavers back."""
     roles = Counter(role for account in accounts for role in account["roles"])
     common = [role for role, _ in roles.most_common(4)]
@@ -58,12 +61,15 @@ def rules_policy(accounts: list[dict[str, Any]], rng: random.Random) -> str:
         f"  - {{roles: [{common[0]}, {common[1]}]}}",
         f"  - {{roles: [{common[2]}, {common[3]}]}}",
     ]
-    # `owner` for members of any group but the one everyone is in: about 0.3% of the
-    # accounts hold it outside the rule; `auditor` for everyone: the rule's cost alone.
+    # `owner` for members of any group but the one everyone is in, and for people named
+    # so that one account in a thousand holds it outside the rule, like the other rule
+    # kinds' share; `auditor` for everyone: the rule's cost alone.
     groups = ", ".join(g for g in generate.GROUPS if g != "everyone")
+    outside = owners_outside(accounts, identities)
+    named = rng.sample(outside, max(0, len(outside) - int(len(accounts) * ROLE_SHARE)))
     lines += [
         "allowed_roles:",
-        f"  owner: {{groups: [{groups}]}}",
+        f"  owner: {{groups: [{groups}], people: [{', '.join(sorted(named))}]}}",
         "  auditor: {groups: [everyone]}",
     ]
     lines += ["seat_cost:", f"  {runner.APP}: {{amount: 12.5, currency: EUR, per: month}}"]
@@ -76,6 +82,23 @@ def rules_policy(accounts: list[dict[str, Any]], rng: random.Random) -> str:
             "    granted_by: bench",
         ]
     return "\n".join(lines) + "\n"
+
+
+def owners_outside(accounts: list[dict[str, Any]], identities: list[dict[str, Any]]) -> list[str]:
+    """The emails of the people still here whose active account holds `owner` and who
+    are in no group but `everyone`."""
+    by_email = {i["email"]: i for i in identities if i["status"] == "active"}
+    found = []
+    for account in accounts:
+        identity = by_email.get(account["email"])
+        if (
+            identity is not None
+            and account["status"] == "active"
+            and "owner" in account["roles"]
+            and set(identity["groups"]) <= {"everyone"}
+        ):
+            found.append(identity["email"])
+    return found
 
 
 def measure(
@@ -91,7 +114,7 @@ def measure(
         files = generate.write_exports(day, work / f"day{index}")
         with_sign_ins(files, now, rng)
         exports.append(files)
-    policy = rules_policy(list(day2.accounts.values()), rng)
+    policy = rules_policy(list(day2.accounts.values()), list(day2.identities.values()), rng)
     seconds: dict[str, list[float]] = {"without": [], "with": []}
     proposed: dict[str, int] = {}
     phases: dict[str, Any] = {}

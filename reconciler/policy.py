@@ -67,10 +67,18 @@ def idle_since(account: Account, policy: Policy, now: datetime) -> datetime | No
     never inactive)."""
     if policy.inactive_after is None or not account.last_login:
         return None
+    if account.last_login > _cutoff_text(now, policy.inactive_after):
+        return None  # the common case, told by comparing text (`…Z` times sort as text)
     last = read_time(account.last_login)
     if last is None or now - last <= policy.inactive_after:
         return None
     return last
+
+
+@functools.lru_cache(maxsize=4)
+def _cutoff_text(now: datetime, limit: timedelta) -> str:
+    # Once per evaluation (one `now`), not once per account.
+    return timestamp(now - limit)
 
 
 def exception_for(
@@ -78,21 +86,33 @@ def exception_for(
 ) -> PolicyException | None:
     """The policy's exception for this account of `app` and the person it is linked to,
     or None; of several, the one that lasts longest (then the first written)."""
-    found = None
-    for granted in policy.exceptions:
-        if granted.app and granted.app != app:
-            continue
-        if granted.account:
-            names = (account.id, account.username, account.email)
-            wanted = granted.account
-        else:
-            names = (identity.id, identity.email, identity.username)
-            wanted = granted.person
-        if any(name and name.casefold() == wanted.casefold() for name in names) and (
-            found is None or granted.until > found.until
-        ):
-            found = granted
-    return found
+    by_name = _exceptions_by_name(policy.exceptions)
+    found: tuple[PolicyException, int] | None = None
+    for names, of_account in (
+        ((account.id, account.username, account.email), True),
+        ((identity.id, identity.email, identity.username), False),
+    ):
+        for name in names:
+            for position, granted in by_name.get(name.casefold(), ()) if name else ():
+                if bool(granted.account) != of_account or (granted.app and granted.app != app):
+                    continue
+                if found is None or (granted.until, -position) > (found[0].until, -found[1]):
+                    found = (granted, position)
+    return found[0] if found is not None else None
+
+
+@functools.lru_cache(maxsize=8)
+def _exceptions_by_name(
+    exceptions: tuple[PolicyException, ...],
+) -> dict[str, list[tuple[int, PolicyException]]]:
+    """The exceptions by the name they give (casefolded), with their place in the policy:
+    once per policy, not once per account and exception."""
+    index: dict[str, list[tuple[int, PolicyException]]] = {}
+    for position, granted in enumerate(exceptions):
+        index.setdefault((granted.account or granted.person).casefold(), []).append(
+            (position, granted)
+        )
+    return index
 
 
 def admits(rule: RoleRule, identity: Identity) -> bool:
@@ -422,15 +442,19 @@ def role_blocks(
 def duty_conflicts(accounts: Mapping[str, Account], policy: Policy) -> tuple[Conflict, ...]:
     """Every active account holding all the roles of one of the policy's
     `separation_of_duties` sets, by rule then account id."""
+    rules = [(rule, rule.roles[0], set(rule.roles)) for rule in policy.separation_of_duties]
+    if not rules:
+        return ()
     found = []
-    for rule in policy.separation_of_duties:
-        first, needed = rule.roles[0], set(rule.roles)
-        for account_id in sorted(accounts):
-            account = accounts[account_id]
-            held = account.roles
-            if account.status == "active" and first in held and needed.issubset(held):
-                found.append(Conflict(account, rule))
-    return tuple(found)
+    for account in accounts.values():
+        held = account.roles
+        if account.status != "active":
+            continue
+        for index, (rule, first, needed) in enumerate(rules):
+            if first in held and needed.issubset(held):
+                found.append((index, account.id, Conflict(account, rule)))
+    found.sort(key=lambda x: (x[0], x[1]))
+    return tuple(conflict for _, _, conflict in found)
 
 
 def duty_blocks(conflicts: Sequence[Conflict], actions: Sequence[Action]) -> list[str]:

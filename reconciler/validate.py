@@ -145,8 +145,9 @@ def _registry(registry: Registry | None) -> Registry:
 
 def validate_repo(root: Path, registry: Registry | None = None) -> list[Diagnostic]:
     """Every problem in `root/reconciler.yaml` and `root/policies/*.yaml`, sorted by file
-    and line. An empty list means the configuration is valid."""
-    return list(read_repo(root, registry).diagnostics)
+    and line, including what the snapshots show to be wrong (a role rule's group that no
+    identity holds). An empty list means the configuration is valid."""
+    return list(read_repo(root, registry, against_snapshots=True).diagnostics)
 
 
 def validate_file(path: Path, schema_name: str, *, display: str | None = None) -> list[Diagnostic]:
@@ -166,11 +167,16 @@ def validate_data(
     return _check_schema(data, marks, load_schema(schema_name), display)
 
 
-def read_repo(root: Path, registry: Registry | None = None) -> RepoFiles:
+def read_repo(
+    root: Path, registry: Registry | None = None, *, against_snapshots: bool = False
+) -> RepoFiles:
     """Read and check the configuration of the access repo at `root`.
 
     Continues past every problem, including unreadable files, so that one run reports
-    everything that needs fixing.
+    everything that needs fixing. `against_snapshots` holds the policies against the
+    identity snapshots too (`reconciler validate`); every other command leaves that out,
+    since reading a large snapshot costs each of them, and a check blocks a plan that a
+    role rule's unknown group would make anyway (`policy.role_blocks`).
     """
     registry = _registry(registry)
     diagnostics: list[Diagnostic] = []
@@ -228,7 +234,9 @@ def read_repo(root: Path, registry: Registry | None = None) -> RepoFiles:
         diagnostics += _check_schema(schema_view, marks, load_schema("policy"), display, skip=said)
         diagnostics += durations + policy_checks.check_exceptions(data, marks, display)
         diagnostics += policy_checks.check_seat_cost(data, marks, display)
-        diagnostics += policy_checks.check_role_groups(data, marks, display, _groups(root, data))
+        if against_snapshots:
+            groups = _groups(root, data)
+            diagnostics += policy_checks.check_role_groups(data, marks, display, groups)
         if not isinstance(data, Mapping) or not _string_list(data.get("apps")):
             policies_complete = False
         if isinstance(data, Mapping):
