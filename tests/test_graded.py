@@ -6,6 +6,7 @@ reconciler did not disable is never deleted this way."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
@@ -102,6 +103,11 @@ def test_a_person_who_comes_back_is_proposed_for_enabling_never_silently(tmp_pat
         output = approve_and_apply(c)
         assert f"{bob}: enabled" in output
         assert c.app_user(bob)["active"] is True
+        # The audit keeps the disable as the removal; enabling again is an event only.
+        audited = c.cli("audit", "person", f"{bob}@{demo.DOMAIN}", "--format", "json")
+        assert audited.exit_code == 0, audited.output
+        assert len(json.loads(audited.output)["removals"]) == 1
+        assert "enable bob.builder: done" in audited.output
         # Still gone: still disabled, and never deleted while back.
         later(monkeypatch, 31 * 24)
         assert c.cli("check").exit_code in (0, 4)

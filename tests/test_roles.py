@@ -4,6 +4,7 @@ real SCIM server, where the role goes and the account stays."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, date, datetime
 
@@ -244,6 +245,13 @@ def test_a_role_held_outside_its_rule_is_taken_and_the_account_stays(tmp_path) -
         snapshot = (c.repo / "state/apps/wiki/accounts.yaml").read_text()
         line = next(x for x in snapshot.splitlines() if holder in x)
         assert demo.ADMIN_ROLE not in line and "active" in line
+
+        # The audit shows the role taken as an event, never as the account removed.
+        audited = c.cli("audit", "person", f"{demo.ROLE_HOLDER}@{demo.DOMAIN}", "--format", "json")
+        assert audited.exit_code == 0, audited.output
+        person = json.loads(audited.output)
+        assert person["removals"] == []
+        assert f"took roles {demo.ADMIN_ROLE}" in audited.output
 
         # Nothing left to propose: the next check closes the branch.
         again = c.cli("check")
