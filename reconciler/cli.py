@@ -183,6 +183,20 @@ def explain_command(repo: Path, app: str, account: str, fmt: str) -> None:
     run_command(lambda: explain_command(ExplainOptions(repo, app, account, OutputFormat(fmt))))
 
 
+@main.command("doctor")
+@repo_option
+@click.option(
+    "--system", "only", multiple=True, help="Only this app or identity source (repeatable)."
+)
+@format_option
+def doctor_command(repo: Path, only: tuple[str, ...], fmt: str) -> None:
+    """Check that every system in reconciler.yaml answers and that its credentials may
+    read it, without pulling everything. Exit 1 if any cannot."""
+    from reconciler.commands.doctor import DoctorOptions, doctor
+
+    run_command(lambda: doctor(DoctorOptions(repo, only, OutputFormat(fmt))))
+
+
 @main.command("diff")
 @repo_option
 @click.option("--app", default=None, help="The app whose accounts to compare.")

@@ -12,7 +12,7 @@ import enum
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from reconciler.errors import ConfigError
 from reconciler.model import Account, Identity, Role
@@ -80,6 +80,16 @@ class Connector(Protocol):
 
     # Release connections.
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Probe(Protocol):
+    """A connector that can check its system quickly (`reconciler doctor`)."""
+
+    # Check that the system answers and that the credentials may read what a pull reads
+    # (identities for an identity source, else accounts), without pulling everything; a
+    # line saying what was seen. ConnectorError when not, naming what to fix.
+    def probe(self, identity_source: bool) -> str: ...
 
 
 @dataclass(frozen=True)

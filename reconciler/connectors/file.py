@@ -456,6 +456,12 @@ class FileConnector:
             "lists it for a person to enable (a manual task)",
         )
 
+    def probe(self, identity_source: bool) -> str:
+        """Read the export a pull would read, in full: a bad record fails it here too."""
+        if identity_source:
+            return f"{len(self._identities().records)} identities in the export"
+        return f"{len(self._accounts().records)} accounts in the export"
+
     def close(self) -> None:
         """Nothing to release."""
 

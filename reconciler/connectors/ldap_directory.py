@@ -585,6 +585,26 @@ class LdapConnector:
                 self.name, f"{what}: done, but the entry does not read back as enabled; {hint}"
             )
 
+    def probe(self, identity_source: bool) -> str:
+        """Bind as a pull does and read the base DN's entry itself (one entry, not the
+        users): the directory answers and the bind DN may read where users live."""
+        with self._failing_as(ConnectorError, "reading the base DN"):
+            conn = self._connection()
+            self._call(
+                f"reading {self.options.base_dn!r}",
+                conn.search,
+                self.options.base_dn,
+                "(objectClass=*)",
+                search_scope=ldap3.BASE,
+                attributes=[],
+            )
+            if not conn.entries:
+                raise _Failure(
+                    f"base_dn {self.options.base_dn!r} does not exist or the bind DN may "
+                    "not read it; fix base_dn or the bind DN's rights"
+                )
+        return f"bound as {self.options.bind_dn!r}; {self.options.base_dn!r} readable"
+
     def close(self) -> None:
         """Unbind."""
         if self._conn is not None:

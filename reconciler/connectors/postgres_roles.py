@@ -236,6 +236,12 @@ DIRECT_GRANTS_SQL: LiteralString = """
     LEFT JOIN pg_roles gr ON gr.oid = m.grantor
     WHERE m.member = %s ORDER BY g.rolname
 """
+# Who this session is and what it may do, and how many login roles there are.
+PROBE_SQL: LiteralString = """
+    SELECT r.rolname, r.rolsuper, r.rolcreaterole,
+           (SELECT count(*) FROM pg_roles WHERE rolcanlogin AND rolname !~ '^pg_')
+    FROM pg_roles r WHERE r.rolname = current_user
+"""
 TERMINATE_SQL: LiteralString = """
     SELECT pid, pg_terminate_backend(pid, %s) FROM pg_stat_activity
     WHERE usesysid = %s AND pid <> pg_backend_pid()
@@ -414,6 +420,22 @@ class PostgresConnector:
             raise ConnectorError(
                 self.name, f"{what}: done, but the role still exists; check it by hand"
             )
+
+    def probe(self, identity_source: bool) -> str:
+        """Connect as a pull does and say what the connecting role may do: without
+        CREATEROLE (or superuser) it may read, but not disable a role."""
+        with self._failing_as(ConnectorError, "connecting"):
+            conn = self._main()
+            with conn.transaction():
+                found = conn.execute(PROBE_SQL).fetchone()
+        user, superuser, createrole, logins = found if found else ("?", False, False, 0)
+        if not (superuser or createrole):
+            raise ConnectorError(
+                self.name,
+                f"connected as {user!r}, which may read {logins} login roles but not "
+                f"disable them: grant it CREATEROLE (and pg_signal_backend)",
+            )
+        return f"connected as {user!r}; {logins} login roles"
 
     def lookup_roles(self, account_id: str) -> tuple[str, ...] | None:
         """The roles of one role read live, as `lookup_account` reads them (memberships

@@ -756,6 +756,28 @@ class ScimConnector:
             return
         raise self._error(response, f"{mode.value} account {account.id} ({account.username})")
 
+    def probe(self, identity_source: bool) -> str:
+        """One user and one group asked for: how many of each the token sees. A token
+        that sees no users is an error, as a pull of none would be."""
+        seen = {}
+        for endpoint in ("Users", "Groups"):
+            request = list_request(self.client, endpoint, start_index=1, count=1)
+            response = self._send(request)
+            if response.status_code != 200:
+                raise self._error(response, f"list {endpoint}")
+            try:
+                page = parse_list_page(read_json(response, system=self.name, secrets=self.secrets))
+            except ValueError as exc:
+                raise ConnectorError(self.name, f"list {endpoint}: not a SCIM list: {exc}") from exc
+            seen[endpoint] = page.total
+        if not seen["Users"]:
+            raise ConnectorError(
+                self.name,
+                "the server answers, but the token sees no users: check what the token may "
+                "read (a pull would fail the same way)",
+            )
+        return f"{seen['Users']} users and {seen['Groups']} groups visible"
+
     def enable(self, account: Account) -> None:
         """PATCH the user's `active` back to true; a 404 is an error: nothing to enable."""
         response = self._send(active_request(self.client, account.id, True), idempotent=True)

@@ -263,6 +263,13 @@ def test_an_identity_carries_its_department_and_title(sub: Subtree) -> None:
     assert {i.username: i.department for i in other.pull_identities()} == {"grace": "", "heidi": ""}
 
 
+def test_the_probe_reads_the_base_dn_only(sub: Subtree) -> None:
+    sub.person("ivan")
+    assert "readable" in build(sub).probe(identity_source=True)
+    with pytest.raises(ConnectorError, match="does not exist or the bind DN may not read it"):
+        build(sub, base_dn=f"ou=nowhere,{sub.base}").probe(identity_source=True)
+
+
 def test_delete_refuses_to_empty_a_group_and_changes_nothing(sub: Subtree) -> None:
     lonely = sub.person("lonely")
     other = sub.person("other")

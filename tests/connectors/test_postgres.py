@@ -906,3 +906,14 @@ def test_a_server_that_never_answers_ends_in_connect_timeout() -> None:
         with pytest.raises(PullError, match=r"pgapp: .*connect_timeout \(2 s\)") as caught:
             list(pg.pull_accounts())
     assert "raise connect_timeout" in str(caught.value)
+
+
+def test_the_probe_says_who_connects_and_refuses_a_role_that_cannot_disable(box: Sandbox) -> None:
+    seed(box)
+    said = build(box).probe(identity_source=False)
+    assert f"connected as '{box.cluster.superuser}'" in said and "login roles" in said
+    reader = box.create_role(box.role("reader"), "LOGIN", password="reader-pw")
+    with pytest.raises(ConnectorError, match=rf"'{reader}'.*grant it CREATEROLE"):
+        build(box, user=reader, password="reader-pw").probe(identity_source=False)
+    with pytest.raises(ConnectorError, match="pgapp"):
+        build(box, password="wrong-password").probe(identity_source=False)
