@@ -16,6 +16,7 @@ import email.utils
 import http
 import logging
 import random
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
@@ -125,6 +126,43 @@ def build_client(
     )
 
 
+class TokenBucket:
+    """Paces the requests to one system: on average at most `rate` a second, with up to
+    `burst` at once. One per system, shared by every call to it, from any thread: each
+    caller takes a token, and waits (outside the lock) for as long as the tokens taken
+    before it have run ahead. `clock` and `sleep` are injectable for tests."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int = 1,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("a token bucket needs a positive rate and a burst of at least 1")
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = float(burst)
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> float:
+        """Take a token, waiting until one is due; the seconds waited."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            self._tokens -= 1
+            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often and how patiently `send` repeats a request.
@@ -133,6 +171,8 @@ class RetryPolicy:
     base_delay·2^(n-1))] ("full jitter"), unless the server said how long to wait,
     in which case that wait is used, capped at `max_delay`. `sleep`, `jitter` (a
     random number in [0, 1)) and `clock` are injectable so tests neither sleep nor depend on chance.
+    With `limiter`, every attempt first takes a token from it: the system's rate limit,
+    kept by every call that shares this policy.
     """
 
     max_attempts: int = 5
@@ -141,6 +181,7 @@ class RetryPolicy:
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
     jitter: Callable[[], float] = field(default=random.random, repr=False, compare=False)
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
+    limiter: TokenBucket | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -273,6 +314,8 @@ def send(
     last = ""
     for attempt in range(1, retry.max_attempts + 1):
         response: httpx.Response | None = None
+        if retry.limiter is not None:
+            retry.limiter.take()
         try:
             response = client.send(request)
         except _NOT_SENT_ERRORS as exc:

@@ -39,6 +39,7 @@ from reconciler.connectors.base import Connector, ConnectorContext, ConnectorTyp
 from reconciler.connectors.http import (
     PageCallback,
     RetryPolicy,
+    TokenBucket,
     build_client,
     describe_request,
     describe_status,
@@ -120,6 +121,13 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "urn:example:params:scim:schemas:extension:activity:2.0:User:lastLogin. "
             "SCIM has no standard one; without it, last sign-ins are unknown.",
         },
+        "max_requests_per_second": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "Pace every request to this system (pulls, lookups and an "
+            "apply's parallel actions alike) to at most this many a second on average. "
+            "Default: unpaced; 429 answers are waited out either way.",
+        },
         "max_retries": {
             "type": "integer",
             "minimum": 0,
@@ -145,6 +153,7 @@ class ScimOptions:
     inactive_status: Literal["deprovisioned", "suspended"] = "deprovisioned"
     max_retries: int = 4
     last_login_attribute: str | None = None
+    max_requests_per_second: float | None = None
 
     @classmethod
     def from_mapping(cls, system: str, options: Mapping[str, Any]) -> ScimOptions:
@@ -176,6 +185,7 @@ class ScimOptions:
             inactive_status=options.get("inactive_status", "deprovisioned"),
             max_retries=int(options.get("max_retries", 4)),
             last_login_attribute=options.get("last_login_attribute"),
+            max_requests_per_second=options.get("max_requests_per_second"),
         )
 
 
@@ -683,7 +693,11 @@ class ScimConnector:
         self.name = name
         self.client = client
         self.options = options
-        self.retry = retry or RetryPolicy(max_attempts=options.max_retries + 1)
+        pace = options.max_requests_per_second
+        self.retry = retry or RetryPolicy(
+            max_attempts=options.max_retries + 1,
+            limiter=TokenBucket(pace, burst=max(1, int(pace))) if pace else None,
+        )
         self.secrets = tuple(secrets)
         self.on_page = on_page
 

@@ -7,14 +7,19 @@ what a transport does, not any server's behaviour.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
 
+from reconciler.connectors.base import ConnectorContext
 from reconciler.connectors.http import (
     REDACTED,
     RetryPolicy,
+    TokenBucket,
     build_client,
     parse_reset,
     parse_retry_after,
@@ -24,6 +29,7 @@ from reconciler.connectors.http import (
     server_delay,
     server_text,
 )
+from reconciler.connectors.scim import TYPE, ScimConnector
 from reconciler.errors import ConfigError, ConnectorError
 
 NOW = 1_700_000_000.0  # a fixed clock: 2023-11-14T22:13:20Z
@@ -301,3 +307,66 @@ def test_read_json_hides_a_token_echoed_across_the_cut() -> None:
     with pytest.raises(ConnectorError) as caught:
         read_json(response, system="app")
     assert not any(piece in str(caught.value) for piece in _pieces(TOKEN))
+
+
+class FakeClock:
+    """A monotonic clock that only moves when something sleeps on it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_a_token_bucket_lets_a_burst_through_then_paces_to_its_rate() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(2.0, burst=3, clock=clock, sleep=clock.sleep)
+    waits = [bucket.take() for _ in range(7)]
+    assert waits[:3] == [0.0, 0.0, 0.0]
+    assert waits[3:] == pytest.approx([0.5, 0.5, 0.5, 0.5])
+    assert clock.now == pytest.approx(2.0)  # 7 requests: 3 at once, then 2 a second
+    clock.now += 10  # idle: the bucket fills up to its burst, no more
+    assert [bucket.take() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.take() == pytest.approx(0.5)
+
+
+def test_threads_sharing_a_bucket_are_paced_together() -> None:
+    bucket = TokenBucket(200.0, burst=1)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda _: bucket.take(), range(41)))
+    # 40 requests after the first at 200 a second: 0.2 s however many threads take them.
+    assert time.monotonic() - started >= 0.19
+
+
+def test_send_takes_a_token_before_every_attempt() -> None:
+    taken: list[int] = []
+
+    class Counting(TokenBucket):
+        def take(self) -> float:
+            taken.append(1)
+            return 0.0
+
+    answers = iter([503, 503, 200])
+    transport = httpx.MockTransport(lambda _: httpx.Response(next(answers)))
+    client = httpx.Client(transport=transport, base_url="https://api.example.com")
+    retry = RetryPolicy(sleep=lambda _: None, jitter=lambda: 0.0, limiter=Counting(1.0))
+    response = send(client, client.build_request("GET", "/users"), system="app", retry=retry)
+    assert response.status_code == 200 and len(taken) == 3
+
+
+def test_a_scim_system_paced_by_its_options_shares_one_bucket() -> None:
+    context = ConnectorContext(
+        "app", {"url": "https://scim.example.com/v2", "max_requests_per_second": 5}, Path(".")
+    )
+    made = TYPE.build(context)
+    assert isinstance(made, ScimConnector)
+    assert made.retry.limiter is not None and made.retry.limiter.rate == 5
+    unpaced = TYPE.build(ConnectorContext("app", {"url": "https://scim.example.com/v2"}, Path(".")))
+    assert isinstance(unpaced, ScimConnector) and unpaced.retry.limiter is None
