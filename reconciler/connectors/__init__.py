@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from reconciler.connectors import file as file
+from reconciler.connectors import google as google
 from reconciler.connectors import ldap as ldap
 from reconciler.connectors import postgres as postgres
 from reconciler.connectors import scim as scim
@@ -11,6 +12,7 @@ from reconciler.errors import ConfigError
 
 CONNECTORS: dict[str, ConnectorType] = {
     file.TYPE.name: file.TYPE,
+    google.TYPE.name: google.TYPE,
     ldap.TYPE.name: ldap.TYPE,
     postgres.TYPE.name: postgres.TYPE,
     scim.TYPE.name: scim.TYPE,
