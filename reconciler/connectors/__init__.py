@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from reconciler.connectors import entra as entra
 from reconciler.connectors import file as file
 from reconciler.connectors import google as google
 from reconciler.connectors import ldap as ldap
@@ -11,6 +12,7 @@ from reconciler.connectors.base import Connector, ConnectorContext, ConnectorTyp
 from reconciler.errors import ConfigError
 
 CONNECTORS: dict[str, ConnectorType] = {
+    entra.TYPE.name: entra.TYPE,
     file.TYPE.name: file.TYPE,
     google.TYPE.name: google.TYPE,
     ldap.TYPE.name: ldap.TYPE,
