@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from reconciler.connectors import entra as entra
 from reconciler.connectors import file as file
+from reconciler.connectors import github as github
 from reconciler.connectors import google as google
 from reconciler.connectors import ldap as ldap
 from reconciler.connectors import postgres as postgres
@@ -14,6 +15,7 @@ from reconciler.errors import ConfigError
 CONNECTORS: dict[str, ConnectorType] = {
     entra.TYPE.name: entra.TYPE,
     file.TYPE.name: file.TYPE,
+    github.TYPE.name: github.TYPE,
     google.TYPE.name: google.TYPE,
     ldap.TYPE.name: ldap.TYPE,
     postgres.TYPE.name: postgres.TYPE,
