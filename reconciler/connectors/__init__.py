@@ -7,6 +7,7 @@ from reconciler.connectors import file as file
 from reconciler.connectors import github as github
 from reconciler.connectors import google as google
 from reconciler.connectors import ldap as ldap
+from reconciler.connectors import okta as okta
 from reconciler.connectors import postgres as postgres
 from reconciler.connectors import scim as scim
 from reconciler.connectors.base import Connector, ConnectorContext, ConnectorType, Mode
@@ -18,6 +19,7 @@ CONNECTORS: dict[str, ConnectorType] = {
     github.TYPE.name: github.TYPE,
     google.TYPE.name: google.TYPE,
     ldap.TYPE.name: ldap.TYPE,
+    okta.TYPE.name: okta.TYPE,
     postgres.TYPE.name: postgres.TYPE,
     scim.TYPE.name: scim.TYPE,
 }
