@@ -59,9 +59,11 @@ from reconciler.connectors.http import (
     build_client,
     describe_request,
     describe_status,
+    http_options,
     read_json,
     redact,
     request_secrets,
+    retry_policy,
     send,
     server_text,
 )
@@ -172,20 +174,7 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "into each identity's groups: one listing of /groups, then one of each "
             "group's transitive user members. Needs GroupMember.Read.All.",
         },
-        "timeout": {
-            "type": "number",
-            "exclusiveMinimum": 0,
-            "default": 30,
-            "description": "Seconds to wait for Graph or the token endpoint to answer.",
-        },
-        "max_retries": {
-            "type": "integer",
-            "minimum": 0,
-            "maximum": 10,
-            "default": 4,
-            "description": "Times a request is repeated after a connection error, "
-            "timeout, 429 or 5xx before the pull or lookup fails.",
-        },
+        **http_options("Graph or the token endpoint"),
     },
 }
 
@@ -206,6 +195,7 @@ class EntraOptions:
     groups: bool = False
     timeout: float = 30.0
     max_retries: int = 4
+    max_requests_per_second: float | None = None
 
     @classmethod
     def from_mapping(cls, system: str, options: Mapping[str, Any]) -> EntraOptions:
@@ -243,6 +233,7 @@ class EntraOptions:
             groups=bool(options.get("groups", False)),
             timeout=float(options.get("timeout", 30)),
             max_retries=int(options.get("max_retries", 4)),
+            max_requests_per_second=options.get("max_requests_per_second"),
         )
 
 
@@ -525,7 +516,7 @@ class EntraConnector:
         self.graph = graph
         self.options = options
         self.credentials = credentials
-        self.retry = retry or RetryPolicy(max_attempts=options.max_retries + 1)
+        self.retry = retry or retry_policy(options.max_retries, options.max_requests_per_second)
         self.clock = clock
         self.on_page = on_page
         self._token: Token | None = None

@@ -54,11 +54,13 @@ from reconciler.connectors.http import (
     build_client,
     describe_request,
     describe_status,
+    http_options,
     parse_reset,
     parse_retry_after,
     read_json,
     redact,
     request_secrets,
+    retry_policy,
     send,
     server_text,
 )
@@ -138,20 +140,6 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "default": True,
             "description": "Read team memberships as `team:<slug>` roles (one request per team).",
         },
-        "timeout": {
-            "type": "number",
-            "exclusiveMinimum": 0,
-            "default": 30,
-            "description": "Seconds to wait for GitHub to answer.",
-        },
-        "max_retries": {
-            "type": "integer",
-            "minimum": 0,
-            "maximum": 10,
-            "default": 4,
-            "description": "Times a request is repeated after a connection error, "
-            "timeout, 429 or 5xx.",
-        },
         "max_rate_limit_wait": {
             "type": "number",
             "minimum": 0,
@@ -159,6 +147,7 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "description": "Longest wait, in seconds, for a rate limit to reset; a "
             "longer one fails the pull or removal instead.",
         },
+        **http_options("GitHub"),
     },
 }
 
@@ -177,6 +166,7 @@ class GitHubOptions:
     teams: bool = True
     timeout: float = 30.0
     max_retries: int = 4
+    max_requests_per_second: float | None = None
     max_rate_limit_wait: float = 900.0
 
     @classmethod
@@ -204,6 +194,7 @@ class GitHubOptions:
             teams=bool(options.get("teams", True)),
             timeout=float(options.get("timeout", 30)),
             max_retries=int(options.get("max_retries", 4)),
+            max_requests_per_second=options.get("max_requests_per_second"),
             max_rate_limit_wait=float(options.get("max_rate_limit_wait", 900)),
         )
 
@@ -580,7 +571,7 @@ class GitHubConnector:
         self.client = client
         self.options = options
         self.token = token
-        self.retry = retry or RetryPolicy(max_attempts=options.max_retries + 1)
+        self.retry = retry or retry_policy(options.max_retries, options.max_requests_per_second)
         self.on_page = on_page
 
     def __repr__(self) -> str:

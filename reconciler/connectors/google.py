@@ -49,8 +49,10 @@ from reconciler.connectors.http import (
     build_client,
     describe_request,
     describe_status,
+    http_options,
     redact,
     request_secrets,
+    retry_policy,
     send,
     server_text,
 )
@@ -129,12 +131,6 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "description": "Where the signed JWT is exchanged for an access token; by "
             f"default the key's token_uri, else {DEFAULT_TOKEN_URL}.",
         },
-        "timeout": {
-            "type": "number",
-            "exclusiveMinimum": 0,
-            "default": 30,
-            "description": "Seconds to wait for Google to connect or answer.",
-        },
         "page_size": {
             "type": "integer",
             "minimum": 1,
@@ -142,14 +138,7 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "default": MAX_PAGE_SIZE,
             "description": "Users asked for per page (`maxResults`).",
         },
-        "max_retries": {
-            "type": "integer",
-            "minimum": 0,
-            "maximum": 10,
-            "default": 4,
-            "description": "Times a request is repeated after a connection error, "
-            "timeout, 429 or 5xx before the pull or lookup fails.",
-        },
+        **http_options("Google"),
     },
 }
 
@@ -167,6 +156,7 @@ class GoogleOptions:
     timeout: float = 30.0
     page_size: int = MAX_PAGE_SIZE
     max_retries: int = 4
+    max_requests_per_second: float | None = None
 
     @classmethod
     def from_mapping(cls, system: str, options: Mapping[str, Any]) -> GoogleOptions:
@@ -195,6 +185,7 @@ class GoogleOptions:
             timeout=float(options.get("timeout", 30)),
             page_size=int(options.get("page_size", MAX_PAGE_SIZE)),
             max_retries=int(options.get("max_retries", 4)),
+            max_requests_per_second=options.get("max_requests_per_second"),
         )
 
 
@@ -569,7 +560,7 @@ class GoogleConnector:
         self.name = name
         self.client = client
         self.options = options
-        self.retry = retry or RetryPolicy(max_attempts=options.max_retries + 1)
+        self.retry = retry or retry_policy(options.max_retries, options.max_requests_per_second)
         self.on_page = on_page
         self._key = key
         self._clock = clock

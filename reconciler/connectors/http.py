@@ -204,6 +204,44 @@ class RetryPolicy:
         return self.backoff(attempt)
 
 
+def http_options(who: str) -> dict[str, Any]:
+    """The JSON Schema properties every HTTP connector's options share: how long to wait
+    for `who` ("the server", "Okta"), how often to retry, and the pace of requests."""
+    return {
+        "timeout": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "default": 30,
+            "description": f"Seconds to wait for {who} to connect or answer.",
+        },
+        "max_retries": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 10,
+            "default": 4,
+            "description": "Times a request is repeated after a connection error, "
+            "timeout, 429 or 5xx before the pull or action fails.",
+        },
+        "max_requests_per_second": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "Pace every request to this system (pulls, lookups and an "
+            "apply's parallel actions alike) to at most this many a second on average. "
+            "Default: unpaced; rate-limit answers are waited out either way.",
+        },
+    }
+
+
+def retry_policy(
+    max_retries: int, max_requests_per_second: float | None = None, **kwargs: Any
+) -> RetryPolicy:
+    """The RetryPolicy of one system from its options: `max_retries` retries, every
+    attempt paced by one TokenBucket when the options set a pace."""
+    pace = max_requests_per_second
+    limiter = TokenBucket(pace, burst=max(1, int(pace))) if pace else None
+    return RetryPolicy(max_attempts=max_retries + 1, limiter=limiter, **kwargs)
+
+
 def parse_retry_after(value: str, *, now: float) -> float | None:
     """Seconds to wait from a `Retry-After` value (delay-seconds or an HTTP date).
 

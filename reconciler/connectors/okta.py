@@ -102,8 +102,10 @@ from reconciler.connectors.http import (
     RetryPolicy,
     build_client,
     describe_status,
+    http_options,
     redact,
     request_secrets,
+    retry_policy,
     send,
     server_text,
 )
@@ -183,12 +185,6 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "(sent as `Authorization: SSWS <token>`). The admin who made it needs an admin "
             "role that can read users, e.g. Read-only Administrator.",
         },
-        "timeout": {
-            "type": "number",
-            "exclusiveMinimum": 0,
-            "default": 30,
-            "description": "Seconds to wait for Okta to connect or answer.",
-        },
         "page_size": {
             "type": "integer",
             "minimum": 1,
@@ -212,14 +208,7 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "X-Rate-Limit-Limit, wait for the window to reset. 0 waits only when the "
             "window is used up.",
         },
-        "max_retries": {
-            "type": "integer",
-            "minimum": 0,
-            "maximum": 10,
-            "default": 4,
-            "description": "Times a request is repeated after a connection error, "
-            "timeout, 429 or 5xx before the pull fails.",
-        },
+        **http_options("Okta"),
     },
 }
 
@@ -235,6 +224,7 @@ class OktaOptions:
     groups: bool = False
     rate_limit_reserve: float = 0.1
     max_retries: int = 4
+    max_requests_per_second: float | None = None
 
     @classmethod
     def from_mapping(cls, system: str, options: Mapping[str, Any]) -> OktaOptions:
@@ -268,6 +258,7 @@ class OktaOptions:
             groups=bool(options.get("groups", False)),
             rate_limit_reserve=float(options.get("rate_limit_reserve", 0.1)),
             max_retries=int(options.get("max_retries", 4)),
+            max_requests_per_second=options.get("max_requests_per_second"),
         )
 
 
@@ -534,8 +525,8 @@ class OktaConnector:
         self.client = client
         self.options = options
         # A 429's X-Rate-Limit-Reset may be up to a window away: wait for it in full.
-        self.retry = retry or RetryPolicy(
-            max_attempts=options.max_retries + 1, max_delay=MAX_RATE_WAIT
+        self.retry = retry or retry_policy(
+            options.max_retries, options.max_requests_per_second, max_delay=MAX_RATE_WAIT
         )
         self.secrets = tuple(secrets)
         self.on_page = on_page

@@ -39,13 +39,14 @@ from reconciler.connectors.base import Connector, ConnectorContext, ConnectorTyp
 from reconciler.connectors.http import (
     PageCallback,
     RetryPolicy,
-    TokenBucket,
     build_client,
     describe_request,
     describe_status,
+    http_options,
     read_json,
     redact,
     request_secrets,
+    retry_policy,
     send,
     server_text,
 )
@@ -81,12 +82,6 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "description": "Name of the environment variable holding the bearer token. "
             "Leave out for a server that needs no token.",
         },
-        "timeout": {
-            "type": "number",
-            "exclusiveMinimum": 0,
-            "default": 30,
-            "description": "Seconds to wait for the server to connect or answer.",
-        },
         "page_size": {
             "type": "integer",
             "minimum": 1,
@@ -121,21 +116,7 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "urn:example:params:scim:schemas:extension:activity:2.0:User:lastLogin. "
             "SCIM has no standard one; without it, last sign-ins are unknown.",
         },
-        "max_requests_per_second": {
-            "type": "number",
-            "exclusiveMinimum": 0,
-            "description": "Pace every request to this system (pulls, lookups and an "
-            "apply's parallel actions alike) to at most this many a second on average. "
-            "Default: unpaced; 429 answers are waited out either way.",
-        },
-        "max_retries": {
-            "type": "integer",
-            "minimum": 0,
-            "maximum": 10,
-            "default": 4,
-            "description": "Times a request is repeated after a connection error, "
-            "timeout, 429 or 5xx before the pull or action fails.",
-        },
+        **http_options("the server"),
     },
 }
 
@@ -693,11 +674,7 @@ class ScimConnector:
         self.name = name
         self.client = client
         self.options = options
-        pace = options.max_requests_per_second
-        self.retry = retry or RetryPolicy(
-            max_attempts=options.max_retries + 1,
-            limiter=TokenBucket(pace, burst=max(1, int(pace))) if pace else None,
-        )
+        self.retry = retry or retry_policy(options.max_retries, options.max_requests_per_second)
         self.secrets = tuple(secrets)
         self.on_page = on_page
 
