@@ -249,7 +249,7 @@ class FakeGitHubOrg:
             return 200, self._graphql(environ), {}
         match = re.fullmatch(r"/user/(\d+)", path)
         if match and method == "GET":
-            return 200, self._user_json(self._user_by_id(int(match[1]))), {}
+            return 200, self._public_user_json(self._user_by_id(int(match[1]))), {}
         match = re.fullmatch(r"/orgs/([^/]+)(/.*)", path)
         if not match:
             raise ApiError(404, "Not Found")
@@ -398,6 +398,25 @@ class FakeGitHubOrg:
             "site_admin": False,
             "name": user.name,
             "user_view_type": "public",
+        }
+
+    def _public_user_json(self, user: User) -> dict[str, Any]:
+        """A user as `GET /user/{account_id}` gives it to someone else: the public
+        profile (GitHub's `public-user`)."""
+        return {
+            **self._user_json(user),
+            "company": None,
+            "blog": "",
+            "location": None,
+            "email": None,
+            "hireable": None,
+            "bio": None,
+            "public_repos": 0,
+            "public_gists": 0,
+            "followers": 0,
+            "following": 0,
+            "created_at": "2020-01-01T00:00:00Z",
+            "updated_at": "2026-11-01T00:00:00Z",
         }
 
     def _organization_json(self) -> dict[str, Any]:

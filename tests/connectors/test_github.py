@@ -226,14 +226,14 @@ def test_the_fakes_answers_match_githubs_schemas(fake: FakeGitHubOrg) -> None:
     for path, definition in (
         ("/orgs/acme/members?role=admin", "simple-user-list"),
         ("/orgs/acme/members?role=member", "simple-user-list"),
-        ("/orgs/acme/outside_collaborators", "simple-user-list"),
+        ("/orgs/acme/outside_collaborators", "outside-collaborator-list"),
         ("/orgs/acme/invitations", "organization-invitation-list"),
         ("/orgs/acme/teams", "team-list"),
-        ("/orgs/acme/teams/sre/members", "simple-user-list"),
+        ("/orgs/acme/teams/sre/members", "team-member-list"),
         ("/orgs/acme/teams/sre/memberships/bob", "team-membership"),
         ("/orgs/acme/memberships/alice", "org-membership"),
         ("/orgs/acme/memberships/invitee", "org-membership"),
-        ("/user/103", "simple-user"),
+        ("/user/103", "user"),
         ("/orgs/acme/memberships/contractor", "basic-error"),
     ):
         validate_rest(client.get(path).json(), definition)
