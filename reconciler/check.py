@@ -36,7 +36,13 @@ from reconciler.policy import (
     identity_blocks,
 )
 from reconciler.progress import NoProgress, Progress
-from reconciler.pull import collect, collect_records, merge_tombstones, pull_identities
+from reconciler.pull import (
+    collect,
+    collect_records,
+    counted,
+    merge_tombstones,
+    pull_identities,
+)
 from reconciler.snapshot import Records
 from reconciler.systems import ConnectorFactory
 
@@ -441,6 +447,7 @@ class Checker:
             if connector is not None:
                 try:
                     task = self.progress.task(f"pulling accounts from {app}")
+                    counted(connector, task)
                     accounts, error = collect_records(app, connector.pull_accounts, "account", task)
                     if not error:
                         roles, error = collect(app, connector.pull_roles)

@@ -17,6 +17,9 @@ class Task(Protocol):
     # Count `count` more items done.
     def advance(self, count: int) -> None: ...
 
+    # The system says the task has `total` items.
+    def expect(self, total: int) -> None: ...
+
     # The task has ended (successfully or not); its line stops moving.
     def done(self) -> None: ...
 
@@ -28,6 +31,9 @@ class Progress(Protocol):
 
 class _Silent:
     def advance(self, count: int) -> None:
+        pass
+
+    def expect(self, total: int) -> None:
         pass
 
     def done(self) -> None:
@@ -46,6 +52,9 @@ class _RichTask:
 
     def advance(self, count: int) -> None:
         self.bar.advance(self.task_id, count)
+
+    def expect(self, total: int) -> None:
+        self.bar.update(self.task_id, total=total)
 
     def done(self) -> None:
         completed = self.bar.tasks[self.task_id].completed

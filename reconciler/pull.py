@@ -11,7 +11,7 @@ from typing import Any, Protocol, TypeVar
 import orjson
 
 from reconciler import snapshot
-from reconciler.connectors.base import Connector
+from reconciler.connectors.base import Connector, Counts
 from reconciler.errors import ConnectorError, ReconcilerError
 from reconciler.model import STATUS_CHANGED_AT, Identity
 from reconciler.progress import Progress, Task
@@ -65,12 +65,19 @@ def collect_records(
     return items, error
 
 
+def counted(connector: Connector, task: Task) -> None:
+    """Let `task` know how many records the connector's pull will give, if it can say."""
+    if isinstance(connector, Counts):
+        connector.on_total = task.expect
+
+
 def pull_identities(
     connector: Connector, source: str, progress: Progress
 ) -> tuple[list[Identity], str]:
     """Every identity of `source`, or why the pull cannot be trusted; closes `connector`."""
     try:
         task = progress.task(f"pulling identities from {source}")
+        counted(connector, task)
         return collect_records(source, connector.pull_identities, "identity", task)
     finally:
         connector.close()

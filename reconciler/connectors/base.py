@@ -83,6 +83,15 @@ class Connector(Protocol):
 
 
 @runtime_checkable
+class Counts(Protocol):
+    """A connector that says how many records a pull will give, when its API says so
+    (SCIM's totalResults), so that progress can show how far a pull has come."""
+
+    # Set by the caller before a pull; called once with the number of records.
+    on_total: Callable[[int], None] | None
+
+
+@runtime_checkable
 class Probe(Protocol):
     """A connector that can check its system quickly (`reconciler doctor`)."""
 

@@ -28,7 +28,7 @@ import functools
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 from urllib.parse import quote, urlsplit
@@ -677,6 +677,8 @@ class ScimConnector:
         self.retry = retry or retry_policy(options.max_retries, options.max_requests_per_second)
         self.secrets = tuple(secrets)
         self.on_page = on_page
+        # Told how many users a pull will give once the server says (`Counts`).
+        self.on_total: Callable[[int], None] | None = None
 
     # -- Connector --------------------------------------------------------------------
 
@@ -1013,6 +1015,8 @@ class ScimConnector:
                 )
             if total is None:
                 total = page.total
+                if progress and self.on_total is not None:
+                    self.on_total(total)
             elif page.total != total:
                 raise failed(
                     f"{at}: totalResults changed from {total} to {page.total} during the pull "
