@@ -7,11 +7,14 @@ Identity sources are pulled once per run and shared by the apps that use them.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -45,6 +48,15 @@ from reconciler.pull import (
 )
 from reconciler.snapshot import Records
 from reconciler.systems import ConnectorFactory
+
+
+class AppPull(NamedTuple):
+    """What one app's pull gave: its accounts, roles and modes, or why it failed."""
+
+    accounts: list[Account]
+    roles: list[Role]
+    modes: frozenset[Mode]
+    error: str
 
 
 @dataclass(frozen=True)
@@ -229,9 +241,9 @@ class Checker:
         proposals: dict[str, str] = {}
         forge_errors: dict[str, str] = {}
         waiting: list[int] = []  # indexes in `results` of apps waiting for the imports
-        for app in apps:
+        for app, pulled in self.pulls_ahead(apps):
             pull = pulls[self.settings.policy_for(app).identity_source]
-            result = self.check_app(app, pull)
+            result = self.check_app(app, pull, pulled)
             results.append(result)
             imported = app in self.imported or pull.commit is not None
             if self.by_pull_request and imported and not result.app_error:
@@ -341,12 +353,13 @@ class Checker:
 
     # --- apps ---------------------------------------------------------------------------
 
-    def check_app(self, app: str, identity_pull: IdentityPull) -> AppCheck:
-        """Pull at the edge, then the pure assessment, then write and commit at the edge."""
+    def check_app(self, app: str, identity_pull: IdentityPull, pulled: AppPull) -> AppCheck:
+        """The app's pull (`pulled`, from the edge), then the pure assessment, then write
+        and commit at the edge."""
         policy = self.settings.policy_for(app)
         with self.phases("read_previous"):
             previous = snapshot.read_accounts(self.root, app)
-        accounts, roles, modes, error = self.pull_app(app)
+        accounts, roles, modes, error = pulled
         if not error and not accounts and previous:
             error = (
                 f"the pull returned no accounts but the last snapshot has "
@@ -437,24 +450,47 @@ class Checker:
             known.update({identity_id: found.get(identity_id) for identity_id in missing})
         return {i: since for i in identity_ids if (since := known[i]) is not None}
 
-    def pull_app(self, app: str) -> tuple[list[Account], list[Role], frozenset[Mode], str]:
-        """The app's accounts, roles and modes, or why the pull cannot be trusted."""
-        with self.phases("pull"):
-            accounts: list[Account] = []
-            roles: list[Role] = []
-            modes: frozenset[Mode] = frozenset()
-            connector, error = self.connect(self.settings.config.apps[app])
-            if connector is not None:
-                try:
-                    task = self.progress.task(f"pulling accounts from {app}")
-                    counted(connector, task)
-                    accounts, error = collect_records(app, connector.pull_accounts, "account", task)
-                    if not error:
-                        roles, error = collect(app, connector.pull_roles)
-                    modes = connector.modes
-                finally:
-                    connector.close()
-        return accounts, roles, modes, error
+    def pulls_ahead(self, apps: Sequence[str]) -> Iterator[tuple[str, AppPull]]:
+        """Each app's pull, in order, while the next ones run: at most
+        `defaults.pull_concurrency` pulls at once, so a check waits about as long as its
+        slowest app's pull, not the sum of them. Only pulls overlap; what follows (diff,
+        commit, plan) runs one app at a time in this thread. The `pull` phase is the time
+        spent waiting for them."""
+        width = self.settings.config.pull_concurrency
+        queue = iter(apps)
+        with ThreadPoolExecutor(max_workers=width, thread_name_prefix="pull") as pool:
+            pending = deque((app, pool.submit(self.pull_app, app)) for app in islice(queue, width))
+            try:
+                while pending:
+                    app, future = pending.popleft()
+                    with self.phases("pull"):
+                        pulled = future.result()
+                    following = next(queue, None)
+                    if following is not None:
+                        pending.append((following, pool.submit(self.pull_app, following)))
+                    yield app, pulled
+            finally:
+                for _, future in pending:
+                    future.cancel()
+
+    def pull_app(self, app: str) -> AppPull:
+        """The app's accounts, roles and modes, or why the pull cannot be trusted. Runs in
+        a worker thread (`pulls_ahead`): it touches nothing but the app's own system."""
+        accounts: list[Account] = []
+        roles: list[Role] = []
+        modes: frozenset[Mode] = frozenset()
+        connector, error = self.connect(self.settings.config.apps[app])
+        if connector is not None:
+            try:
+                task = self.progress.task(f"pulling accounts from {app}")
+                counted(connector, task)
+                accounts, error = collect_records(app, connector.pull_accounts, "account", task)
+                if not error:
+                    roles, error = collect(app, connector.pull_roles)
+                modes = connector.modes
+            finally:
+                connector.close()
+        return AppPull(accounts, roles, modes, error)
 
     def build_plan(self, app: str, policy_file: str, source: str, assessment: Assessment) -> Plan:
         # With pull-request imports a plan is only built for an app whose snapshots are

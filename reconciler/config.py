@@ -109,6 +109,8 @@ class Config:
     identity_sources: Mapping[str, SystemConfig]
     forge: ForgeConfig = ForgeConfig()
     default_mode: str = "disable"
+    # How many apps' pulls a check runs at once.
+    pull_concurrency: int = 8
     main_branch: str = "main"
     notify: Notify = Notify()
 
@@ -128,6 +130,7 @@ class Config:
             identity_sources=systems("identity_sources"),
             forge=ForgeConfig.from_data(forge),
             default_mode=defaults.get("mode", "disable"),
+            pull_concurrency=defaults.get("pull_concurrency", 8),
             main_branch=forge.get("branch", "main"),
             notify=Notify.from_data(data.get("notify") or {}),
         )
