@@ -28,7 +28,18 @@ from typing import Any
 
 import orjson
 
-from bench import generate, gitgrowth, newcomer, report, rules, runner, scimpull, year, yearaudit
+from bench import (
+    generate,
+    gitgrowth,
+    newcomer,
+    pulls,
+    report,
+    rules,
+    runner,
+    scimpull,
+    year,
+    yearaudit,
+)
 
 DEFAULT_SIZES = (1000, 10_000, 100_000)
 QUICK_SIZES = (1000,)
@@ -229,6 +240,27 @@ def run_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_pulls(args: argparse.Namespace) -> int:
+    """Time the pull phase of many slow SCIM apps one at a time and in parallel; write
+    OUT/pulls.json and OUT/pulls.md, print the markdown."""
+    work = args.out / "pulls-work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        results = pulls.measure(args.apps, args.size, args.latency, args.width, work, _progress)
+    except runner.BenchError as exc:
+        _progress(f"benchmark failed: {exc}")
+        return 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    results["meta"] = {"machine": _machine(), "reconciler": _code_version()}
+    (args.out / "pulls.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    markdown = pulls.render(results)
+    (args.out / "pulls.md").write_text(markdown, encoding="utf-8")
+    sys.stdout.write(markdown)
+    return 0
+
+
 def _sizes(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(part.replace("_", "")) for part in text.split(",") if part.strip())
@@ -289,6 +321,18 @@ def _parser() -> argparse.ArgumentParser:
     rules_parser.add_argument("--n", type=int, default=100_000, help="accounts (100000)")
     rules_parser.add_argument("--runs", type=int, default=3, help="runs of each (3)")
     rules_parser.add_argument("--seed", type=int, default=1, help="data generator seed (1)")
+    pulls_parser = commands.add_parser(
+        "pulls", help="many slow SCIM apps pulled one at a time and in parallel"
+    )
+    pulls_parser.add_argument(
+        "--out", type=Path, default=Path("bench/out"), help="where results go (bench/out)"
+    )
+    pulls_parser.add_argument("--apps", type=int, default=20, help="SCIM apps (20)")
+    pulls_parser.add_argument("--size", type=int, default=500, help="users per app (500)")
+    pulls_parser.add_argument(
+        "--latency", type=float, default=0.1, help="seconds added to every request (0.1)"
+    )
+    pulls_parser.add_argument("--width", type=int, default=8, help="pull_concurrency (8)")
     report_parser = commands.add_parser("report", help="render a saved results.json again")
     report_parser.add_argument("results", type=Path)
     return parser
@@ -318,6 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_year(args)
     if args.command == "rules":
         return run_rules(args)
+    if args.command == "pulls":
+        return run_pulls(args)
     if args.command == "report":
         results = orjson.loads(args.results.read_bytes())
         sys.stdout.write(report.render(results))
