@@ -1,10 +1,11 @@
 """`python -m bench pulls`: many SCIM apps behind network latency, pulled one after
 another and `pull_concurrency` at a time, in the same run on the same servers.
 
-Each app is a real scim2-server on 127.0.0.1 (in this process) seeded with `size` users,
-behind a middleware that holds every request for `latency` seconds, as an API across
-the internet would. The check runs as `python -m reconciler check` in a process of its
-own, three ways: the first app alone (one app's pull), every app with
+Each app is a real scim2-server on 127.0.0.1 in a process of its own (`bench.slow_scim`,
+so that the servers' work is not serialised by one interpreter), seeded with `size`
+users, holding every request for `latency` seconds, as an API across the internet
+would. The check runs as `python -m reconciler check` in a process of its own, three
+ways: the first app alone (one app's pull), every app with
 `pull_concurrency: 1`, and every app with `pull_concurrency: width`. The figure is its
 `pull` phase: the time the check spends waiting for pulls.
 """
@@ -16,8 +17,8 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -26,7 +27,7 @@ import orjson
 
 from bench import runner
 from reconciler import demo
-from reconciler.testing.scim_server import start_scim_server
+from reconciler.testing.scim_server import seed, start_scim_server
 
 POLICY = runner.POLICY.replace(
     f"identity_source: {runner.IDENTITY_SOURCE}", "identity_source: corp"
@@ -44,6 +45,27 @@ def delayed(latency: float) -> Callable[[WSGIApplication], WSGIApplication]:
         return answer
 
     return wrap
+
+
+@contextmanager
+def server_process(token: str, latency: float) -> Iterator[str]:
+    """A slow scim2-server in a process of its own (`bench.slow_scim`); its base URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.slow_scim", token, str(latency)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        if not url:
+            raise runner.BenchError("a SCIM server process did not start")
+        yield url
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        process.wait(timeout=30)
 
 
 def users(size: int, app: int) -> list[dict[str, Any]]:
@@ -77,11 +99,11 @@ def measure(
         for index, name in enumerate(names):
             progress(f"pulls: seeding {name} ({index + 1}/{apps})")
             token = secrets.token_hex(8)
-            server = stack.enter_context(start_scim_server(token, middleware=delayed(latency)))
-            server.seed(users(size, index))
+            url = stack.enter_context(server_process(token, latency))
+            seed(url, token, users(size, index), ())
             env[f"{name.upper()}_TOKEN"] = token
             sections.append(
-                f"  {name}:\n    type: scim\n    url: {server.url}\n"
+                f"  {name}:\n    type: scim\n    url: {url}\n"
                 f"    token_env: {name.upper()}_TOKEN\n    page_size: 1000\n"
             )
         results: dict[str, Any] = {"apps": apps, "size": size, "latency": latency, "width": width}
