@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -222,41 +222,47 @@ def run_year(args: argparse.Namespace) -> int:
 def run_rules(args: argparse.Namespace) -> int:
     """Time the day-2 check with and without every policy rule kind; write OUT/rules.json
     and OUT/rules.md, print the markdown."""
-    work = args.out / "rules-work"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    try:
-        results = rules.measure(args.n, args.seed, args.runs, work, _progress)
-    except runner.BenchError as exc:
-        _progress(f"benchmark failed: {exc}")
-        return 1
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    results["meta"] = {"machine": _machine(), "reconciler": _code_version()}
-    (args.out / "rules.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
-    markdown = rules.render(results)
-    (args.out / "rules.md").write_text(markdown, encoding="utf-8")
-    sys.stdout.write(markdown)
-    return 0
+    return _measured(
+        args.out,
+        "rules",
+        lambda work: rules.measure(args.n, args.seed, args.runs, work, _progress),
+        rules.render,
+    )
 
 
 def run_pulls(args: argparse.Namespace) -> int:
     """Time the pull phase of many slow SCIM apps one at a time and in parallel; write
     OUT/pulls.json and OUT/pulls.md, print the markdown."""
-    work = args.out / "pulls-work"
+    return _measured(
+        args.out,
+        "pulls",
+        lambda work: pulls.measure(args.apps, args.size, args.latency, args.width, work, _progress),
+        pulls.render,
+    )
+
+
+def _measured(
+    out: Path,
+    name: str,
+    measure: Callable[[Path], dict[str, Any]],
+    render: Callable[[dict[str, Any]], str],
+) -> int:
+    """Run `measure` in a fresh OUT/NAME-work directory (removed after), then write
+    OUT/NAME.json and OUT/NAME.md and print the markdown."""
+    work = out / f"{name}-work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
-        results = pulls.measure(args.apps, args.size, args.latency, args.width, work, _progress)
+        results = measure(work)
     except runner.BenchError as exc:
         _progress(f"benchmark failed: {exc}")
         return 1
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["meta"] = {"machine": _machine(), "reconciler": _code_version()}
-    (args.out / "pulls.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
-    markdown = pulls.render(results)
-    (args.out / "pulls.md").write_text(markdown, encoding="utf-8")
+    (out / f"{name}.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    markdown = render(results)
+    (out / f"{name}.md").write_text(markdown, encoding="utf-8")
     sys.stdout.write(markdown)
     return 0
 
