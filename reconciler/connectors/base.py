@@ -114,6 +114,21 @@ class ConnectorType:
     description: str = ""
 
 
+def refuse_unknown_options(
+    system: str, type_name: str, options: Mapping[str, Any], schema: Mapping[str, Any]
+) -> None:
+    """A ConfigError naming the options of `system` that its type's options `schema`
+    does not know. reconciler.yaml is validated against the schema before connectors
+    are built; this says it again for callers that build a connector directly."""
+    unknown = sorted(set(options) - set(schema["properties"]))
+    if unknown:
+        known = ", ".join(sorted(schema["properties"]))
+        raise ConfigError(
+            f"{system}: unknown option(s) {', '.join(unknown)} for type {type_name}; "
+            f"use only: {known}"
+        )
+
+
 def secret_from_env(context: ConnectorContext, variable: str | None, what: str) -> str | None:
     """The secret held by the environment variable an `*_env` option names (None when
     the option is not set); a ConfigError naming the variable when it is unset or empty.

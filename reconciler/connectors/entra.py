@@ -51,6 +51,7 @@ from reconciler.connectors.base import (
     ConnectorContext,
     ConnectorType,
     Mode,
+    refuse_unknown_options,
     secret_from_env,
 )
 from reconciler.connectors.http import (
@@ -202,13 +203,7 @@ class EntraOptions:
         """Options with defaults applied; the mistakes that would otherwise pass or crash
         (an unknown key, no secret variable, no tenant or client id, or both forms) are
         checked again for callers that build a connector without the schema."""
-        unknown = sorted(set(options) - set(OPTIONS_SCHEMA["properties"]))
-        if unknown:
-            known = ", ".join(sorted(OPTIONS_SCHEMA["properties"]))
-            raise ConfigError(
-                f"{system}: unknown option(s) {', '.join(unknown)} for type entra; "
-                f"use only: {known}"
-            )
+        refuse_unknown_options(system, "entra", options, OPTIONS_SCHEMA)
         if not options.get("client_secret_env"):
             raise ConfigError(
                 f"{system}: option client_secret_env is required: the name of the "

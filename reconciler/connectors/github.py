@@ -46,6 +46,7 @@ from reconciler.connectors.base import (
     ConnectorContext,
     ConnectorType,
     Mode,
+    refuse_unknown_options,
     secret_from_env,
 )
 from reconciler.connectors.http import (
@@ -173,13 +174,7 @@ class GitHubOptions:
     def from_mapping(cls, system: str, options: Mapping[str, Any]) -> GitHubOptions:
         """Options with defaults applied; unknown keys and missing required ones are
         checked again for callers that build a connector without the schema."""
-        unknown = sorted(set(options) - set(OPTIONS_SCHEMA["properties"]))
-        if unknown:
-            known = ", ".join(sorted(OPTIONS_SCHEMA["properties"]))
-            raise ConfigError(
-                f"{system}: unknown option(s) {', '.join(unknown)} for type github; "
-                f"use only: {known}"
-            )
+        refuse_unknown_options(system, "github", options, OPTIONS_SCHEMA)
         for key in OPTIONS_SCHEMA["required"]:
             if not options.get(key):
                 raise ConfigError(f"{system}: option {key} is required for type github")

@@ -41,6 +41,7 @@ from reconciler.connectors.base import (
     ConnectorType,
     Mode,
     needs_extra,
+    refuse_unknown_options,
     secret_from_env,
 )
 from reconciler.connectors.http import (
@@ -163,13 +164,7 @@ class GoogleOptions:
         """Options with defaults applied. reconciler.yaml is validated against
         OPTIONS_SCHEMA first; an unknown key and a missing credentials_env are checked
         again for callers that build a connector directly."""
-        unknown = sorted(set(options) - set(OPTIONS_SCHEMA["properties"]))
-        if unknown:
-            known = ", ".join(sorted(OPTIONS_SCHEMA["properties"]))
-            raise ConfigError(
-                f"{system}: unknown option(s) {', '.join(unknown)} for type google; "
-                f"use only: {known}"
-            )
+        refuse_unknown_options(system, "google", options, OPTIONS_SCHEMA)
         if not isinstance(options.get("credentials_env"), str) or not options["credentials_env"]:
             raise ConfigError(
                 f"{system}: option credentials_env is required: the name of the environment "

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from reconciler.connectors.base import Connector, ConnectorContext, ConnectorType, needs_extra
+from reconciler.connectors.base import (
+    Connector,
+    ConnectorContext,
+    ConnectorType,
+    needs_extra,
+    refuse_unknown_options,
+)
 from reconciler.errors import ConfigError
 
 DIALECTS = ("openldap", "ad")
@@ -199,12 +205,7 @@ class LdapOptions:
     def from_mapping(cls, system: str, options: Mapping[str, Any], base_dir: Path) -> LdapOptions:
         """Options with defaults applied; an unknown or missing key is a ConfigError
         also for callers that build the connector without validating reconciler.yaml."""
-        unknown = sorted(set(options) - set(OPTIONS_SCHEMA["properties"]))
-        if unknown:
-            known = ", ".join(sorted(OPTIONS_SCHEMA["properties"]))
-            raise ConfigError(
-                f"{system}: unknown option(s) {', '.join(unknown)} for type ldap; use only: {known}"
-            )
+        refuse_unknown_options(system, "ldap", options, OPTIONS_SCHEMA)
         for required in OPTIONS_SCHEMA["required"]:
             if not isinstance(options.get(required), str) or not options[required]:
                 raise ConfigError(f"{system}: option {required} is required for type ldap")

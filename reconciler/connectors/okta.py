@@ -95,6 +95,7 @@ from reconciler.connectors.base import (
     ConnectorContext,
     ConnectorType,
     Mode,
+    refuse_unknown_options,
     secret_from_env,
 )
 from reconciler.connectors.http import (
@@ -231,12 +232,7 @@ class OktaOptions:
         """Options with defaults applied; reconciler.yaml was validated against
         OPTIONS_SCHEMA already, but an unknown key, a missing url or token_env, and an
         org URL with a path are checked again for callers that build directly."""
-        unknown = sorted(set(options) - set(OPTIONS_SCHEMA["properties"]))
-        if unknown:
-            known = ", ".join(sorted(OPTIONS_SCHEMA["properties"]))
-            raise ConfigError(
-                f"{system}: unknown option(s) {', '.join(unknown)} for type okta; use only: {known}"
-            )
+        refuse_unknown_options(system, "okta", options, OPTIONS_SCHEMA)
         for required, example in (("url", "https://acme.okta.com"), ("token_env", "OKTA_TOKEN")):
             if not isinstance(options.get(required), str) or not options[required]:
                 raise ConfigError(f"{system}: option {required} is required, e.g. {example}")

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.connectors.base import Connector, ConnectorContext, ConnectorType, needs_extra
+from reconciler.connectors.base import (
+    Connector,
+    ConnectorContext,
+    ConnectorType,
+    needs_extra,
+    refuse_unknown_options,
+)
 from reconciler.errors import ConfigError
 
 # libpq's sslmode values (https://www.postgresql.org/docs/current/libpq-ssl.html).
@@ -106,13 +112,7 @@ class PostgresOptions:
     ) -> PostgresOptions:
         """Options with defaults applied; an unknown or missing key is a ConfigError
         also for callers that build the connector without validating reconciler.yaml."""
-        unknown = sorted(set(options) - set(OPTIONS_SCHEMA["properties"]))
-        if unknown:
-            known = ", ".join(sorted(OPTIONS_SCHEMA["properties"]))
-            raise ConfigError(
-                f"{system}: unknown option(s) {', '.join(unknown)} for type postgres; "
-                f"use only: {known}"
-            )
+        refuse_unknown_options(system, "postgres", options, OPTIONS_SCHEMA)
         for required in OPTIONS_SCHEMA["required"]:
             if not isinstance(options.get(required), str) or not options[required]:
                 raise ConfigError(f"{system}: option {required} is required for type postgres")

@@ -35,7 +35,13 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from reconciler.connectors.base import Connector, ConnectorContext, ConnectorType, Mode
+from reconciler.connectors.base import (
+    Connector,
+    ConnectorContext,
+    ConnectorType,
+    Mode,
+    refuse_unknown_options,
+)
 from reconciler.connectors.http import (
     PageCallback,
     RetryPolicy,
@@ -145,12 +151,7 @@ class ScimOptions:
         otherwise pass silently or crash, an unknown key and a missing url, are
         checked again here for callers that build a connector directly.
         """
-        unknown = sorted(set(options) - set(OPTIONS_SCHEMA["properties"]))
-        if unknown:
-            known = ", ".join(sorted(OPTIONS_SCHEMA["properties"]))
-            raise ConfigError(
-                f"{system}: unknown option(s) {', '.join(unknown)} for type scim; use only: {known}"
-            )
+        refuse_unknown_options(system, "scim", options, OPTIONS_SCHEMA)
         if not isinstance(options.get("url"), str) or not options["url"]:
             raise ConfigError(
                 f"{system}: option url is required: the SCIM base URL, "
