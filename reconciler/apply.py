@@ -248,6 +248,32 @@ def verify_live(
 ) -> str | None:
     """Why the action must not run now, or None to go ahead. `live` is the account and
     `identities` the identity source as read `now` (tombstones merged in)."""
+    return live_verdict(action, live, identities, policy, app, now)[0]
+
+
+def live_verdict(
+    action: Action,
+    live: Account | None,
+    identities: Mapping[str, Identity],
+    policy: Policy,
+    app: str,
+    now: datetime,
+) -> tuple[str | None, Action]:
+    """`verify_live`'s answer, with the action as it may run now: a role removal keeps
+    only the roles the policy still takes (`roles_to_take`)."""
+    if action.takes_roles and live is not None and not owner_change(action, live):
+        return _verify_roles(action, live, identities, policy, app, now)
+    return _verify(action, live, identities, policy, app, now), action
+
+
+def _verify(
+    action: Action,
+    live: Account | None,
+    identities: Mapping[str, Identity],
+    policy: Policy,
+    app: str,
+    now: datetime,
+) -> str | None:
     if live is None:
         return f"account no longer exists in {app}"
     changed = owner_change(action, live)
@@ -258,8 +284,6 @@ def verify_live(
         )
     if action.mode == Mode.DISABLE.value and live.status == "disabled":
         return f"account is already disabled in {app}"
-    if action.takes_roles:
-        return _verify_roles(action, live, identities, policy, app, now)
     if action.reason in (DELETE_AFTER, RETURNED):
         return _verify_graded(action, live, identities, policy, app, now)
     if action.reason == INACTIVE:
@@ -286,21 +310,23 @@ def _verify_roles(
     policy: Policy,
     app: str,
     now: datetime,
-) -> str | None:
+) -> tuple[str | None, Action]:
     """Why the role removal must not run now, or None: it must still be proposed, for
-    roles it still takes (`roles_to_take`)."""
+    roles it still takes (`roles_to_take`); and the removal narrowed to those."""
     if live.status != "active":
-        return f"account is {live.status} in {app}; its roles are left as they are"
+        return f"account is {live.status} in {app}; its roles are left as they are", action
     roles = _roles_text(action)
     if set(action.roles).isdisjoint(live.roles):
-        return f"the account no longer holds {roles}: taken already"
+        return f"the account no longer holds {roles}: taken already", action
     found = still_proposed(live, identities, policy, action.mode, app=app, now=now)
     admitted = f"; allowed_roles in {policy.source_file} admits them to {roles} now"
     if found is None or not found.takes_roles:
-        return f"no longer proposed: {_link_now(live, identities, policy, app, now, admitted)}"
-    if not roles_to_take(action, found):
-        return f"no longer proposed{admitted}"
-    return None
+        link = _link_now(live, identities, policy, app, now, admitted)
+        return f"no longer proposed: {link}", action
+    taken = roles_to_take(action, found)
+    if not taken:
+        return f"no longer proposed{admitted}", action
+    return None, replace(action, roles=taken)
 
 
 def _verify_graded(
@@ -537,18 +563,13 @@ class Applier:
                 # The run that recorded `pending` acted before it stopped.
                 journal.record(self.entry(action, "done", f"{VERBS[mode]} by an earlier run"))
                 return
-            now = self.now()
-            why = verify_live(action, live, ctx.identities, ctx.policy, ctx.plan.app, now)
+            why, action = live_verdict(
+                action, live, ctx.identities, ctx.policy, ctx.plan.app, self.now()
+            )
             if why:
                 journal.record(self.entry(action, "skipped", why))
                 return
             assert live is not None
-            if action.takes_roles:
-                found = still_proposed(
-                    live, ctx.identities, ctx.policy, mode, app=ctx.plan.app, now=now
-                )
-                assert found is not None  # verify_live said so
-                action = replace(action, roles=roles_to_take(action, found))
             if mode == Mode.MANUAL.value:
                 hint = manual_hint(ctx.plan.app, action)
                 journal.record(self.entry(action, "manual_pending", hint))
