@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from bench import (
+    company,
     generate,
     gitgrowth,
     newcomer,
@@ -241,6 +242,17 @@ def run_pulls(args: argparse.Namespace) -> int:
     )
 
 
+def run_company(args: argparse.Namespace) -> int:
+    """Time the day-2 check of a company of many apps against one app holding the same
+    accounts; write OUT/company.json and OUT/company.md, print the markdown."""
+    return _measured(
+        args.out,
+        "company",
+        lambda work: company.measure(args.people, args.apps, args.seed, args.runs, work, _progress),
+        company.render,
+    )
+
+
 def _measured(
     out: Path,
     name: str,
@@ -339,6 +351,16 @@ def _parser() -> argparse.ArgumentParser:
         "--latency", type=float, default=0.1, help="seconds added to every request (0.1)"
     )
     pulls_parser.add_argument("--width", type=int, default=8, help="pull_concurrency (8)")
+    company_parser = commands.add_parser(
+        "company", help="a company of many apps against one app of the same size"
+    )
+    company_parser.add_argument(
+        "--out", type=Path, default=Path("bench/out"), help="where results go (bench/out)"
+    )
+    company_parser.add_argument("--people", type=int, default=5000, help="identities (5000)")
+    company_parser.add_argument("--apps", type=int, default=300, help="apps (300)")
+    company_parser.add_argument("--runs", type=int, default=3, help="runs of each (3)")
+    company_parser.add_argument("--seed", type=int, default=1, help="data generator seed (1)")
     report_parser = commands.add_parser("report", help="render a saved results.json again")
     report_parser.add_argument("results", type=Path)
     return parser
@@ -370,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_rules(args)
     if args.command == "pulls":
         return run_pulls(args)
+    if args.command == "company":
+        return run_company(args)
     if args.command == "report":
         results = orjson.loads(args.results.read_bytes())
         sys.stdout.write(report.render(results))

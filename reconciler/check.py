@@ -20,9 +20,10 @@ import orjson
 
 from reconciler import changeindex, disabled, gone, report, snapshot
 from reconciler.clock import timestamp, utc_now
-from reconciler.config import Settings, SystemConfig
+from reconciler.config import Policy, Settings, SystemConfig
 from reconciler.connectors.base import Connector, Mode
-from reconciler.diff import diff_accounts
+from reconciler.correlate import Matcher
+from reconciler.diff import AccountDiff, diff_accounts
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.forge.base import IMPORT_BRANCH, Forge, ImportProposal, Proposal
 from reconciler.git import Git
@@ -66,6 +67,20 @@ class IdentityPull:
     state: PullState
     commit: str | None = None
     summary: str = ""
+
+
+@dataclass(frozen=True)
+class Imported:
+    """An app's pull written to its snapshot and waiting for its commit: what the
+    assessment needs, or the AppCheck of a pull that failed."""
+
+    app: str
+    identity_pull: IdentityPull
+    current: Records[Account] = field(default_factory=lambda: snapshot.account_records(()))
+    diff: AccountDiff = field(default_factory=AccountDiff)
+    modes: frozenset[Mode] = frozenset()
+    message: str = ""  # the import commit's message; empty when nothing changed
+    failed: AppCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -199,6 +214,7 @@ class Checker:
         self.commits: list[str] = []
         # Since when people have been gone, by source and identity id (None: not gone).
         self._gone: dict[str, dict[str, datetime | None]] = {}
+        self._matchers: dict[tuple[object, ...], Matcher] = {}
         # `import_mode: pull-request`: imports are committed on main locally as in
         # `commit` mode, then moved to IMPORT_BRANCH, and main goes back to `self.start`,
         # the commit the check began on, which every plan of the run is computed at.
@@ -241,9 +257,14 @@ class Checker:
         proposals: dict[str, str] = {}
         forge_errors: dict[str, str] = {}
         waiting: list[int] = []  # indexes in `results` of apps waiting for the imports
-        for app, pulled in self.pulls_ahead(apps):
-            pull = pulls[self.settings.policy_for(app).identity_source]
-            result = self.check_app(app, pull, pulled)
+        staged = [
+            self.import_app(app, pulls[self.settings.policy_for(app).identity_source], pulled)
+            for app, pulled in self.pulls_ahead(apps)
+        ]
+        self.commit_imports(staged)
+        for item in staged:
+            app, pull = item.app, item.identity_pull
+            result = self.check_app(item)
             results.append(result)
             imported = app in self.imported or pull.commit is not None
             if self.by_pull_request and imported and not result.app_error:
@@ -353,9 +374,9 @@ class Checker:
 
     # --- apps ---------------------------------------------------------------------------
 
-    def check_app(self, app: str, identity_pull: IdentityPull, pulled: AppPull) -> AppCheck:
-        """The app's pull (`pulled`, from the edge), then the pure assessment, then write
-        and commit at the edge."""
+    def import_app(self, app: str, identity_pull: IdentityPull, pulled: AppPull) -> Imported:
+        """The app's pull (`pulled`, from the edge) checked against the last snapshot,
+        diffed and written; committed later with the other apps' (`commit_imports`)."""
         policy = self.settings.policy_for(app)
         with self.phases("read_previous"):
             previous = snapshot.read_accounts(self.root, app)
@@ -369,7 +390,7 @@ class Checker:
         if not error and previous is not None:
             error = app_shrink_block(app, len(previous), len(accounts), policy) or ""
         if error:
-            return AppCheck(
+            failed = AppCheck(
                 app=app,
                 identity_source=identity_pull.source,
                 app_error=error,
@@ -377,21 +398,41 @@ class Checker:
                     f"pulling {app} failed: {error}; nothing was imported or proposed",
                 ),
             )
+            return Imported(app, identity_pull, failed=failed)
         with self.phases("diff"):
             current = snapshot.account_records(accounts)
             diff = diff_accounts(previous or {}, current)
         with self.phases("write"):
             changed = snapshot.save_app(self.root, app, current, roles, timestamp(self.now))
+        message = ""
         if changed:
             with self.phases("commit"):
                 message = report.import_commit_message(app, diff)
-                commit = self.git.commit_paths(snapshot.app_paths(app), message)
+        return Imported(app, identity_pull, current, diff, modes, message)
+
+    def commit_imports(self, imported: Sequence[Imported]) -> None:
+        """One commit per app whose snapshot changed, in the order of `apps:`, all
+        written at once (`Git.commit_series`)."""
+        changed = [item for item in imported if item.message]
+        if not changed:
+            return
+        with self.phases("commit"):
+            series = [(snapshot.app_paths(item.app), item.message) for item in changed]
+            commits = self.git.commit_series(series)
+        for item, commit in zip(changed, commits, strict=True):
             if commit:
                 self.commits.append(commit)
                 # People read these in the import pull request: no index there.
-                self.imports.append(changeindex.without_index(message))
-                self.imported.add(app)
+                self.imports.append(changeindex.without_index(item.message))
+                self.imported.add(item.app)
 
+    def check_app(self, imported: Imported) -> AppCheck:
+        """The pure assessment of an imported app, then its plan."""
+        if imported.failed is not None:
+            return imported.failed
+        app, identity_pull = imported.app, imported.identity_pull
+        policy = self.settings.policy_for(app)
+        current, diff, modes = imported.current, imported.diff, imported.modes
         untrusted = identity_blocks(identity_pull.state, policy)
         with self.phases("policy"):
             identities = identity_pull.identities
@@ -406,6 +447,7 @@ class Checker:
                 self.now,
                 lambda people: self.gone_since(source, people),
                 lambda ids: disabled.disabled_since(self.git, app, ids),
+                self.matcher(identity_pull, policy),
             )
         plan = None
         if not untrusted and (assessment.actions or assessment.blocked_reasons):
@@ -437,6 +479,16 @@ class Checker:
             checked_at=self.now,
             gone_since=gone,
         )
+
+    def matcher(self, pull: IdentityPull, policy: Policy) -> Matcher:
+        """The identities of `pull` indexed for `policy`'s match rules, once per run for
+        every app that links the same way."""
+        key = (pull.source, policy.match, tuple(sorted(policy.domain_aliases.items())))
+        found = self._matchers.get(key)
+        if found is None:
+            found = Matcher(pull.identities.values(), policy.match, policy.domain_aliases)
+            self._matchers[key] = found
+        return found
 
     def gone_since(self, source: str, identity_ids: Collection[str]) -> dict[str, datetime]:
         """Since when each of `identity_ids` has been gone from `source` (`gone.gone_since`),

@@ -61,6 +61,38 @@ def _index(
     return index
 
 
+class Matcher:
+    """The identities indexed by the fields the match rules name, built once and asked
+    for any number of accounts: a check of many apps with one identity source indexes
+    its identities once, not once per app."""
+
+    def __init__(
+        self,
+        identities: Iterable[Identity],
+        rules: Iterable[MatchRule],
+        domain_aliases: Mapping[str, str] | None = None,
+    ) -> None:
+        self.rules = tuple(rules)
+        self.aliases = dict(domain_aliases or {})
+        all_identities = list(identities)
+        tiers = [
+            [i for i in all_identities if i.status != "missing"],
+            [i for i in all_identities if i.status == "missing"],
+        ]
+        self.indexes = [
+            [(rule, _index(tier, rule.identity_field, self.aliases)) for rule in self.rules]
+            for tier in tiers
+        ]
+
+    def fits(self, rules: Iterable[MatchRule], domain_aliases: Mapping[str, str]) -> bool:
+        """Whether this matcher links by `rules` and `domain_aliases`."""
+        return self.rules == tuple(rules) and self.aliases == dict(domain_aliases)
+
+    def links(self, accounts: Iterable[Account]) -> dict[str, Link]:
+        """Every account id mapped to its Link."""
+        return {account.id: _link(account, self.indexes, self.aliases) for account in accounts}
+
+
 def correlate(
     accounts: Iterable[Account],
     identities: Iterable[Identity],
@@ -68,20 +100,7 @@ def correlate(
     domain_aliases: Mapping[str, str] | None = None,
 ) -> dict[str, Link]:
     """Every account id mapped to its Link."""
-    aliases = dict(domain_aliases or {})
-    rules = tuple(rules)
-    all_identities = list(identities)
-    tiers = [
-        [i for i in all_identities if i.status != "missing"],
-        [i for i in all_identities if i.status == "missing"],
-    ]
-    indexes = [
-        [(rule, _index(tier, rule.identity_field, aliases)) for rule in rules] for tier in tiers
-    ]
-    links: dict[str, Link] = {}
-    for account in accounts:
-        links[account.id] = _link(account, indexes, aliases)
-    return links
+    return Matcher(identities, rules, domain_aliases).links(accounts)
 
 
 def _link(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import git as gitpython
 
+from reconciler import fastimport
 from reconciler.errors import GitError
 
 BOT_NAME = "reconciler"
@@ -250,24 +251,102 @@ class Git:
             self.run("commit", "-q", "--no-verify", "-F", "-", "--", *paths, input=text, env=author)
         return self.head()
 
+    def commit_series(self, series: Sequence[tuple[Sequence[str], str]]) -> list[str | None]:
+        """Commit each (paths, message) in turn on the checked-out branch: the working
+        tree's changes under those paths (additions, changes, deletions), a commit each;
+        each commit's sha, None for one whose paths hold no change. Three git processes
+        however many commits (`reconciler.fastimport`). The branch moves only if no one
+        else moved it meanwhile. Files others staged stay staged."""
+        paths = [path for group, _ in series for path in group]
+        if not paths:
+            return [None] * len(series)
+        ref = self.run("symbolic-ref", "-q", "HEAD").strip()
+        head = self.head()
+        # `git add` refuses a path that is neither on disk nor tracked.
+        gone = [p for p in paths if not (self.root / p).exists()]
+        tracked = set(self.run("ls-files", "-z", "--", *gone).split("\0")) if gone else set()
+        paths = [p for p in paths if p not in gone or any(_under(t, [p]) for t in tracked)]
+        if not paths:
+            return [None] * len(series)
+        self.run("add", "-A", "--", *paths)
+        raw = self.run(
+            "diff",
+            "--cached",
+            "--raw",
+            "--no-abbrev",
+            "-z",
+            "--no-renames",
+            head or EMPTY_TREE,
+            "--",
+            *paths,
+        )
+        raw_paths = raw.split("\0")[:-1]
+        changed: dict[str, str | None] = {}
+        for meta, path in zip(raw_paths[::2], raw_paths[1::2], strict=True):
+            fields = meta.split()
+            changed[path] = None if fields[4] == "D" else fields[3]
+        commits: list[fastimport.Commit] = []
+        shas: list[str | None] = []
+        for group, message in series:
+            files = {p: blob for p, blob in changed.items() if _under(p, group)}
+            if not files:
+                shas.append(None)
+                continue
+            parent = head if not commits else None
+            commits.append(self._commit(ref, message, files, parent, mark=len(commits) + 1))
+            shas.append(f":{len(commits)}")
+        marks = self.fast_import(commits)
+        return [marks[int(sha[1:])] if sha else None for sha in shas]
+
     def commit_files_to_branch(
         self, branch: str, base: str, files: Mapping[str, bytes], message: str
     ) -> str:
-        """Point `branch` at a new commit: `base`'s tree plus `files`, parent `base`.
+        """Point `branch` at a new commit: `base`'s tree plus `files`, parent `base`,
+        wherever the branch was before. The working tree, the index and the checked-out
+        branch are untouched (a check running on main proposes a plan on another branch)."""
+        commit = self._commit(f"refs/heads/{branch}", message, files, base, mark=1)
+        return self.fast_import([commit], force=True)[1]
 
-        Uses a temporary index, so the working tree and the checked-out branch are
-        untouched (a check running on main can propose a plan on another branch).
-        """
+    def _commit(
+        self,
+        ref: str,
+        message: str,
+        files: Mapping[str, bytes | str | None],
+        parent: str | None,
+        mark: int,
+    ) -> fastimport.Commit:
+        env = bot_env()
+        committer = (env["GIT_COMMITTER_NAME"], env["GIT_COMMITTER_EMAIL"])
+        return fastimport.Commit(ref, message, files, committer, parent, mark)
+
+    def fast_import(self, commits: list[fastimport.Commit], force: bool = False) -> dict[int, str]:
+        """Write `commits` with one `git fast-import`; mark → sha. Refs move only when
+        the whole stream was read; without `force`, only forward."""
+        if not commits:
+            return {}
         with tempfile.TemporaryDirectory() as tmp:
-            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
-            self.run("read-tree", base, env=env)
-            for path, content in files.items():
-                blob = self.run("hash-object", "-w", "--stdin", input=content).strip()
-                self.run("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
-            tree = self.run("write-tree", env=env).strip()
-        commit = self.run("commit-tree", tree, "-p", base, "-m", message).strip()
-        self.run("update-ref", f"refs/heads/{branch}", commit)
-        return commit
+            marks, errors = Path(tmp) / "marks", Path(tmp) / "errors"
+            args = ["fast-import", "--quiet", "--done", "--date-format=now"]
+            args += [f"--export-marks={marks}", *(["--force"] if force else [])]
+            env = no_git_env()
+            with errors.open("wb") as sink:
+                process = subprocess.Popen(
+                    ["git", *args], cwd=self.root, env=env, stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL, stderr=sink,
+                )  # fmt: skip
+                assert process.stdin is not None
+                try:
+                    for piece in fastimport.stream(commits):
+                        process.stdin.write(piece)
+                except BrokenPipeError:
+                    pass  # git stopped reading: its error says why
+                finally:
+                    process.stdin.close()
+                code = process.wait()
+            if code != 0:
+                said = errors.read_text("utf-8", "replace").strip()
+                raise GitError(f"git fast-import failed in {self.root}: {said}")
+            return fastimport.marks(marks.read_text())
 
     def delete_branch(self, branch: str) -> None:
         self.run("branch", "-q", "-D", branch)
@@ -291,6 +370,14 @@ class Git:
     def refs(self, pattern: str) -> list[str]:
         """Full names of the refs matching `pattern` (for-each-ref syntax)."""
         return self.run("for-each-ref", "--format=%(refname)", pattern).splitlines()
+
+
+# The tree of no files: what a branch without commits is compared with.
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+def _under(path: str, paths: Sequence[str]) -> bool:
+    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in paths)
 
 
 def batch_contents(out: bytes, names: Sequence[str]) -> dict[str, bytes]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from reconciler.clock import read_time, timestamp
 from reconciler.config import Approvals, Policy, PolicyException, RoleRule
-from reconciler.correlate import Link, correlate
+from reconciler.correlate import Link, Matcher, correlate
 from reconciler.errors import ApprovalError
 from reconciler.model import Account, Identity
 from reconciler.outcome import Ambiguous, Conflict, Excepted, Protected, Waiting
@@ -283,6 +283,7 @@ def assess(
     now: datetime,
     gone_since: Callable[[set[str]], Mapping[str, datetime]] | None = None,
     disabled_since: Callable[[set[str]], Mapping[str, datetime]] | None = None,
+    matcher: Matcher | None = None,
 ) -> Assessment:
     """Actions, guards and blocked reasons for `app` from its snapshot and the identity
     snapshot, under `policy`, at `now`. Pure but for `gone_since`, an I/O edge that says
@@ -291,8 +292,11 @@ def assess(
     rebuild of a plan both judge the grace this way, so they agree; without it (apply's
     live check asks whether the person is still gone, not for how long) it is not
     judged. `disabled_since`, another I/O edge (since when accounts reconciler disabled
-    have stayed disabled), is asked only with a policy `delete_after` (`graded`)."""
-    links = correlate(accounts.values(), identities.values(), policy.match, policy.domain_aliases)
+    have stayed disabled), is asked only with a policy `delete_after` (`graded`).
+    `matcher`, `identities` already indexed, is used when it links by the policy's rules."""
+    if matcher is None or not matcher.fits(policy.match, policy.domain_aliases):
+        matcher = Matcher(identities.values(), policy.match, policy.domain_aliases)
+    links = matcher.links(accounts.values())
     mode = effective_mode(policy.mode, modes)
     idle_mode = effective_mode("disable", modes) or ""
     role_mode = effective_mode(REMOVE_ROLES, modes) or ""

@@ -128,3 +128,58 @@ def test_a_last_login_that_moves_every_day_changes_no_snapshot(tmp_path):
         signed_in(f"2026-11-{day}T09:00:00Z")
         assert check() == first
         assert head() == imported  # nothing to commit
+
+
+def test_a_day_of_many_apps_reads_as_a_line_per_app(tmp_path):
+    """Five apps: each app that changed gets its own import commit, in the order of
+    `apps:`, made after every pull; an app without a change and a day without one make
+    none; a leaver's plans are proposed on each app's branch from the day's last
+    import."""
+    repo = tmp_path / "access"
+    assert cli("init", str(repo)).exit_code == 0
+    config = repo / "reconciler.yaml"
+    export = repo / "exports/payroll-accounts.csv"
+    apps = ["payroll", "crm", "wiki", "hr", "vpn"]
+    text = config.read_text()
+    for name in apps[1:]:
+        (repo / f"exports/{name}-accounts.csv").write_text(export.read_text())
+        text = text.replace(
+            "apps:\n",
+            f"apps:\n  {name}:\n    type: file\n    path: exports/{name}-accounts.csv\n",
+            1,
+        )
+    config.write_text(text)
+    git(repo, "commit", "-qam", "five apps")
+    assert cli("check", "--repo", str(repo)).exit_code == 0
+    day1 = git(repo, "rev-parse", "HEAD")
+
+    # crm and vpn gain an account; carol leaves (she has an account in every app).
+    for name in ("crm", "vpn"):
+        path = repo / f"exports/{name}-accounts.csv"
+        path.write_text(
+            path.read_text() + f"{name}-9,zed,zed@example.com,Zed,active,human,viewer,\n"
+        )
+    idp = repo / "exports/corp-identities.csv"
+    idp.write_text(idp.read_text().replace("Carol Danvers,active", "Carol Danvers,suspended"))
+    checked = cli("check", "--repo", str(repo), "--detailed-exitcode")
+    assert checked.exit_code == 4, checked.output
+
+    log = git(repo, "log", "--format=%s", f"{day1}..HEAD").splitlines()
+    assert [line.split(":")[0] for line in log] == [
+        "import vpn", "import crm", "import identities corp",
+    ]  # fmt: skip
+    head = git(repo, "rev-parse", "HEAD")
+    listed = git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/reconciler/")
+    assert sorted(listed.split()) == sorted(f"reconciler/{name}" for name in apps)
+    for name in apps:
+        assert git(repo, "rev-parse", f"reconciler/{name}^") == head
+    assert git(repo, "status", "--porcelain", "--", "state") == ""
+
+    assert cli("check", "--repo", str(repo)).exit_code == 0
+    assert git(repo, "rev-parse", "HEAD") == head  # a day without a change
+
+
+def git(repo, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
