@@ -145,7 +145,7 @@ def write_day(estate: Estate, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     identities = {"identities": list(estate.identities.values())}
     (directory / "identities.json").write_bytes(orjson.dumps(identities))
-    everything = []
+    everything: list[dict[str, Any]] = []
     for name, accounts in estate.apps.items():
         (directory / f"{name}.json").write_bytes(
             orjson.dumps({"accounts": list(accounts.values())})
