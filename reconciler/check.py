@@ -31,7 +31,7 @@ from reconciler.model import Account, Identity, Role
 from reconciler.outcome import AppCheck
 from reconciler.phases import Phases
 from reconciler.plan import Plan, new_plan
-from reconciler.planfile import plan_path, plan_text
+from reconciler.planfile import PLAN_DIR, plan_path, plan_text
 from reconciler.policy import (
     Assessment,
     PullState,
@@ -215,6 +215,9 @@ class Checker:
         # Since when people have been gone, by source and identity id (None: not gone).
         self._gone: dict[str, dict[str, datetime | None]] = {}
         self._matchers: dict[tuple[object, ...], Matcher] = {}
+        self._identity_digests: dict[str, str] = {}
+        self.base: str | None = None  # main after the imports, the base of every plan
+        self.approved: set[str] = set()  # plan files on main: approved, not yet applied
         # `import_mode: pull-request`: imports are committed on main locally as in
         # `commit` mode, then moved to IMPORT_BRANCH, and main goes back to `self.start`,
         # the commit the check began on, which every plan of the run is computed at.
@@ -262,6 +265,10 @@ class Checker:
             for app, pulled in self.pulls_ahead(apps)
         ]
         self.commit_imports(staged)
+        # Every plan of the run rests on main as the imports left it, and main does not
+        # move while the plans are proposed on their branches.
+        self.base = self.git.head()
+        self.approved = set(self.git.ls_tree("HEAD", PLAN_DIR)) if self.base else set()
         for item in staged:
             app, pull = item.app, item.identity_pull
             result = self.check_app(item)
@@ -547,7 +554,7 @@ class Checker:
     def build_plan(self, app: str, policy_file: str, source: str, assessment: Assessment) -> Plan:
         # With pull-request imports a plan is only built for an app whose snapshots are
         # unchanged since the start, and main's head may be an earlier app's import.
-        head = (self.start if self.by_pull_request else self.git.head()) or ""
+        head = (self.start if self.by_pull_request else self.base) or ""
         policy_bytes = (self.root / policy_file).read_bytes()
         return new_plan(
             app,
@@ -557,10 +564,17 @@ class Checker:
             base_commit=head,
             snapshot_digests={
                 f"apps/{app}": snapshot.accounts_digest(self.root, app),
-                f"identities/{source}": snapshot.identities_digest(self.root, source),
+                f"identities/{source}": self.identities_digest(source),
             },
             policy_digest=hashlib.sha256(policy_bytes).hexdigest(),
         )
+
+    def identities_digest(self, source: str) -> str:
+        """The identity snapshot's digest, read once: it does not change after the
+        identity pulls, however many apps' plans name it."""
+        if source not in self._identity_digests:
+            self._identity_digests[source] = snapshot.identities_digest(self.root, source)
+        return self._identity_digests[source]
 
     def templates_dir(self) -> Path | None:
         """An access repo may override the report template in its own templates/."""
@@ -570,7 +584,7 @@ class Checker:
     # --- forge --------------------------------------------------------------------------
 
     def propose(self, result: AppCheck) -> str:
-        if self.git.show("HEAD", plan_path(result.app)) is not None:
+        if plan_path(result.app) in self.approved:
             # An approved plan is on main and not applied yet: apply re-verifies it live.
             return "approved plan waiting for `reconciler apply`; not proposing another"
         if result.plan is None:

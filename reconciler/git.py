@@ -203,8 +203,8 @@ class Git:
         return proc.stdout if proc.returncode == 0 else None
 
     def ls_tree(self, rev: str, path: str) -> list[str]:
-        out = self.run("ls-tree", "-r", "--name-only", rev, "--", path, check=False)
-        return out.splitlines()
+        out = self.run("ls-tree", "-r", "--name-only", "-z", rev, "--", path, check=False)
+        return [name for name in out.split("\0") if name]
 
     def branches(self, pattern: str) -> list[str]:
         out = self.run("for-each-ref", "--format=%(refname:short)", f"refs/heads/{pattern}")
@@ -366,6 +366,15 @@ class Git:
     def fetch(self, remote: str, *refspecs: str, prune: bool = False) -> None:
         """Fetch `refspecs` from `remote` into the remote-tracking refs they name."""
         self.run("fetch", "-q", *(["--prune"] if prune else []), remote, *refspecs)
+
+    def refs_with_tips(self, pattern: str) -> dict[str, str]:
+        """The refs matching `pattern` (for-each-ref syntax), full name → commit."""
+        out = self.run("for-each-ref", "--format=%(refname) %(objectname)", pattern)
+        tips = {}
+        for line in out.splitlines():
+            ref, _, sha = line.rpartition(" ")
+            tips[ref] = sha
+        return tips
 
     def refs(self, pattern: str) -> list[str]:
         """Full names of the refs matching `pattern` (for-each-ref syntax)."""

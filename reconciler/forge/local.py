@@ -58,6 +58,22 @@ class LocalForge:
     def __init__(self, git: Git, main_branch: str = "main") -> None:
         self.git = git
         self.main = main_branch
+        # Plan branch → its tip, read once (a check asks for every app) and kept up to
+        # date by this forge's own writes.
+        self._tips: dict[str, str] | None = None
+
+    def _tip(self, branch: str) -> str | None:
+        if self._tips is None:
+            listed = self.git.refs_with_tips(f"refs/heads/{BRANCH_PREFIX}")
+            self._tips = {ref.removeprefix("refs/heads/"): sha for ref, sha in listed.items()}
+        return self._tips.get(branch)
+
+    def _moved(self, branch: str, tip: str | None) -> None:
+        if self._tips is not None:
+            if tip is None:
+                self._tips.pop(branch, None)
+            else:
+                self._tips[branch] = tip
 
     def _edited_by_reviewer(self, branch: str) -> bool:
         bot = bot_env()["GIT_AUTHOR_EMAIL"]
@@ -66,7 +82,7 @@ class LocalForge:
 
     def propose(self, plan: Plan, plan_yaml: str, report_md: str) -> Proposal:
         branch = branch_for(plan.app)
-        existing = self.git.head(branch)
+        existing = self._tip(branch)
         if existing:
             current = read_plan(self.git, branch, plan.app)
             if current is not None and current.id == plan.id:
@@ -82,17 +98,19 @@ class LocalForge:
         }
         state = " (blocked)" if plan.status == "blocked" else ""
         message = f"plan {plan.app}: {what_it_does(plan.active_actions)}{state}"
-        self.git.commit_files_to_branch(branch, base, files, f"{message}\n\nPlan-Id: {plan.id}")
+        message += f"\n\nPlan-Id: {plan.id}"
+        self._moved(branch, self.git.commit_files_to_branch(branch, base, files, message))
         return Proposal.UPDATED if existing else Proposal.CREATED
 
     def close(self, app: str) -> bool:
         branch = branch_for(app)
-        if not self.git.head(branch):
+        if not self._tip(branch):
             return False
         if self._edited_by_reviewer(branch):
             # A reviewer's work is never thrown away by the tool.
             return False
         self.git.delete_branch(branch)
+        self._moved(branch, None)
         return True
 
     def open_plans(self) -> list[OpenPlan]:
@@ -106,7 +124,7 @@ class LocalForge:
 
     def plan_of(self, app: str) -> Plan | None:
         branch = branch_for(app)
-        return read_plan(self.git, branch, app) if self.git.head(branch) else None
+        return read_plan(self.git, branch, app) if self._tip(branch) else None
 
     def review_link(self, app: str) -> str:
         return f"branch {branch_for(app)} of the access repo"
@@ -139,6 +157,7 @@ class LocalForge:
         )
         sha = self.git.merge(branch, message, author.author_env())
         self.git.delete_branch(branch)
+        self._moved(branch, None)
         return sha
 
     def propose_imports(self, head: str, imports: Sequence[str]) -> ImportProposal:
