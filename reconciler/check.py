@@ -50,6 +50,12 @@ from reconciler.pull import (
 from reconciler.snapshot import Records
 from reconciler.systems import ConnectorFactory
 
+# Where a check's identities come from (`reconciler check --identities`).
+PULL = "pull"  # pulled from each identity source, imported, then used
+SNAPSHOT = "snapshot"  # the snapshot main holds, pulled by an earlier check
+ONLY = "only"  # pulled and imported, and no app is checked
+IDENTITY_MODES = (PULL, SNAPSHOT, ONLY)
+
 
 class AppPull(NamedTuple):
     """What one app's pull gave: its accounts, roles and modes, or why it failed."""
@@ -202,6 +208,7 @@ class Checker:
         now: Callable[[], datetime] = utc_now,
         phases: Phases | None = None,
         progress: Progress | None = None,
+        identities: str = PULL,
     ) -> None:
         self.phases = phases or Phases()
         self.progress = progress or NoProgress()
@@ -210,6 +217,7 @@ class Checker:
         self.git = git
         self.forge = forge
         self.factory = factory
+        self.identities = identities  # PULL, SNAPSHOT or ONLY
         self.now = now()
         self.commits: list[str] = []
         # Since when people have been gone, by source and identity id (None: not gone).
@@ -240,6 +248,12 @@ class Checker:
 
     def require_import_branch(self, apps: Sequence[str]) -> None:
         forge = self.settings.config.forge
+        if self.identities == SNAPSHOT:
+            raise ConfigError(
+                "`--identities snapshot` reads the identity snapshots on main, and with "
+                "`import_mode: pull-request` main holds them only once their pull request "
+                "is merged; check with `--identities pull`"
+            )
         if forge.type != "github":
             raise ConfigError(
                 f"forge {forge.type}: `import_mode: pull-request` needs `forge: {{type: "
@@ -255,7 +269,15 @@ class Checker:
 
     def check(self, apps: Sequence[str]) -> CheckRun:
         sources = sorted({self.settings.policy_for(app).identity_source for app in apps})
-        pulls = {source: self.pull_identities(source) for source in sources}
+        if self.identities == SNAPSHOT:
+            # Main as the forge holds it now: the identity snapshots an earlier check
+            # (the workflow's first job) pushed.
+            self.forge.publish()
+            pulls = {source: self.committed_identities(source) for source in sources}
+        else:
+            pulls = {source: self.pull_identities(source) for source in sources}
+        if self.identities == ONLY:
+            apps = ()
         results = []
         proposals: dict[str, str] = {}
         forge_errors: dict[str, str] = {}
@@ -265,8 +287,9 @@ class Checker:
             for app, pulled in self.pulls_ahead(apps)
         ]
         self.commit_imports(staged)
-        # Every plan of the run rests on main as the imports left it, and main does not
-        # move while the plans are proposed on their branches.
+        publish_error = "" if self.by_pull_request else self.publish(sources)
+        # Every plan of the run rests on main as the imports left it (and the publish
+        # rebased them), and main does not move while the plans are proposed.
         self.base = self.git.head()
         self.approved = set(self.git.ls_tree("HEAD", PLAN_DIR)) if self.base else set()
         for item in staged:
@@ -278,6 +301,10 @@ class Checker:
                 # Main does not hold the snapshots just pulled: a plan computed from them
                 # would rest on a commit of the import branch, never on main.
                 waiting.append(len(results) - 1)
+                continue
+            if publish_error:
+                forge_errors[app] = publish_error
+                proposals[app] = f"FAILED: {publish_error}"
                 continue
             try:
                 proposals[app] = self.propose(result)
@@ -304,6 +331,48 @@ class Checker:
             import_request=import_request,
             import_error=import_error,
         )
+
+    def publish(self, sources: Collection[str]) -> str:
+        """Bring the run's imports to the forge's main (`Forge.publish`), before any plan
+        is built on them; why that failed, or "". When other checks pushed main meanwhile
+        the imports are rebased on theirs: the identity snapshots the apps are assessed
+        with must be the ones main now holds."""
+        before = {s: snapshot.identities_digest(self.root, s) for s in sources}
+        try:
+            with self.phases("commit"):
+                rebased = self.forge.publish()
+        except ReconcilerError as exc:
+            return (
+                f"main could not be pushed: {exc}; no plan was proposed (the imports are "
+                "committed here); run the check again"
+            )
+        if not rebased:
+            return ""
+        moved = [s for s in sources if snapshot.identities_digest(self.root, s) != before[s]]
+        if moved:
+            return (
+                f"another check imported identity source {', '.join(moved)} while this one "
+                "ran; this check's imports are pushed on top of it, and no plan was "
+                "proposed from identities main no longer holds. Run the check again"
+            )
+        if self.commits:
+            ours = self.git.run("rev-list", "--first-parent", f"-{len(self.commits)}", "HEAD")
+            self.commits = list(reversed(ours.split()))
+        return ""
+
+    def committed_identities(self, source: str) -> IdentityPull:
+        """`--identities snapshot`: the identity snapshot main holds, as the check that
+        committed it pulled it (a matrix's first job; its meta.yaml holds the counts the
+        guards judge), instead of a pull of its own."""
+        identities = snapshot.read_identities(self.root, source)
+        if identities is None:
+            error = (
+                "no identity snapshot is committed; run `reconciler check --identities only` "
+                "first (the check workflow's first job does)"
+            )
+            return IdentityPull(source, {}, PullState(source, error=error))
+        meta = snapshot.read_meta(snapshot.identities_meta_file(self.root, source)) or {}
+        return IdentityPull(source, identities, PullState.recorded(source, meta))
 
     def propose_imports(self) -> tuple[ImportProposal | None, str]:
         """Move this run's imports from main to IMPORT_BRANCH and propose them; or close

@@ -107,12 +107,35 @@ def validate(repo: Path) -> None:
 @app_option
 @format_option
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 4 when a plan needs review.")
-def check(repo: Path, apps: tuple[str, ...], fmt: str, detailed_exitcode: bool) -> None:
+@click.option(
+    "--identities",
+    type=click.Choice(["pull", "snapshot", "only"]),
+    default="pull",
+    show_default=True,
+    help="pull: pull the identity sources; snapshot: use the identity snapshots main "
+    "holds (pulled by an earlier `--identities only`, e.g. a workflow's first job); "
+    "only: pull and import the identity sources and check no app.",
+)
+def check(
+    repo: Path, apps: tuple[str, ...], fmt: str, detailed_exitcode: bool, identities: str
+) -> None:
     """Pull every app and identity source, import changes, propose removals."""
     from reconciler.commands.check import CheckOptions, check
 
-    options = CheckOptions(repo, apps, OutputFormat(fmt), detailed_exitcode)
+    options = CheckOptions(repo, apps, OutputFormat(fmt), detailed_exitcode, identities)
     run_command(lambda: check(options))
+
+
+@main.command()
+@repo_option
+@click.option("--count", type=click.IntRange(1, 256), default=1, show_default=True)
+@app_option
+def shards(repo: Path, count: int, apps: tuple[str, ...]) -> None:
+    """Split the apps into COUNT shards of about equal size, as JSON: one list of app
+    names per shard, for a GitHub Actions matrix (`reconciler check --app A --app B`)."""
+    from reconciler.commands.shards import ShardsOptions, shards
+
+    run_command(lambda: shards(ShardsOptions(repo, count, apps)))
 
 
 @main.command()

@@ -50,8 +50,11 @@ def steps(workflow: dict[Any, Any]) -> list[dict[str, Any]]:
 
 
 def step(workflow: dict[Any, Any], name: str) -> dict[str, Any]:
-    (found,) = [s for s in steps(workflow) if s.get("name") == name]
-    return found
+    """The step called `name`; a step that several jobs share is the same in each."""
+    found = [s for s in steps(workflow) if s.get("name") == name]
+    assert found, name
+    assert all(s == found[0] for s in found), f"{name} differs between jobs"
+    return found[0]
 
 
 def test_the_skeleton_and_this_repository_have_the_same_workflows() -> None:
@@ -154,9 +157,11 @@ def test_every_workflow_installs_this_release_by_its_distribution_name() -> None
 
 def test_check_and_apply_see_the_same_tokens() -> None:
     check = step(load(SKELETON / "check.yml"), "Check")["env"]
+    identities = step(load(SKELETON / "check.yml"), "Pull the identity sources")["env"]
     apply = step(load(SKELETON / "apply.yml"), "Apply")["env"]
-    tokens = {key: value for key, value in check.items() if key != "APP"}
+    tokens = {key: value for key, value in check.items() if key != "APPS"}
     assert tokens == apply
+    assert {key: value for key, value in identities.items() if key != "APP"} == apply
     # The name the docs tell people to give reconciler.yaml's forge.token_env.
     assert "RECONCILER_GITHUB_TOKEN" in apply
 
@@ -165,13 +170,14 @@ def test_check_and_apply_see_the_same_tokens() -> None:
 def test_commits_made_in_a_run_name_the_bot_as_committer(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (job,) = load(SKELETON / name)["jobs"].values()
+    jobs = list(load(SKELETON / name)["jobs"].values())
+    assert all(job["env"] == jobs[0]["env"] for job in jobs)
     defaults = {
         key: re.fullmatch(r"\$\{\{ vars\.(\w+) \|\| '(.+)' \}\}", value)
-        for key, value in job["env"].items()
+        for key, value in jobs[0]["env"].items()
     }
     for key, match in defaults.items():
-        assert match and match.group(1) == key, job["env"]
+        assert match and match.group(1) == key, jobs[0]["env"]
         monkeypatch.setenv(key, match.group(2))
     assert bot_env()["GIT_COMMITTER_NAME"] == "reconciler[bot]"
     assert bot_env()["GIT_COMMITTER_EMAIL"] == "reconciler[bot]@users.noreply.github.com"
@@ -209,9 +215,9 @@ def outputs(path: Path) -> dict[str, str]:
 @pytest.mark.parametrize(
     ("exit_code", "needs_review"), [(0, "false"), (4, "true"), (1, "false"), (3, "false")]
 )
-@pytest.mark.parametrize("app", ["", "wiki"])
+@pytest.mark.parametrize("apps", ["wiki", "crm wiki"])
 def test_the_check_step_reports_its_exit_code_instead_of_failing(
-    tmp_path: Path, exit_code: int, needs_review: str, app: str
+    tmp_path: Path, exit_code: int, needs_review: str, apps: str
 ) -> None:
     script = step(load(SKELETON / "check.yml"), "Check")["run"]
     bin_dir = fake_command(tmp_path, "reconciler", exit_code)
@@ -219,13 +225,56 @@ def test_the_check_step_reports_its_exit_code_instead_of_failing(
     github_output.touch()
 
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "GITHUB_OUTPUT": str(github_output)}
-    result = run_script(script, tmp_path, {**env, "APP": app})
+    result = run_script(script, tmp_path, {**env, "APPS": apps})
 
     # The step itself passes; a later step fails the run unless the code was 0 or 4.
     assert result.returncode == 0, result.stderr
     assert outputs(github_output) == {"exit-code": str(exit_code), "needs-review": needs_review}
-    expected = "check --detailed-exitcode" + (f" --app {app}" if app else "")
+    expected = "check --detailed-exitcode --identities snapshot"
+    expected += "".join(f" --app {app}" for app in apps.split())
     assert (tmp_path / "reconciler.args").read_text().strip() == expected
+
+
+@pytest.mark.parametrize("app", ["", "wiki"])
+def test_the_identities_are_pulled_once_before_the_shards(tmp_path: Path, app: str) -> None:
+    workflow = load(SKELETON / "check.yml")
+    assert workflow["jobs"]["check"]["needs"] == "identities"
+    matrix = workflow["jobs"]["check"]["strategy"]["matrix"]
+    assert matrix == {"apps": "${{ fromJSON(needs.identities.outputs.shards) }}"}
+    assert workflow["jobs"]["check"]["strategy"]["fail-fast"] is False
+    script = step(workflow, "Pull the identity sources")["run"]
+    bin_dir = fake_command(tmp_path, "reconciler", 1)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "APP": app}
+    result = run_script(script, tmp_path, env)
+    assert result.returncode == 1  # a failed identity pull stops the run: no shard runs
+    expected = "check --identities only" + (f" --app {app}" if app else "")
+    assert (tmp_path / "reconciler.args").read_text().strip() == expected
+
+
+@pytest.mark.parametrize(
+    ("app", "shards", "expected"), [("", "3", "--count 3"), ("wiki", "3", "--app wiki")]
+)
+def test_the_shards_step_gives_the_matrix_one_line_of_json(
+    tmp_path: Path, app: str, shards: str, expected: str
+) -> None:
+    script = step(load(SKELETON / "check.yml"), "Split the apps into shards")["run"]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    command = bin_dir / "reconciler"
+    command.write_text(f'#!/bin/sh\necho "$@" > "{tmp_path}/args"\necho \'[["crm","wiki"]]\'\n')
+    command.chmod(0o755)
+    github_output = tmp_path / "output"
+    github_output.touch()
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "GITHUB_OUTPUT": str(github_output),
+        "APP": app,
+        "SHARDS": shards,
+    }
+    result = run_script(script, tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "args").read_text().strip() == f"shards {expected}"
+    assert outputs(github_output) == {"shards": '[["crm","wiki"]]'}
 
 
 def test_the_run_fails_after_a_check_that_failed() -> None:

@@ -74,7 +74,15 @@ def action_pins(c: Company) -> dict[str, str]:
     return {pin.split("@")[0]: pin for pin in pins}
 
 
-def act(c: Company, tmp: Path, event: str, workflow: str, payload: dict, actor: str) -> str:
+def act(
+    c: Company,
+    tmp: Path,
+    event: str,
+    workflow: str,
+    payload: dict,
+    actor: str,
+    variables: tuple[str, ...] = (),
+) -> str:
     """Run one workflow with act in self-hosted mode; returns its output."""
     stand_in = tmp / "stand-in"
     stand_in.mkdir(exist_ok=True)
@@ -102,6 +110,7 @@ def act(c: Company, tmp: Path, event: str, workflow: str, payload: dict, actor: 
             "--actor", actor,
             *stand_ins,
             "--var", f"RECONCILER_REQUIREMENT=access-reconciler=={version}",
+            *(arg for variable in variables for arg in ("--var", variable)),
             "--secret", f"RECONCILER_GITHUB_TOKEN={TOKEN}",
             "--secret", f"DEMO_IDP_TOKEN={c.env['DEMO_IDP_TOKEN']}",
             "--secret", f"DEMO_APP_TOKEN={c.env['DEMO_APP_TOKEN']}",
@@ -152,3 +161,61 @@ def test_check_then_apply_workflows_in_act(tmp_path: Path) -> None:
         assert c.git.run("log", "-1", "--format=%an", "main").strip() == "alice"
         assert list((c.repo / "history/wiki").glob("*.yaml"))
         assert "3 of 3 accounts" in fake.comments[pr.number][-1].body
+
+
+FILE_APPS = ("crm", "hr", "vpn")
+
+
+def add_file_apps(c: Company) -> None:
+    """Three apps without an API beside the wiki, each with an account for alice and one
+    for bob.builder, who is about to leave."""
+    exports = c.repo / "exports"
+    exports.mkdir()
+    config = c.repo / "reconciler.yaml"
+    text = config.read_text()
+    for name in FILE_APPS:
+        rows = ["id,username,email,display_name,status,type,roles,entitlements"]
+        for number, person in enumerate(("alice.liddell", "bob.builder")):
+            rows.append(
+                f"{name}-{number},{person},{person}@{demo.DOMAIN},{person},active,human,viewer,"
+            )
+        (exports / f"{name}.csv").write_text("\n".join(rows) + "\n")
+        text += f"  {name}:\n    type: file\n    path: exports/{name}.csv\n"
+    config.write_text(text)
+    c.git.commit_paths(["reconciler.yaml", "exports"], "three more apps")
+    c.git.run("push", "-q", "origin", "main")
+
+
+def test_the_check_workflow_as_a_matrix_of_shards_in_act(tmp_path: Path) -> None:
+    """Four apps in two shards: the first job pulls the identities once and pushes them;
+    the two shard jobs, side by side, check their apps against that snapshot, each pushes
+    its own imports (rebasing on the other's when it pushed first), and each proposes
+    its apps' plans on main as it ends up."""
+    with github_company(tmp_path, token=TOKEN) as (c, fake):
+        add_file_apps(c)
+        install_workflows(c)
+        c.leave()
+        shards = ("RECONCILER_SHARDS=2",)
+        dispatch = {"inputs": {"app": ""}}
+        output = act(c, tmp_path, "workflow_dispatch", "check.yml", dispatch, "scheduler", shards)
+        assert output.count("Job succeeded") == 3, output  # identities and two shards
+        pull(c)
+        c.git.fetch("origin", "+refs/heads/reconciler/*:refs/remotes/origin/reconciler/*")
+
+        subjects = c.git.run("log", "--format=%s", "-10").splitlines()
+        assert len([s for s in subjects if s.startswith("import identities corp")]) == 1
+        imported = sorted(
+            s.split(":")[0] for s in subjects if s.startswith("import ") and "identities" not in s
+        )
+        assert imported == [f"import {app}" for app in sorted(("wiki", *FILE_APPS))]
+        for app in ("wiki", *FILE_APPS):
+            assert (c.repo / f"state/apps/{app}/accounts.yaml").exists()
+            pr = fake.pr_for(f"reconciler/{app}")
+            assert pr is not None, app
+            # Each plan rests on a commit of main that holds its app's snapshot.
+            base = yaml.safe_load(
+                c.git.show(f"refs/remotes/origin/reconciler/{app}", f"plans/{app}.yaml") or b""
+            )["base_commit"]
+            assert c.git.on_first_parent_chain(base, "main")
+            assert c.git.show(base, f"state/apps/{app}/accounts.yaml") is not None
+        assert all(c.app_user(u)["active"] for u in LEAVERS)  # nothing happens before review

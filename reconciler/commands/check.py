@@ -12,7 +12,7 @@ from typing import Any, assert_never
 import orjson
 
 from reconciler import lock, report
-from reconciler.check import Checker, CheckRun
+from reconciler.check import PULL, Checker, CheckRun
 from reconciler.clock import timestamp, utc_now
 from reconciler.commands import (
     EXIT_ERROR,
@@ -37,6 +37,7 @@ class CheckOptions:
     apps: tuple[str, ...] = ()
     format: OutputFormat = OutputFormat.TEXT
     detailed_exitcode: bool = False
+    identities: str = PULL  # `--identities`: PULL, SNAPSHOT or ONLY
 
 
 def check(options: CheckOptions) -> int:
@@ -52,7 +53,15 @@ def check(options: CheckOptions) -> int:
             with progress() as shown:
                 forge = repo.forge()
                 factory = default_factory(repo.root)
-                run = Checker(repo.settings, repo.git, forge, factory, progress=shown).run(apps)
+                checker = Checker(
+                    repo.settings,
+                    repo.git,
+                    forge,
+                    factory,
+                    progress=shown,
+                    identities=options.identities,
+                )
+                run = checker.run(apps)
         finally:
             gc.enable()
         record_last_check(repo, run)

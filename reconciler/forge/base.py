@@ -89,6 +89,12 @@ class Forge(Protocol):
     # update its one pull request. Never pushes main.
     def propose_imports(self, head: str, imports: Sequence[str]) -> ImportProposal: ...
 
+    # Bring main's new commits (a check's imports) to where the forge keeps main, before
+    # any plan is proposed on them: the github forge pushes them, rebased on a main that
+    # other checks pushed meanwhile (`push.push_rebasing`); the local forge has nothing
+    # to do. How many rebases it took. Never pushes with `import_mode: pull-request`.
+    def publish(self) -> int: ...
+
     # Close the import pull request (main holds what the check pulled); True if one was open.
     def close_imports(self) -> bool: ...
 

@@ -45,6 +45,7 @@ from reconciler.connectors.http import (
 from reconciler.errors import ApprovalError, ConfigError, ConnectorError, GitError, PlanError
 from reconciler.forge.base import IMPORT_BRANCH, Approval, ImportProposal, OpenPlan, Proposal
 from reconciler.forge.local import BRANCH_PREFIX, branch_for, require_plan_only
+from reconciler.forge.push import push_rebasing
 from reconciler.git import Git, bot_env
 from reconciler.plan import Plan, what_it_does
 from reconciler.planfile import plan_path, read_plan, report_path
@@ -506,6 +507,7 @@ class GitHubForge:
         self.token = token
         self.retry = retry or RetryPolicy()
         self._memberships: dict[tuple[str, str], bool] = {}
+        self._published: str | None = None  # main's head as `publish` pushed it
         self.client = build_client(
             SYSTEM,
             options.api_url,
@@ -751,7 +753,9 @@ class GitHubForge:
             self.git.commit_files_to_branch(branch, base, files, message)
             # Main first: the plan's base commit (the snapshots it was computed from) must
             # be on main before the pull request, or merging would bring it in from the side.
-            self._git(lambda: self.git.push(remote, f"refs/heads/{main}:refs/heads/{main}"))
+            # After `publish` it is, and other checks may have pushed on top of it since.
+            if base != self._published:
+                self._git(lambda: self.git.push(remote, f"refs/heads/{main}:refs/heads/{main}"))
         self._git(
             lambda: self.git.push(remote, f"refs/heads/{branch}:refs/heads/{branch}", force=True)
         )
@@ -774,6 +778,20 @@ class GitHubForge:
                 f"{remote} (pull it; merge local commits through a pull request) and run the "
                 "check again"
             )
+
+    def publish(self) -> int:
+        if self.options.import_mode == "pull-request":
+            return 0
+        main, remote = self.options.main, self.options.remote
+        rebased = 0
+
+        def push() -> None:
+            nonlocal rebased
+            rebased = push_rebasing(self.git, remote, main)
+
+        self._git(push)
+        self._published = self.git.head(main)
+        return rebased
 
     def propose_imports(self, head: str, imports: Sequence[str]) -> ImportProposal:
         """Force the import branch to `head` and open or update its pull request, labelled

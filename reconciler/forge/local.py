@@ -166,6 +166,9 @@ class LocalForge:
             "local forge commits imports to main. Remove import_mode from reconciler.yaml"
         )
 
+    def publish(self) -> int:
+        return 0  # main is this repository's own
+
     def close_imports(self) -> bool:
         return False  # the local forge never opens one
 
