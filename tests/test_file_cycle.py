@@ -183,3 +183,71 @@ def git(repo, *args: str) -> str:
     return subprocess.run(
         ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
     ).stdout.strip()
+
+
+def test_identities_pulled_once_then_shared_by_app_checks(tmp_path):
+    """`--identities only` pulls and imports the identity sources and checks no app;
+    `--identities snapshot` checks apps against the snapshot main holds, without a pull
+    of its own, and refuses to guess when there is none."""
+    repo = tmp_path / "access"
+    assert cli("init", str(repo)).exit_code == 0
+    fresh = cli("check", "--repo", str(repo), "--identities", "snapshot", "--format", "json")
+    assert fresh.exit_code == 1
+    assert "--identities only" in fresh.output
+    assert git(repo, "branch", "--list", "reconciler/*") == ""  # nothing proposed
+    imported = git(repo, "rev-parse", "HEAD")  # the app was imported all the same
+
+    only = cli("check", "--repo", str(repo), "--identities", "only", "--format", "json")
+    assert only.exit_code == 0, only.output
+    assert json.loads(only.output)["apps"] == []
+    assert git(repo, "log", "--format=%s", f"{imported}..HEAD").startswith("import identities corp")
+
+    # Carol leaves; the export the identity source reads is then lost. A shard's check
+    # neither sees her leave nor fails: it reads the snapshot.
+    idp = repo / "exports/corp-identities.csv"
+    left = idp.read_text().replace("Carol Danvers,active", "Carol Danvers,suspended")
+    idp.unlink()
+    shard = cli("check", "--repo", str(repo), "--identities", "snapshot", "--detailed-exitcode")
+    assert shard.exit_code == 0, shard.output
+
+    idp.write_text(left)
+    assert cli("check", "--repo", str(repo), "--identities", "only").exit_code == 0
+    shard = cli("check", "--repo", str(repo), "--identities", "snapshot", "--detailed-exitcode")
+    assert shard.exit_code == 4, shard.output  # carol's plan
+    subjects = git(repo, "log", "--format=%s").splitlines()
+    assert sum(s.startswith("import identities corp") for s in subjects) == 2
+
+
+def test_no_plan_rests_on_identities_another_check_pushed_meanwhile(tmp_path, monkeypatch):
+    """Pushing its imports, a check finds main moved: another check imported the
+    identities while this one ran. Its imports go on top, but its leavers were judged
+    against identities main no longer holds: nothing is proposed, and the run fails."""
+    from reconciler import snapshot
+    from reconciler.forge.local import LocalForge
+    from reconciler.git import Git
+
+    repo = tmp_path / "access"
+    assert cli("init", str(repo)).exit_code == 0
+    assert cli("check", "--repo", str(repo)).exit_code == 0
+
+    def another_check_pushed_first(forge: LocalForge) -> int:
+        records = snapshot.read_identities(repo, "corp")
+        assert records is not None
+        changed = [
+            i._replace(status="suspended") if i.username == "dan" else i for i in records.values()
+        ]
+        snapshot.write_identities(repo, "corp", changed)
+        Git(repo).commit_paths(
+            snapshot.identity_paths("corp"), "import identities corp: 1 suspended"
+        )
+        return 1  # rebased on it
+
+    monkeypatch.setattr(LocalForge, "publish", another_check_pushed_first)
+    idp = repo / "exports/corp-identities.csv"
+    idp.write_text(idp.read_text().replace("Carol Danvers,active", "Carol Danvers,suspended"))
+    checked = cli("check", "--repo", str(repo), "--format", "json")
+    assert checked.exit_code == 1
+    (app,) = json.loads(checked.output)["apps"]
+    assert "another check imported identity source corp" in checked.output
+    assert git(repo, "branch", "--list", "reconciler/*") == ""
+    assert app["app"] == "payroll"
