@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import functools
+import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -55,6 +56,8 @@ def protection(account: Account, policy: Policy) -> str | None:
     if account.type == "service":
         return "service account"
     names = {v.casefold() for v in (account.id, account.username, account.email) if v}
+    if not any(_any_protected(policy.protected)(name) for name in names):
+        return None  # the common case: one regular expression for every pattern
     for pattern, folded in _folded(policy.protected):
         if any(fnmatch.fnmatchcase(name, folded) for name in names):
             return f"protected by {policy.source_file} ({pattern!r})"
@@ -152,6 +155,16 @@ def unheld_groups(policy: Policy, identities: Mapping[str, Identity]) -> tuple[s
             if not named:
                 return ()
     return tuple(sorted(named))
+
+
+@functools.cache
+def _any_protected(patterns: tuple[str, ...]) -> Callable[[str], object]:
+    """Whether a case-folded name matches any of `patterns` (fnmatch globs, compared
+    case-folded), as one compiled expression."""
+    if not patterns:
+        return lambda name: False
+    either = "|".join(fnmatch.translate(folded) for _, folded in _folded(patterns))
+    return re.compile(either).match
 
 
 @functools.cache
