@@ -289,6 +289,17 @@ def _sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def _command(commands: Any, name: str, help: str, seed: bool = True) -> argparse.ArgumentParser:
+    """A measurement's subcommand with the options every one takes."""
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=help)
+    parser.add_argument(
+        "--out", type=Path, default=Path("bench/out"), help="where results go (bench/out)"
+    )
+    if seed:
+        parser.add_argument("--seed", type=int, default=1, help="data generator seed (1)")
+    return parser
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -316,12 +327,7 @@ def _parser() -> argparse.ArgumentParser:
     run_parser.add_argument(
         "--keep-work", action="store_true", help="keep access repos and logs in OUT/work"
     )
-    year_parser = commands.add_parser(
-        "year", help="the audit commands over a generated year of history"
-    )
-    year_parser.add_argument(
-        "--out", type=Path, default=Path("bench/out"), help="where results go (bench/out)"
-    )
+    year_parser = _command(commands, "year", "the audit commands over a generated year of history")
     year_parser.add_argument("--apps", type=int, default=50, help="small apps (50)")
     year_parser.add_argument("--app-size", type=int, default=2000, help="their accounts (2000)")
     year_parser.add_argument(
@@ -329,21 +335,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     year_parser.add_argument("--days", type=int, default=365, help="days of history (365)")
     year_parser.add_argument("--runs", type=int, default=3, help="runs of the quick commands (3)")
-    year_parser.add_argument("--seed", type=int, default=1, help="data generator seed (1)")
-    rules_parser = commands.add_parser(
-        "rules", help="the day-2 check with and without every policy rule kind"
-    )
-    rules_parser.add_argument(
-        "--out", type=Path, default=Path("bench/out"), help="where results go (bench/out)"
+    rules_parser = _command(
+        commands, "rules", "the day-2 check with and without every policy rule kind"
     )
     rules_parser.add_argument("--n", type=int, default=100_000, help="accounts (100000)")
     rules_parser.add_argument("--runs", type=int, default=3, help="runs of each (3)")
-    rules_parser.add_argument("--seed", type=int, default=1, help="data generator seed (1)")
-    pulls_parser = commands.add_parser(
-        "pulls", help="many slow SCIM apps pulled one at a time and in parallel"
-    )
-    pulls_parser.add_argument(
-        "--out", type=Path, default=Path("bench/out"), help="where results go (bench/out)"
+    pulls_parser = _command(
+        commands, "pulls", "many slow SCIM apps pulled one at a time and in parallel", seed=False
     )
     pulls_parser.add_argument("--apps", type=int, default=20, help="SCIM apps (20)")
     pulls_parser.add_argument("--size", type=int, default=500, help="users per app (500)")
@@ -351,16 +349,12 @@ def _parser() -> argparse.ArgumentParser:
         "--latency", type=float, default=0.1, help="seconds added to every request (0.1)"
     )
     pulls_parser.add_argument("--width", type=int, default=8, help="pull_concurrency (8)")
-    company_parser = commands.add_parser(
-        "company", help="a company of many apps against one app of the same size"
-    )
-    company_parser.add_argument(
-        "--out", type=Path, default=Path("bench/out"), help="where results go (bench/out)"
+    company_parser = _command(
+        commands, "company", "a company of many apps against one app of the same size"
     )
     company_parser.add_argument("--people", type=int, default=5000, help="identities (5000)")
     company_parser.add_argument("--apps", type=int, default=300, help="apps (300)")
     company_parser.add_argument("--runs", type=int, default=3, help="runs of each (3)")
-    company_parser.add_argument("--seed", type=int, default=1, help="data generator seed (1)")
     report_parser = commands.add_parser("report", help="render a saved results.json again")
     report_parser.add_argument("results", type=Path)
     return parser

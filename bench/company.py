@@ -62,7 +62,8 @@ def day_one(people: int, apps: int, seed: int) -> Estate:
     drawer = generate._People(rng, base)
     identities = list(base.identities.values())
     estate = Estate(identities=dict(base.identities), apps={}, next_account_id=0)
-    for index, size in enumerate(app_sizes(apps, rng)):
+    for index, drawn in enumerate(app_sizes(apps, rng)):
+        size = min(drawn, len(identities))  # a small company's apps hold everyone at most
         accounts: dict[str, dict[str, Any]] = {}
         services = max(1, round(size * SERVICE_SHARE))
         for identity in rng.sample(identities, size - services):

@@ -136,3 +136,19 @@ def test_python_m_bench_rules_times_the_check_with_and_without_the_rules(tmp_pat
     assert results["median_without"] > 0 and results["median_with"] > 0
     assert set(results["proposed"]) == {"with", "without"}
     assert "| 500 | 1 |" in (tmp_path / "rules.md").read_text(encoding="utf-8")
+
+
+def test_python_m_bench_company_times_many_apps_against_one(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "company", "--people", "300", "--apps", "12",
+         "--runs", "1", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    results = orjson.loads((tmp_path / "company.json").read_bytes())
+    assert results["median_company"] > 0 and results["median_one_app"] > 0
+    assert results["accounts"] >= 12 * 50
+    # A commit per app that changed, and none on a day without a change.
+    assert 0 < results["day2_commits"] <= results["apps_changed"] + 1
+    assert results["unchanged_day_commits"] == 0
+    assert "| 300 | 12 (" in (tmp_path / "company.md").read_text(encoding="utf-8")
