@@ -73,6 +73,7 @@ class IdentityPull:
     state: PullState
     commit: str | None = None
     summary: str = ""
+    pulled: bool = True  # False: read from the snapshot main holds (`--identities snapshot`)
 
 
 @dataclass(frozen=True)
@@ -370,9 +371,10 @@ class Checker:
                 "no identity snapshot is committed; run `reconciler check --identities only` "
                 "first (the check workflow's first job does)"
             )
-            return IdentityPull(source, {}, PullState(source, error=error))
+            return IdentityPull(source, {}, PullState(source, error=error), pulled=False)
         meta = snapshot.read_meta(snapshot.identities_meta_file(self.root, source)) or {}
-        return IdentityPull(source, identities, PullState.recorded(source, meta))
+        state = PullState.recorded(source, meta)
+        return IdentityPull(source, identities, state, pulled=False)
 
     def propose_imports(self) -> tuple[ImportProposal | None, str]:
         """Move this run's imports from main to IMPORT_BRANCH and propose them; or close

@@ -148,6 +148,7 @@ def as_data(run: CheckRun) -> dict[str, Any]:
                 "count": p.state.count,
                 "commit": p.commit,
                 "summary": p.summary or None,
+                "pulled": p.pulled,
             }
             for p in run.identity_pulls
         ],
@@ -188,6 +189,8 @@ def render(run: CheckRun, fmt: OutputFormat) -> None:
                     emit(f"identities {pull.source}: FAILED: the pull returned no identities")
                 else:
                     done = "committed" if pull.commit else "unchanged"
+                    if not pull.pulled:
+                        done = "as the snapshot on main holds them (not pulled)"
                     emit(f"identities {pull.source}: {pull.state.count} identities, {done}")
             if run.import_request is not None:
                 request = run.import_request
