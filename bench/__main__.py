@@ -237,7 +237,9 @@ def run_pulls(args: argparse.Namespace) -> int:
     return _measured(
         args.out,
         "pulls",
-        lambda work: pulls.measure(args.apps, args.size, args.latency, args.width, work, _progress),
+        lambda work: pulls.measure(
+            args.apps, args.size, args.latency, args.width, work, _progress, args.remember
+        ),
         pulls.render,
     )
 
@@ -349,6 +351,12 @@ def _parser() -> argparse.ArgumentParser:
         "--latency", type=float, default=0.1, help="seconds added to every request (0.1)"
     )
     pulls_parser.add_argument("--width", type=int, default=8, help="pull_concurrency (8)")
+    pulls_parser.add_argument(
+        "--remember",
+        action="store_true",
+        help="servers answer a GET they answered before from memory, after a warm-up "
+        "check: only the latency is waited for",
+    )
     company_parser = _command(
         commands, "company", "a company of many apps against one app of the same size"
     )

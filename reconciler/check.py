@@ -7,6 +7,7 @@ Identity sources are pulled once per run and shared by the apps that use them.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -97,6 +98,9 @@ class CheckRun:
     proposals: Mapping[str, str] = field(default_factory=dict)  # app → what the forge did
     commits: tuple[str, ...] = ()
     phases: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    # From the first app's pull starting to the last one's ending: with pulls in
+    # parallel, about the slowest app's pull (the `pull` phase is only the waiting).
+    pull_span: float = 0.0
     # app → why the forge could not propose (or close) its plan, and what to do.
     forge_errors: Mapping[str, str] = field(default_factory=dict)
     # `forge.import_mode: pull-request`: the pull request that brings this check's imports
@@ -225,6 +229,8 @@ class Checker:
         self._gone: dict[str, dict[str, datetime | None]] = {}
         self._matchers: dict[tuple[object, ...], Matcher] = {}
         self._identity_digests: dict[str, str] = {}
+        self._pull_starts: list[float] = []  # when each app's pull began and ended
+        self._pull_ends: list[float] = []
         self.base: str | None = None  # main after the imports, the base of every plan
         self.approved: set[str] = set()  # plan files on main: approved, not yet applied
         # `import_mode: pull-request`: imports are committed on main locally as in
@@ -328,6 +334,7 @@ class Checker:
             proposals=proposals,
             commits=tuple(self.commits),
             phases=self.phases.to_data(),
+            pull_span=max(self._pull_ends, default=0.0) - min(self._pull_starts, default=0.0),
             forge_errors=forge_errors,
             import_request=import_request,
             import_error=import_error,
@@ -606,6 +613,7 @@ class Checker:
     def pull_app(self, app: str) -> AppPull:
         """The app's accounts, roles and modes, or why the pull cannot be trusted. Runs in
         a worker thread (`pulls_ahead`): it touches nothing but the app's own system."""
+        self._pull_starts.append(time.perf_counter())
         accounts: list[Account] = []
         roles: list[Role] = []
         modes: frozenset[Mode] = frozenset()
@@ -620,6 +628,7 @@ class Checker:
                 modes = connector.modes
             finally:
                 connector.close()
+        self._pull_ends.append(time.perf_counter())
         return AppPull(accounts, roles, modes, error)
 
     def build_plan(self, app: str, policy_file: str, source: str, assessment: Assessment) -> Plan:

@@ -174,7 +174,7 @@ def as_data(run: CheckRun) -> dict[str, Any]:
         "failed": run.failed,
         "needs_review": run.needs_review,
         # Measurements, not results: they differ between two runs on the same data.
-        "timings": {"phases": dict(run.phases)},
+        "timings": {"phases": dict(run.phases), "pull_span_seconds": round(run.pull_span, 4)},
     }
 
 
