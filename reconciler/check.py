@@ -55,7 +55,6 @@ from reconciler.systems import ConnectorFactory
 PULL = "pull"  # pulled from each identity source, imported, then used
 SNAPSHOT = "snapshot"  # the snapshot main holds, pulled by an earlier check
 ONLY = "only"  # pulled and imported, and no app is checked
-IDENTITY_MODES = (PULL, SNAPSHOT, ONLY)
 
 
 class AppPull(NamedTuple):

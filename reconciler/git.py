@@ -254,8 +254,8 @@ class Git:
     def commit_series(self, series: Sequence[tuple[Sequence[str], str]]) -> list[str | None]:
         """Commit each (paths, message) in turn on the checked-out branch: the working
         tree's changes under those paths (additions, changes, deletions), a commit each;
-        each commit's sha, None for one whose paths hold no change. Three git processes
-        however many commits (`reconciler.fastimport`). The branch moves only if no one
+        each commit's sha, None for one whose paths hold no change. A handful of git
+        processes however many commits (`reconciler.fastimport`). The branch moves only if no one
         else moved it meanwhile. Files others staged stay staged."""
         paths = [path for group, _ in series for path in group]
         if not paths:
@@ -345,7 +345,9 @@ class Git:
                 code = process.wait()
             if code != 0:
                 said = errors.read_text("utf-8", "replace").strip()
-                raise GitError(f"git fast-import failed in {self.root}: {said}")
+                moved = " Not updating " in f" {said}"
+                hint = "; another run moved the branch meanwhile: run again" if moved else ""
+                raise GitError(f"git fast-import failed in {self.root}: {said}{hint}")
             return fastimport.marks(marks.read_text())
 
     def delete_branch(self, branch: str) -> None:

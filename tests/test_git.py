@@ -78,7 +78,7 @@ def test_commits_are_refused_on_a_branch_another_run_moved(tmp_path):
     moved = git.commit_paths(["a"], "another run")
     assert start is not None and moved is not None
     stale = git._commit("refs/heads/main", "late", {"a": b"3\n"}, start, mark=1)
-    with pytest.raises(GitError, match="fast-import"):
+    with pytest.raises(GitError, match="another run moved the branch"):
         git.fast_import([stale])
     assert git.head() == moved
 
