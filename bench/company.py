@@ -123,18 +123,7 @@ def day_two(day: Estate, seed: int) -> Estate:
 
 def config(apps: list[str]) -> str:
     """reconciler.yaml for the identity source and `apps` file apps in exports/."""
-    lines = [
-        "version: 1",
-        "forge:",
-        "  type: local",
-        "defaults:",
-        "  mode: disable",
-        "identity_sources:",
-        f"  {runner.IDENTITY_SOURCE}:",
-        "    type: file",
-        "    path: exports/identities.json",
-        "apps:",
-    ]
+    lines = runner.config_head("bench/company.py", "exports/identities.json")
     for name in apps:
         lines += [f"  {name}:", "    type: file", f"    path: exports/{name}.json"]
     return "\n".join(lines) + "\n"

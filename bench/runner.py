@@ -44,6 +44,26 @@ apps:
     type: file
     path: exports/accounts.json
 """
+
+
+def config_head(written_by: str, identities: str, source: str = IDENTITY_SOURCE) -> list[str]:
+    """The lines of a benchmark's reconciler.yaml up to `apps:`: the local forge and one
+    file identity source reading `identities`; the caller adds its apps."""
+    return [
+        f"# Written by the benchmark ({written_by}).",
+        "version: 1",
+        "forge:",
+        "  type: local",
+        "defaults:",
+        "  mode: disable",
+        "identity_sources:",
+        f"  {source}:",
+        "    type: file",
+        f"    path: {identities}",
+        "apps:",
+    ]
+
+
 # Guards loose enough that a day's leavers (0.3% of accounts) give an open plan: the
 # benchmark measures the path that writes and proposes a plan, not a blocked check.
 POLICY = f"""\

@@ -103,19 +103,7 @@ class Shape:
 def config_yaml(shape: Shape, exports: str = "exports") -> str:
     """reconciler.yaml of the generated repository: API apps when plans are applied,
     file exports (under `exports`) otherwise."""
-    lines = [
-        "# Written by the benchmark (bench/year.py).",
-        "version: 1",
-        "forge:",
-        "  type: local",
-        "defaults:",
-        "  mode: disable",
-        "identity_sources:",
-        f"  {SOURCE}:",
-        "    type: file",
-        f"    path: {exports}/identities.json",
-        "apps:",
-    ]
+    lines = runner.config_head("bench/year.py", f"{exports}/identities.json", SOURCE)
     for app in shape.app_names:
         lines.append(f"  {app}:")
         if shape.approve:
