@@ -59,7 +59,7 @@ def app_sizes(count: int, rng: random.Random) -> list[int]:
 def day_one(people: int, apps: int, seed: int) -> Estate:
     rng = random.Random(f"company:{seed}:day1")
     base = generate.day_one(people, seed)
-    drawer = generate._People(rng, base)
+    drawer = generate.People(rng, base)
     identities = list(base.identities.values())
     estate = Estate(identities=dict(base.identities), apps={}, next_account_id=0)
     for index, drawn in enumerate(app_sizes(apps, rng)):
@@ -89,7 +89,7 @@ def day_two(day: Estate, seed: int) -> Estate:
         next_account_id=day.next_account_id,
         name_counts={},
     )
-    drawer = generate._People(rng, scratch)
+    drawer = generate.People(rng, scratch)
     apps: dict[str, dict[str, dict[str, Any]]] = {}
     for name, accounts in day.apps.items():
         kept: dict[str, dict[str, Any]] = {}

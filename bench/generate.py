@@ -148,7 +148,7 @@ class ExportFiles:
         return sum(path.stat().st_size for path in self.paths)
 
 
-class _People:
+class People:
     """Draws people with unique emails; shared by day 1 and every later day."""
 
     def __init__(self, rng: random.Random, day: Day) -> None:
@@ -233,7 +233,7 @@ def day_one(n: int, seed: int) -> Day:
     accounts, ~1% unmatched accounts (a partner's emails)."""
     rng = random.Random(f"bench:{seed}:day1")
     day = Day(identities={}, accounts={}, next_account_id=100_000, name_counts={})
-    people = _People(rng, day)
+    people = People(rng, day)
     services = round(n * SERVICE_SHARE)
     unmatched = round(n * UNMATCHED_SHARE)
     humans = n - services - unmatched
@@ -268,7 +268,7 @@ def next_day(day: Day, seed: int, index: int, churn: Churn = Churn()) -> Day:
         next_account_id=day.next_account_id,
         name_counts=dict(day.name_counts),
     )
-    people = _People(rng, new)
+    people = People(rng, new)
     n = len(day.accounts)
     account_ids = list(day.accounts)
 

@@ -143,7 +143,7 @@ class Company:
     def identities(self) -> dict[str, dict[str, Any]]:
         return self.big.identities
 
-    def _people(self, rng: random.Random, app: str) -> generate._People:
+    def _people(self, rng: random.Random, app: str) -> generate.People:
         # A small app's own ids, drawn like the big app's; the people are the company's.
         day = generate.Day(
             identities=self.identities,
@@ -151,7 +151,7 @@ class Company:
             next_account_id=self.next_ids.get(app, 1_000_000),
             name_counts=self.big.name_counts,
         )
-        return generate._People(rng, day)
+        return generate.People(rng, day)
 
     def _small_app(self, app: str) -> dict[str, dict[str, Any]]:
         shape = self.shape
