@@ -40,7 +40,6 @@ from typing import IO, Any
 from bench import generate, runner
 from reconciler import changeindex, report, snapshot, yamlio
 from reconciler.apply import apply_message
-from reconciler.check import identity_import_message
 from reconciler.clock import timestamp
 from reconciler.config import Policy
 from reconciler.correlate import correlate, normalise
@@ -48,6 +47,7 @@ from reconciler.diff import AccountDiff, diff_accounts
 from reconciler.forge.base import Approval
 from reconciler.forge.local import approval_trailers, branch_for
 from reconciler.history import Entry, Journal
+from reconciler.identityimport import identity_import_message
 from reconciler.model import Account, Identity, Role
 from reconciler.outcome import AppCheck
 from reconciler.plan import Plan, new_plan

@@ -15,9 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any, NamedTuple
-
-import orjson
+from typing import NamedTuple
 
 from reconciler import changeindex, disabled, gone, report, snapshot
 from reconciler.clock import timestamp, utc_now
@@ -28,6 +26,7 @@ from reconciler.diff import AccountDiff, diff_accounts
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.forge.base import IMPORT_BRANCH, Forge, ImportProposal, Proposal
 from reconciler.git import Git
+from reconciler.identityimport import identity_index, identity_summary
 from reconciler.model import Account, Identity, Role
 from reconciler.outcome import AppCheck
 from reconciler.phases import Phases
@@ -122,58 +121,6 @@ class CheckRun:
         return self.import_request is not None or any(
             a.plan is not None and a.plan.actions for a in self.apps
         )
-
-
-def identity_summary(source: str, old: Records[Identity], new: Records[Identity]) -> str:
-    counts: dict[str, int] = {}
-    for identity_id, line in new.lines.items():
-        before_line = old.lines.get(identity_id)
-        if before_line == line:
-            continue
-        identity = new[identity_id]
-        if before_line is None:
-            key = "new"
-        elif old[identity_id].status != identity.status:
-            key = identity.status
-        else:
-            key = "updated"
-        counts[key] = counts.get(key, 0) + 1
-    removed = len(old.keys() - new.keys())
-    if removed:
-        counts["dropped"] = removed
-    parts = ", ".join(f"{n} {k}" for k, n in counts.items()) or "no changes"
-    return f"import identities {source}: {parts}"
-
-
-def identity_import_message(source: str, old: Records[Identity], new: Records[Identity]) -> str:
-    """The identity import's commit message: `identity_summary`, then the index of every
-    identity whose line changed (`reconciler.changeindex`)."""
-    return changeindex.with_index(identity_summary(source, old, new), identity_index(old, new))
-
-
-def identity_index(old: Records[Identity], new: Records[Identity]) -> str:
-    """The index paragraph of every identity whose line changed, both versions."""
-    pairs: list[changeindex.Pair] = []
-    for identity_id in old.keys() | new.keys():
-        before, after = old.lines.get(identity_id), new.lines.get(identity_id)
-        if before == after:
-            continue
-        # Decoded as `audit` reads lines: a line rewritten with the same record is no
-        # change of that record.
-        was = _as_read(old, identity_id) if before is not None else None
-        now = _as_read(new, identity_id) if after is not None else None
-        if was != now:
-            pairs.append((was, now))
-    return changeindex.of_changes(pairs)
-
-
-def _as_read(records: Records[Identity], identity_id: str) -> dict[str, Any]:
-    """The record as `audit` reads its line (the JSON after `- `)."""
-    try:
-        value = orjson.loads(records.lines[identity_id][2:])
-    except orjson.JSONDecodeError:
-        value = None
-    return value if isinstance(value, dict) else records[identity_id].to_record()
 
 
 def forge_failure(exc: ReconcilerError) -> str:

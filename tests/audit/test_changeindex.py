@@ -11,10 +11,10 @@ import pytest
 from reconciler import changeindex
 from reconciler.audit.timeline import ACCOUNT, Commit, LineChange
 from reconciler.changeindex import IndexEntry, index_matches, parse, search_text
-from reconciler.check import identity_import_message
 from reconciler.correlate import normalise
 from reconciler.diff import AccountChange, AccountDiff
 from reconciler.git import Git
+from reconciler.identityimport import identity_import_message
 from reconciler.model import Account, Identity
 from reconciler.report import import_commit_message
 from reconciler.snapshot import identity_records
