@@ -329,3 +329,71 @@ def test_the_pre_commit_hook_runs_validate_on_the_configuration() -> None:
         assert files.search(path), path
     for path in ("state/apps/wiki/accounts.yaml", "plans/wiki.yaml", "docs/reconciler.yaml"):
         assert not files.search(path), path
+
+
+def git_in(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True,
+        env={**os.environ, **bot_env()},
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+def shard_clones(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A bare origin with one commit on main and two clones of it: two shards' jobs."""
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    git_in(seed, "init", "-q", "-b", "main")
+    (seed / "README").write_text("access\n")
+    git_in(seed, "add", "README")
+    git_in(seed, "commit", "-q", "-m", "start")
+    origin = tmp_path / "origin.git"
+    git_in(tmp_path, "clone", "-q", "--bare", str(seed), str(origin))
+    one, two = tmp_path / "one", tmp_path / "two"
+    for clone in (one, two):
+        git_in(tmp_path, "clone", "-q", str(origin), str(clone))
+    return origin, one, two
+
+
+def import_in(clone: Path, app: str, text: str) -> None:
+    (clone / "state" / app).mkdir(parents=True, exist_ok=True)
+    (clone / "state" / app / "accounts.yaml").write_text(text)
+    git_in(clone, "add", "state")
+    git_in(clone, "commit", "-q", "-m", f"import {app}")
+
+
+@pytest.mark.parametrize("job", ["identities", "check"])
+def test_the_push_step_rebases_on_another_shards_push(tmp_path: Path, job: str) -> None:
+    """With the local forge nothing pushes but this step: each shard pushes its own
+    imports, rebased on the others'; two shards that imported the same app do not."""
+    pushes = [
+        s for s in load(SKELETON / "check.yml")["jobs"][job]["steps"]
+        if s.get("name") == "Push the imports to main"
+    ]  # fmt: skip
+    (push,) = pushes
+    origin, one, two = shard_clones(tmp_path)
+
+    def run_in(clone: Path) -> subprocess.CompletedProcess[str]:
+        return run_script(f"cd {clone}\n{push['run']}", tmp_path, bot_env())
+
+    nothing = run_in(one)
+    assert nothing.returncode == 0 and "Nothing new on main to push." in nothing.stdout
+    import_in(one, "crm", "crm\n")
+    import_in(two, "wiki", "wiki\n")
+    assert run_in(one).returncode == 0
+    second = run_in(two)
+    assert second.returncode == 0, second.stderr
+    assert git_in(origin, "log", "--format=%s", "main").splitlines() == [
+        "import wiki", "import crm", "start",
+    ]  # fmt: skip
+
+    import_in(one, "hr", "hr as one saw it\n")
+    git_in(two, "pull", "-q", "--ff-only", "origin", "main")
+    import_in(two, "hr", "hr as two saw it\n")
+    assert run_in(one).returncode == 0
+    pushed = git_in(origin, "rev-parse", "main")
+    clash = run_in(two)
+    assert clash.returncode == 1
+    assert "::error::origin's main changed files this check committed" in clash.stdout
+    assert git_in(origin, "rev-parse", "main") == pushed
+    assert git_in(two, "status", "--porcelain") == ""  # the rebase was undone
