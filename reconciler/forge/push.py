@@ -38,10 +38,9 @@ def push_rebasing(
         try:
             git.push(remote, f"refs/heads/{branch}:refs/heads/{branch}")
             return attempt
-        except GitError:
-            git.fetch(remote, f"+refs/heads/{branch}:{tracking}")
-            if git.is_ancestor(tracking, f"refs/heads/{branch}"):
-                raise  # not a remote that moved: git's own reason stands
+        except GitError as refused:
+            if not moved(git, remote, branch, tracking):
+                raise refused from None  # git's own reason stands (a hook, a token)
         rebase(git, tracking, remote, branch)
         if attempt + 1 < attempts:
             delay = min(MAX_PAUSE, FIRST_PAUSE * 2**attempt)
@@ -51,6 +50,16 @@ def push_rebasing(
         f"the same time); the imports are committed here but not pushed. Run the check "
         "again, or run fewer checks at once"
     )
+
+
+def moved(git: Git, remote: str, branch: str, tracking: str) -> bool:
+    """Whether the remote's branch holds commits ours does not: the reason a push is
+    refused when another job pushed first. False when it cannot even be fetched."""
+    try:
+        git.fetch(remote, f"+refs/heads/{branch}:{tracking}")
+    except GitError:
+        return False
+    return not git.is_ancestor(tracking, f"refs/heads/{branch}")
 
 
 def rebase(git: Git, onto: str, remote: str, branch: str) -> None:

@@ -101,3 +101,15 @@ def test_a_push_refused_for_another_reason_is_not_retried(
     with pytest.raises(GitError, match="main is protected"):
         push_rebasing(one, "origin", "main", pause=paused.append)
     assert paused == []
+
+
+def test_a_remote_that_cannot_be_reached_is_reported_as_the_push_failed(
+    shards: tuple[Git, Git, Git], tmp_path: Path
+) -> None:
+    _, one, _ = shards
+    one.run("remote", "set-url", "origin", str(tmp_path / "gone.git"))
+    commit(one, "state/apps/crm/accounts.yaml", "crm\n")
+    paused: list[float] = []
+    with pytest.raises(GitError, match="git push"):
+        push_rebasing(one, "origin", "main", pause=paused.append)
+    assert paused == []
