@@ -291,7 +291,7 @@ class Checker:
         is built on them; why that failed, or "". When other checks pushed main meanwhile
         the imports are rebased on theirs: the identity snapshots the apps are assessed
         with must be the ones main now holds."""
-        before = {s: snapshot.identities_digest(self.root, s) for s in sources}
+        head = self.git.head()
         try:
             with self.phases("commit"):
                 rebased = self.forge.publish()
@@ -300,9 +300,10 @@ class Checker:
                 f"main could not be pushed: {exc}; no plan was proposed (the imports are "
                 "committed here); run the check again"
             )
-        if not rebased:
+        if not rebased or head is None:
             return ""
-        moved = [s for s in sources if snapshot.identities_digest(self.root, s) != before[s]]
+        changed = set(self.git.changed_paths(head, "HEAD"))
+        moved = [s for s in sources if changed & set(snapshot.identity_paths(s))]
         if moved:
             return (
                 f"another check imported identity source {', '.join(moved)} while this one "
@@ -387,7 +388,7 @@ class Checker:
                     kind="identities",
                     pulled_at=timestamp(self.now),
                     count=len(identities),
-                    digest=snapshot.identities_digest(self.root, source),
+                    digest=self.identities_digest(source),
                     previous_count=previous_count,
                 )
                 snapshot.write_meta(meta_file, meta)
@@ -596,8 +597,9 @@ class Checker:
         )
 
     def identities_digest(self, source: str) -> str:
-        """The identity snapshot's digest, read once: it does not change after the
-        identity pulls, however many apps' plans name it."""
+        """The identity snapshot's digest, read once it is written: it does not change
+        after the identity pull (`publish` fails the run's plans if a rebase brought
+        another in), however many apps' plans and the meta.yaml name it."""
         if source not in self._identity_digests:
             self._identity_digests[source] = snapshot.identities_digest(self.root, source)
         return self._identity_digests[source]
