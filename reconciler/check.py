@@ -11,6 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from itertools import islice
@@ -224,21 +225,23 @@ class Checker:
         sources = sorted({self.settings.policy_for(app).identity_source for app in apps})
         if self.identities == SNAPSHOT:
             # Main as the forge holds it now: the identity snapshots an earlier check
-            # (the workflow's first job) pushed.
+            # (the workflow's first job) pushed. Before any pull: it may move the files
+            # a file app reads.
             self.forge.publish()
-            pulls = {source: self.committed_identities(source) for source in sources}
-        else:
-            pulls = {source: self.pull_identities(source) for source in sources}
-        if self.identities == ONLY:
-            apps = ()
         results = []
         proposals: dict[str, str] = {}
         forge_errors: dict[str, str] = {}
         waiting: list[int] = []  # indexes in `results` of apps waiting for the imports
-        staged = [
-            self.import_app(app, pulls[self.settings.policy_for(app).identity_source], pulled)
-            for app, pulled in self.pulls_ahead(apps)
-        ]
+        with self.pulls_ahead(() if self.identities == ONLY else apps) as pulled_apps:
+            # The apps' pulls run meanwhile: a check waits for the slower of the two.
+            if self.identities == SNAPSHOT:
+                pulls = {source: self.committed_identities(source) for source in sources}
+            else:
+                pulls = {source: self.pull_identities(source) for source in sources}
+            staged = [
+                self.import_app(app, pulls[self.settings.policy_for(app).identity_source], pulled)
+                for app, pulled in pulled_apps
+            ]
         self.commit_imports(staged)
         publish_error = "" if self.by_pull_request else self.publish(sources)
         # Every plan of the run rests on main as the imports left it (and the publish
@@ -534,17 +537,20 @@ class Checker:
             known.update({identity_id: found.get(identity_id) for identity_id in missing})
         return {i: since for i in identity_ids if (since := known[i]) is not None}
 
-    def pulls_ahead(self, apps: Sequence[str]) -> Iterator[tuple[str, AppPull]]:
+    @contextmanager
+    def pulls_ahead(self, apps: Sequence[str]) -> Iterator[Iterator[tuple[str, AppPull]]]:
         """Each app's pull, in order, while the next ones run: at most
         `defaults.pull_concurrency` pulls at once, so a check waits about as long as its
-        slowest app's pull, not the sum of them. Only pulls overlap; what follows (diff,
-        commit, plan) runs one app at a time in this thread. The `pull` phase is the time
-        spent waiting for them."""
+        slowest app's pull, not the sum of them. The first pulls start on entering, so
+        that they run while the identity sources are pulled too. Only pulls overlap; what
+        follows (diff, commit, plan) runs one app at a time in this thread. The `pull`
+        phase is the time spent waiting for them."""
         width = self.settings.config.pull_concurrency
         queue = iter(apps)
         with ThreadPoolExecutor(max_workers=width, thread_name_prefix="pull") as pool:
             pending = deque((app, pool.submit(self.pull_app, app)) for app in islice(queue, width))
-            try:
+
+            def in_order() -> Iterator[tuple[str, AppPull]]:
                 while pending:
                     app, future = pending.popleft()
                     with self.phases("pull"):
@@ -553,6 +559,9 @@ class Checker:
                     if following is not None:
                         pending.append((following, pool.submit(self.pull_app, following)))
                     yield app, pulled
+
+            try:
+                yield in_order()
             finally:
                 for _, future in pending:
                     future.cancel()

@@ -24,6 +24,7 @@ from reconciler.git import Git
 from reconciler.testing.scim_server import start_scim_server
 
 APPS = ("crm", "hr", "wiki")
+IDENTITY_SOURCE = "corp"
 
 
 @dataclass
@@ -34,6 +35,8 @@ class InFlight:
     most: int = 0
     failing: set[str] = field(default_factory=set)  # apps whose /Users answers 500
     lock: threading.Lock = field(default_factory=threading.Lock)
+    identities: int = 0  # the identity source's requests being answered
+    together: bool = False  # an identity request was answered while an app's was
 
     def slow(self, app: str) -> Any:
         def wrap(inner: WSGIApplication) -> WSGIApplication:
@@ -42,14 +45,21 @@ class InFlight:
                     start("500 Internal Server Error", [("Content-Type", "text/plain")])
                     return [b"down"]
                 with self.lock:
-                    self.now += 1
-                    self.most = max(self.most, self.now)
+                    if app == IDENTITY_SOURCE:
+                        self.identities += 1
+                    else:
+                        self.now += 1
+                        self.most = max(self.most, self.now)
+                    self.together |= self.identities > 0 and self.now > 0
                 try:
                     time.sleep(0.05)  # a server with latency: long enough for overlap
                     return list(inner(environ, start))
                 finally:
                     with self.lock:
-                        self.now -= 1
+                        if app == IDENTITY_SOURCE:
+                            self.identities -= 1
+                        else:
+                            self.now -= 1
 
             return answer
 
@@ -63,7 +73,9 @@ def estate(tmp_path: Path, width: int, seen: InFlight) -> Iterator[tuple[Path, d
     env = {"IDP_TOKEN": idp_token}
     apps = []
     with ExitStack() as stack:
-        idp = stack.enter_context(start_scim_server(idp_token))
+        idp = stack.enter_context(
+            start_scim_server(idp_token, middleware=seen.slow(IDENTITY_SOURCE))
+        )
         idp.seed(*demo.idp_seed())
         for app in APPS:
             token = secrets.token_hex(8)
@@ -104,6 +116,8 @@ def test_pulls_overlap_up_to_the_configured_width(tmp_path, width, overlap) -> N
         assert [a["app"] for a in found["apps"]] == list(APPS)
         assert all(a["error"] is None for a in found["apps"])
         assert (seen.most > 1) is overlap
+        # The first apps' pulls start as the identity source's does, whatever the width.
+        assert seen.together
 
 
 def test_a_failed_pull_fails_only_its_own_app(tmp_path) -> None:
