@@ -446,7 +446,7 @@ class Checker:
         return Imported(app, identity_pull, current, diff, modes, message)
 
     def commit_imports(self, imported: Sequence[Imported]) -> None:
-        """One commit per app whose snapshot changed, in the order of `apps:`, all
+        """One commit per app whose snapshot changed, in the order they were checked, all
         written at once (`Git.commit_series`)."""
         changed = [item for item in imported if item.message]
         if not changed:
