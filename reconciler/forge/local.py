@@ -59,7 +59,8 @@ class LocalForge:
         self.git = git
         self.main = main_branch
         # Plan branch → its tip, read once (a check asks for every app) and kept up to
-        # date by this forge's own writes.
+        # date by this forge's own writes. Only to find that an app has no branch: what
+        # is written to or deleted from a branch is decided on the branch as it is.
         self._tips: dict[str, str] | None = None
 
     def _tip(self, branch: str) -> str | None:
@@ -82,7 +83,9 @@ class LocalForge:
 
     def propose(self, plan: Plan, plan_yaml: str, report_md: str) -> Proposal:
         branch = branch_for(plan.app)
-        existing = self._tip(branch)
+        # Asked live, not from the list: a branch someone made since must not be
+        # overwritten as if it were new.
+        existing = self.git.head(branch)
         if existing:
             current = read_plan(self.git, branch, plan.app)
             if current is not None and current.id == plan.id:
@@ -104,7 +107,7 @@ class LocalForge:
 
     def close(self, app: str) -> bool:
         branch = branch_for(app)
-        if not self._tip(branch):
+        if not self._tip(branch) or not self.git.head(branch):
             return False
         if self._edited_by_reviewer(branch):
             # A reviewer's work is never thrown away by the tool.
