@@ -71,7 +71,11 @@ def remembered(inner: WSGIApplication) -> WSGIApplication:
                 kept.update(status=status, headers=headers)
                 return lambda _: None
 
-            body = b"".join(inner(environ, keep))
+            served = inner(environ, keep)
+            try:
+                body = b"".join(served)
+            finally:
+                getattr(served, "close", lambda: None)()
             answers[key] = (kept["status"], kept["headers"], body)
         status, headers, body = answers[key]
         start(status, headers)

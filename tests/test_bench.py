@@ -152,3 +152,17 @@ def test_python_m_bench_company_times_many_apps_against_one(tmp_path: Path) -> N
     assert 0 < results["day2_commits"] <= results["apps_changed"] + 1
     assert results["unchanged_day_commits"] == 0
     assert "| 300 | 12 (" in (tmp_path / "company.md").read_text(encoding="utf-8")
+
+
+def test_python_m_bench_pulls_times_slow_scim_apps(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "pulls", "--apps", "2", "--size", "20",
+         "--latency", "0.01", "--width", "2", "--remember", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    results = orjson.loads((tmp_path / "pulls.json").read_bytes())
+    assert results["answers"] == "remembered" and "warm_up" not in results
+    for label in ("one_app", "sequential", "parallel"):
+        assert results[label] > 0 and results[f"{label}_wall"] >= results[label]
+    assert "| 2, 20 | 10 ms | remembered |" in (tmp_path / "pulls.md").read_text()
