@@ -114,12 +114,18 @@ class ConnectorType:
     description: str = ""
 
 
-def refuse_unknown_options(
-    system: str, type_name: str, options: Mapping[str, Any], schema: Mapping[str, Any]
+def check_options(
+    system: str,
+    type_name: str,
+    options: Mapping[str, Any],
+    schema: Mapping[str, Any],
+    hints: Mapping[str, str] | None = None,
 ) -> None:
     """A ConfigError naming the options of `system` that its type's options `schema`
-    does not know. reconciler.yaml is validated against the schema before connectors
-    are built; this says it again for callers that build a connector directly."""
+    does not know, or the first one it requires that is not a non-empty string (with
+    its hint from `hints`: what to give). reconciler.yaml is validated against the
+    schema before connectors are built; this says it again for callers that build a
+    connector directly."""
     unknown = sorted(set(options) - set(schema["properties"]))
     if unknown:
         known = ", ".join(sorted(schema["properties"]))
@@ -127,6 +133,14 @@ def refuse_unknown_options(
             f"{system}: unknown option(s) {', '.join(unknown)} for type {type_name}; "
             f"use only: {known}"
         )
+    for key in schema.get("required", ()):
+        value = options.get(key)
+        if not isinstance(value, str) or not value:
+            hint = (hints or {}).get(key)
+            raise ConfigError(
+                f"{system}: option {key} is required for type {type_name}"
+                + (f": {hint}" if hint else "")
+            )
 
 
 def secret_from_env(context: ConnectorContext, variable: str | None, what: str) -> str | None:

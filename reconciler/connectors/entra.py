@@ -51,7 +51,7 @@ from reconciler.connectors.base import (
     ConnectorContext,
     ConnectorType,
     Mode,
-    refuse_unknown_options,
+    check_options,
     secret_from_env,
 )
 from reconciler.connectors.http import (
@@ -203,12 +203,8 @@ class EntraOptions:
         """Options with defaults applied; the mistakes that would otherwise pass or crash
         (an unknown key, no secret variable, no tenant or client id, or both forms) are
         checked again for callers that build a connector without the schema."""
-        refuse_unknown_options(system, "entra", options, OPTIONS_SCHEMA)
-        if not options.get("client_secret_env"):
-            raise ConfigError(
-                f"{system}: option client_secret_env is required: the name of the "
-                "environment variable holding the app registration's client secret"
-            )
+        hint = "the name of the environment variable holding the app registration's client secret"
+        check_options(system, "entra", options, OPTIONS_SCHEMA, {"client_secret_env": hint})
         for what in ("tenant_id", "client_id"):
             given = [key for key in (what, f"{what}_env") if options.get(key)]
             if len(given) != 1:

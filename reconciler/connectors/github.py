@@ -46,7 +46,7 @@ from reconciler.connectors.base import (
     ConnectorContext,
     ConnectorType,
     Mode,
-    refuse_unknown_options,
+    check_options,
     secret_from_env,
 )
 from reconciler.connectors.http import (
@@ -65,7 +65,7 @@ from reconciler.connectors.http import (
     send,
     server_text,
 )
-from reconciler.errors import ConfigError, ConnectorError, PartialPullError, PullError
+from reconciler.errors import ConnectorError, PartialPullError, PullError
 from reconciler.model import Account, Role
 
 log = logging.getLogger(__name__)
@@ -174,10 +174,7 @@ class GitHubOptions:
     def from_mapping(cls, system: str, options: Mapping[str, Any]) -> GitHubOptions:
         """Options with defaults applied; unknown keys and missing required ones are
         checked again for callers that build a connector without the schema."""
-        refuse_unknown_options(system, "github", options, OPTIONS_SCHEMA)
-        for key in OPTIONS_SCHEMA["required"]:
-            if not options.get(key):
-                raise ConfigError(f"{system}: option {key} is required for type github")
+        check_options(system, "github", options, OPTIONS_SCHEMA)
         return cls(
             org=str(options["org"]),
             token_env=str(options["token_env"]),

@@ -40,8 +40,8 @@ from reconciler.connectors.base import (
     ConnectorContext,
     ConnectorType,
     Mode,
+    check_options,
     needs_extra,
-    refuse_unknown_options,
     secret_from_env,
 )
 from reconciler.connectors.http import (
@@ -164,12 +164,8 @@ class GoogleOptions:
         """Options with defaults applied. reconciler.yaml is validated against
         OPTIONS_SCHEMA first; an unknown key and a missing credentials_env are checked
         again for callers that build a connector directly."""
-        refuse_unknown_options(system, "google", options, OPTIONS_SCHEMA)
-        if not isinstance(options.get("credentials_env"), str) or not options["credentials_env"]:
-            raise ConfigError(
-                f"{system}: option credentials_env is required: the name of the environment "
-                "variable holding the service account's JSON key"
-            )
+        hint = "the name of the environment variable holding the service account's JSON key"
+        check_options(system, "google", options, OPTIONS_SCHEMA, {"credentials_env": hint})
         return cls(
             credentials_env=options["credentials_env"],
             subject=options.get("subject"),

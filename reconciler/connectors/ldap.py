@@ -17,8 +17,8 @@ from reconciler.connectors.base import (
     Connector,
     ConnectorContext,
     ConnectorType,
+    check_options,
     needs_extra,
-    refuse_unknown_options,
 )
 from reconciler.errors import ConfigError
 
@@ -205,10 +205,7 @@ class LdapOptions:
     def from_mapping(cls, system: str, options: Mapping[str, Any], base_dir: Path) -> LdapOptions:
         """Options with defaults applied; an unknown or missing key is a ConfigError
         also for callers that build the connector without validating reconciler.yaml."""
-        refuse_unknown_options(system, "ldap", options, OPTIONS_SCHEMA)
-        for required in OPTIONS_SCHEMA["required"]:
-            if not isinstance(options.get(required), str) or not options[required]:
-                raise ConfigError(f"{system}: option {required} is required for type ldap")
+        check_options(system, "ldap", options, OPTIONS_SCHEMA)
         url = options["url"]
         if not url.lower().startswith(("ldap://", "ldaps://")):
             raise ConfigError(f"{system}: url must start with ldap:// or ldaps://, not {url!r}")

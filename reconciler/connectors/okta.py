@@ -95,7 +95,7 @@ from reconciler.connectors.base import (
     ConnectorContext,
     ConnectorType,
     Mode,
-    refuse_unknown_options,
+    check_options,
     secret_from_env,
 )
 from reconciler.connectors.http import (
@@ -232,10 +232,8 @@ class OktaOptions:
         """Options with defaults applied; reconciler.yaml was validated against
         OPTIONS_SCHEMA already, but an unknown key, a missing url or token_env, and an
         org URL with a path are checked again for callers that build directly."""
-        refuse_unknown_options(system, "okta", options, OPTIONS_SCHEMA)
-        for required, example in (("url", "https://acme.okta.com"), ("token_env", "OKTA_TOKEN")):
-            if not isinstance(options.get(required), str) or not options[required]:
-                raise ConfigError(f"{system}: option {required} is required, e.g. {example}")
+        examples = {"url": "e.g. https://acme.okta.com", "token_env": "e.g. OKTA_TOKEN"}
+        check_options(system, "okta", options, OPTIONS_SCHEMA, examples)
         url = options["url"]
         try:
             path = httpx.URL(url).path

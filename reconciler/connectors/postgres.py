@@ -17,10 +17,9 @@ from reconciler.connectors.base import (
     Connector,
     ConnectorContext,
     ConnectorType,
+    check_options,
     needs_extra,
-    refuse_unknown_options,
 )
-from reconciler.errors import ConfigError
 
 # libpq's sslmode values (https://www.postgresql.org/docs/current/libpq-ssl.html).
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -112,10 +111,7 @@ class PostgresOptions:
     ) -> PostgresOptions:
         """Options with defaults applied; an unknown or missing key is a ConfigError
         also for callers that build the connector without validating reconciler.yaml."""
-        refuse_unknown_options(system, "postgres", options, OPTIONS_SCHEMA)
-        for required in OPTIONS_SCHEMA["required"]:
-            if not isinstance(options.get(required), str) or not options[required]:
-                raise ConfigError(f"{system}: option {required} is required for type postgres")
+        check_options(system, "postgres", options, OPTIONS_SCHEMA)
         rootcert = options.get("sslrootcert")
         databases = options.get("databases")
         return cls(

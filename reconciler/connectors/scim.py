@@ -40,7 +40,7 @@ from reconciler.connectors.base import (
     ConnectorContext,
     ConnectorType,
     Mode,
-    refuse_unknown_options,
+    check_options,
 )
 from reconciler.connectors.http import (
     PageCallback,
@@ -151,12 +151,8 @@ class ScimOptions:
         otherwise pass silently or crash, an unknown key and a missing url, are
         checked again here for callers that build a connector directly.
         """
-        refuse_unknown_options(system, "scim", options, OPTIONS_SCHEMA)
-        if not isinstance(options.get("url"), str) or not options["url"]:
-            raise ConfigError(
-                f"{system}: option url is required: the SCIM base URL, "
-                "e.g. https://example.com/scim/v2"
-            )
+        hint = "the SCIM base URL, e.g. https://example.com/scim/v2"
+        check_options(system, "scim", options, OPTIONS_SCHEMA, {"url": hint})
         return cls(
             url=options["url"],
             token_env=options.get("token_env"),
