@@ -72,9 +72,8 @@ def field_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[Field
 
     # Only the fields whose values differ: DeepDiff hashes all it is given, and a record
     # holds tens of entitlements that rarely change (3 times faster on the benchmark).
-    differing = [
-        k for k in dict.fromkeys([*old, *new]) if old.get(k, _ABSENT) != new.get(k, _ABSENT)
-    ]
+    fields = list(dict.fromkeys([*old, *new]))  # in the record's order
+    differing = [k for k in fields if old.get(k, _ABSENT) != new.get(k, _ABSENT)]
     before = {k: old[k] for k in differing if k in old}
     after = {k: new[k] for k in differing if k in new}
     tree = DeepDiff(_comparable(before), _comparable(after), view="tree")
@@ -92,7 +91,7 @@ def field_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[Field
                 # values_changed, type_changes, dictionary_item_added/removed: the
                 # field's value as a whole, from → to (absent is None).
                 scalars[name] = (_plain(old.get(name)), _plain(new.get(name)))
-    order = {key: index for index, key in enumerate(dict.fromkeys([*old, *new]))}
+    order = {key: index for index, key in enumerate(fields)}
     changes = [
         FieldChange(
             name,
