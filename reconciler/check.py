@@ -10,7 +10,7 @@ import hashlib
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -74,6 +74,7 @@ class IdentityPull:
     commit: str | None = None
     summary: str = ""
     pulled: bool = True  # False: read from the snapshot main holds (`--identities snapshot`)
+    message: str = ""  # the import commit's message, until it is committed; "": no change
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,8 @@ class Checker:
         self._identity_digests: dict[str, str] = {}
         self._pull_starts: list[float] = []  # when each app's pull began and ended
         self._pull_ends: list[float] = []
+        self._committing: Future[None] | None = None  # the imports' commits, while they run
+        self.identity_commits: dict[str, str] = {}  # source → its import commit in this run
         self.base: str | None = None  # main after the imports, the base of every plan
         self.approved: set[str] = set()  # plan files on main: approved, not yet applied
         # `import_mode: pull-request`: imports are committed on main locally as in
@@ -242,17 +245,19 @@ class Checker:
                 self.import_app(app, pulls[self.settings.policy_for(app).identity_source], pulled)
                 for app, pulled in pulled_apps
             ]
-        self.commit_imports(staged)
+        with self.committing(list(pulls.values()), staged):
+            assessed = [(item, self.assess_app(item)) for item in staged]
+        pulls = {s: replace(p, commit=self.identity_commits.get(s)) for s, p in pulls.items()}
         publish_error = "" if self.by_pull_request else self.publish(sources)
         # Every plan of the run rests on main as the imports left it (and the publish
         # rebased them), and main does not move while the plans are proposed.
         self.base = self.git.head()
         self.approved = set(self.git.ls_tree("HEAD", PLAN_DIR)) if self.base else set()
-        for item in staged:
+        for item, assessment in assessed:
             app, pull = item.app, item.identity_pull
-            result = self.check_app(item)
+            result = self.check_app(item, assessment)
             results.append(result)
-            imported = app in self.imported or pull.commit is not None
+            imported = app in self.imported or pull.source in self.identity_commits
             if self.by_pull_request and imported and not result.app_error:
                 # Main does not hold the snapshots just pulled: a plan computed from them
                 # would rest on a commit of the import branch, never on main.
@@ -398,14 +403,8 @@ class Checker:
             # The guards read the pull that made the snapshot from its meta.yaml, as apply
             # does at the plan's base commit: both must see the same facts.
             state = PullState.recorded(source, snapshot.read_meta(meta_file) or {})
-        commit = None
-        if changed or previous is None:
-            with phase("commit"):
-                commit = self.git.commit_paths(snapshot.identity_paths(source), message)
-            if commit:
-                self.commits.append(commit)
-                self.imports.append(summary)
-        return IdentityPull(source, merged, state, commit, summary)
+        message = message if changed or previous is None else ""
+        return IdentityPull(source, merged, state, summary=summary, message=message)
 
     # --- apps ---------------------------------------------------------------------------
 
@@ -445,45 +444,92 @@ class Checker:
                 message = report.import_commit_message(app, diff)
         return Imported(app, identity_pull, current, diff, modes, message)
 
-    def commit_imports(self, imported: Sequence[Imported]) -> None:
-        """One commit per app whose snapshot changed, in the order they were checked, all
-        written at once (`Git.commit_series`)."""
+    @contextmanager
+    def committing(
+        self, identity_pulls: Sequence[IdentityPull], imported: Sequence[Imported]
+    ) -> Iterator[None]:
+        """The imports committed (`commit_imports`) in a thread while the body runs: git
+        hashes and compresses the new snapshots on another core while the apps are
+        assessed. Reading history waits for the commits (`history_ready`). The `commit`
+        phase is the time spent waiting for them at the end."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit") as pool:
+            self._committing = pool.submit(self.commit_imports, identity_pulls, imported)
+            try:
+                yield
+                with self.phases("commit"):
+                    self._committing.result()
+            finally:
+                self._committing = None
+
+    def history_ready(self) -> None:
+        """Wait until this run's imports are committed: history read before would miss
+        them."""
+        if self._committing is not None:
+            self._committing.result()
+
+    def commit_imports(
+        self, identity_pulls: Sequence[IdentityPull], imported: Sequence[Imported]
+    ) -> None:
+        """One commit per identity source, then per app, whose snapshot changed, in the
+        order they were checked, all written at once (`Git.commit_series`)."""
+        sources = [pull for pull in identity_pulls if pull.message]
         changed = [item for item in imported if item.message]
-        if not changed:
+        series = [(snapshot.identity_paths(pull.source), pull.message) for pull in sources]
+        series += [(snapshot.app_paths(item.app), item.message) for item in changed]
+        if not series:
             return
-        with self.phases("commit"):
-            series = [(snapshot.app_paths(item.app), item.message) for item in changed]
-            commits = self.git.commit_series(series)
-        for item, commit in zip(changed, commits, strict=True):
+        commits = self.git.commit_series(series)
+        for pull, commit in zip(sources, commits, strict=False):
+            if commit:
+                self.commits.append(commit)
+                self.imports.append(pull.summary)
+                self.identity_commits[pull.source] = commit
+        for item, commit in zip(changed, commits[len(sources) :], strict=True):
             if commit:
                 self.commits.append(commit)
                 # People read these in the import pull request: no index there.
                 self.imports.append(changeindex.without_index(item.message))
                 self.imported.add(item.app)
 
-    def check_app(self, imported: Imported) -> AppCheck:
-        """The pure assessment of an imported app, then its plan."""
+    def assess_app(self, imported: Imported) -> Assessment | None:
+        """The assessment of an imported app (None when its pull failed): pure, but for
+        the history it may read, once the imports are committed."""
         if imported.failed is not None:
+            return None
+        app, identity_pull = imported.app, imported.identity_pull
+        policy, source = self.settings.policy_for(app), identity_pull.source
+
+        def gone_since(people: Collection[str]) -> Mapping[str, datetime]:
+            self.history_ready()
+            return self.gone_since(source, people)
+
+        def disabled_since(ids: Collection[str]) -> Mapping[str, datetime]:
+            self.history_ready()
+            return disabled.disabled_since(self.git, app, ids)
+
+        with self.phases("policy"):
+            return assess(
+                app,
+                imported.current,
+                identity_pull.identities,
+                identity_pull.state,
+                policy,
+                imported.modes,
+                self.now,
+                gone_since,
+                disabled_since,
+                self.matcher(identity_pull, policy),
+            )
+
+    def check_app(self, imported: Imported, assessment: Assessment | None) -> AppCheck:
+        """An imported app's check from its assessment (`assess_app`), with its plan."""
+        if assessment is None:
+            assert imported.failed is not None
             return imported.failed
         app, identity_pull = imported.app, imported.identity_pull
         policy = self.settings.policy_for(app)
-        current, diff, modes = imported.current, imported.diff, imported.modes
+        current, diff = imported.current, imported.diff
         untrusted = identity_blocks(identity_pull.state, policy)
-        with self.phases("policy"):
-            identities = identity_pull.identities
-            source = identity_pull.source
-            assessment = assess(
-                app,
-                current,
-                identities,
-                identity_pull.state,
-                policy,
-                modes,
-                self.now,
-                lambda people: self.gone_since(source, people),
-                lambda ids: disabled.disabled_since(self.git, app, ids),
-                self.matcher(identity_pull, policy),
-            )
         plan = None
         if not untrusted and (assessment.actions or assessment.blocked_reasons):
             plan = self.build_plan(app, policy.source_file, identity_pull.source, assessment)

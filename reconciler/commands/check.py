@@ -63,6 +63,9 @@ def check(options: CheckOptions) -> int:
                 )
                 run = checker.run(apps)
         finally:
+            # What the check allocated lives on in `run`: moved out of the collector's
+            # sight, or its first collection would scan every object of it (0.2 s at 100k).
+            gc.freeze()
             gc.enable()
         record_last_check(repo, run)
         told = tell_owners(repo, forge, run)
