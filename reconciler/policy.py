@@ -55,8 +55,11 @@ def protection(account: Account, policy: Policy) -> str | None:
     """Why an account may never be deprovisioned, or None."""
     if account.type == "service":
         return "service account"
-    names = {v.casefold() for v in (account.id, account.username, account.email) if v}
-    if not any(_any_protected(policy.protected)(name) for name in names):
+    matches = _any_protected(policy.protected)
+    if matches is None:
+        return None
+    names = [v.casefold() for v in (account.id, account.username, account.email) if v]
+    if not any(map(matches, names)):
         return None  # the common case: one regular expression for every pattern
     for pattern, folded in _folded(policy.protected):
         if any(fnmatch.fnmatchcase(name, folded) for name in names):
@@ -158,11 +161,11 @@ def unheld_groups(policy: Policy, identities: Mapping[str, Identity]) -> tuple[s
 
 
 @functools.cache
-def _any_protected(patterns: tuple[str, ...]) -> Callable[[str], object]:
+def _any_protected(patterns: tuple[str, ...]) -> Callable[[str], object] | None:
     """Whether a case-folded name matches any of `patterns` (fnmatch globs, compared
-    case-folded), as one compiled expression."""
+    case-folded), as one compiled expression; None when there are no patterns."""
     if not patterns:
-        return lambda name: False
+        return None
     either = "|".join(fnmatch.translate(folded) for _, folded in _folded(patterns))
     return re.compile(either).match
 
@@ -203,8 +206,8 @@ def evaluate(
     unmatched: list[Account] = []
     ambiguous: list[Ambiguous] = []
     excepted: list[Excepted] = []
-    for account_id in sorted(accounts):
-        account = accounts[account_id]
+    # In any order: the lists are sorted by account id at the end (fewer to sort).
+    for account_id, account in accounts.items():
         reason = protection(account, policy)
         if reason:
             protected.append(Protected(account, reason))
@@ -253,11 +256,11 @@ def evaluate(
         reason = TRIGGERS[identity.status] if left else INACTIVE
         actions.append(_action(account, identity, mode if left else idle_mode, reason, evidence))
     return Evaluation(
-        tuple(actions),
-        tuple(protected),
-        tuple(unmatched),
-        tuple(ambiguous),
-        tuple(excepted),
+        tuple(sorted(actions, key=lambda a: a.account_id)),
+        tuple(sorted(protected, key=lambda p: p.account.id)),
+        tuple(sorted(unmatched, key=lambda a: a.id)),
+        tuple(sorted(ambiguous, key=lambda a: a.account.id)),
+        tuple(sorted(excepted, key=lambda e: e.account.id)),
     )
 
 

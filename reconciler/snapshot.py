@@ -15,7 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    Callable,
+    Collection,
+    ItemsView,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+    ValuesView,
+)
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -175,6 +184,13 @@ class Records(Mapping[str, R]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.lines)
+
+    def items(self) -> ItemsView[str, R]:
+        # Built from values: the dict's own view, not a lookup per key.
+        return self._values.items() if self._values is not None else super().items()
+
+    def values(self) -> ValuesView[R]:
+        return self._values.values() if self._values is not None else super().values()
 
     def __len__(self) -> int:
         return len(self.lines)
