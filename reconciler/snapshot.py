@@ -53,6 +53,10 @@ _YAML_UNSAFE = re.compile(
     rb"\x7f|\xc2[\x80-\x9f]|\xe2\x80[\xa8\xa9]|\xef\xbb\xbf|\xef\xbf[\xbe\xbf]"
 )
 
+# Every byte but those that begin a match of _YAML_UNSAFE: deleting them leaves nothing
+# of a line that holds none.
+_NOT_UNSAFE_START = bytes(b for b in range(256) if b not in b"\x7f\xc2\xe2\xef")
+
 R = TypeVar("R")
 
 
@@ -93,8 +97,13 @@ def encode(record: Record) -> bytes:
     """One record as its canonical snapshot line: a YAML sequence item holding a
     one-line JSON flow mapping."""
     line = b"- " + orjson.dumps(record.to_record()) + b"\n"
-    if line.isascii() and b"\x7f" not in line:
-        return line  # the common case, told at C speed: DEL is the only ASCII one unsafe
+    # The common cases, told at C speed: DEL is the only ASCII byte unsafe, and other
+    # text (names with accents) is safe when no unsafe character's first byte is there.
+    if line.isascii():
+        if b"\x7f" not in line:
+            return line
+    elif not line.translate(None, _NOT_UNSAFE_START):
+        return line
     if _YAML_UNSAFE.search(line):
         line = _YAML_UNSAFE.sub(_escape_unsafe, line)
     return line
