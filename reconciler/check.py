@@ -180,6 +180,7 @@ class Checker:
         self._pull_starts: list[float] = []  # when each app's pull began and ended
         self._pull_ends: list[float] = []
         self._committing: Future[None] | None = None  # the imports' commits, while they run
+        self._git_thread: ThreadPoolExecutor | None = None  # while `check` runs
         self.identity_commits: dict[str, str] = {}  # source → its import commit in this run
         self.base: str | None = None  # main after the imports, the base of every plan
         self.approved: set[str] = set()  # plan files on main: approved, not yet applied
@@ -225,6 +226,15 @@ class Checker:
             raise ConfigError(f"branch {self.settings.config.main_branch!r} has no commits yet")
 
     def check(self, apps: Sequence[str]) -> CheckRun:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="git") as git_thread:
+            self._git_thread = git_thread
+            try:
+                return self.check_with(apps)
+            finally:
+                self._git_thread = None
+
+    def check_with(self, apps: Sequence[str]) -> CheckRun:
+        """`check`, with the thread that writes to git (`stage`, `committing`) running."""
         sources = sorted({self.settings.policy_for(app).identity_source for app in apps})
         if self.identities == SNAPSHOT:
             # Main as the forge holds it now: the identity snapshots an earlier check
@@ -404,6 +414,8 @@ class Checker:
             # does at the plan's base commit: both must see the same facts.
             state = PullState.recorded(source, snapshot.read_meta(meta_file) or {})
         message = message if changed or previous is None else ""
+        if message:
+            self.stage(snapshot.identity_paths(source))
         return IdentityPull(source, merged, state, summary=summary, message=message)
 
     # --- apps ---------------------------------------------------------------------------
@@ -440,26 +452,34 @@ class Checker:
             changed = snapshot.save_app(self.root, app, current, roles, timestamp(self.now))
         message = ""
         if changed:
+            self.stage(snapshot.app_paths(app))
             with self.phases("commit"):
                 message = report.import_commit_message(app, diff)
         return Imported(app, identity_pull, current, diff, modes, message)
+
+    def stage(self, paths: Sequence[str]) -> None:
+        """Have git hash and compress a snapshot just written (`Git.stage`) in the git
+        thread, on another core, while this one goes on. Only a head start: the commit
+        (`commit_imports`) stages its paths again, cheaply, and fails if git does."""
+        assert self._git_thread is not None
+        self._git_thread.submit(self.git.stage, paths)
 
     @contextmanager
     def committing(
         self, identity_pulls: Sequence[IdentityPull], imported: Sequence[Imported]
     ) -> Iterator[None]:
-        """The imports committed (`commit_imports`) in a thread while the body runs: git
-        hashes and compresses the new snapshots on another core while the apps are
-        assessed. Reading history waits for the commits (`history_ready`). The `commit`
-        phase is the time spent waiting for them at the end."""
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit") as pool:
-            self._committing = pool.submit(self.commit_imports, identity_pulls, imported)
-            try:
-                yield
-                with self.phases("commit"):
-                    self._committing.result()
-            finally:
-                self._committing = None
+        """The imports committed (`commit_imports`) in the git thread, after what it was
+        asked to `stage`, while the body runs: git writes the commits while the apps are
+        assessed. Reading history waits for them (`history_ready`). The `commit` phase is
+        the time spent waiting for them at the end."""
+        assert self._git_thread is not None
+        self._committing = self._git_thread.submit(self.commit_imports, identity_pulls, imported)
+        try:
+            yield
+            with self.phases("commit"):
+                self._committing.result()
+        finally:
+            self._committing = None
 
     def history_ready(self) -> None:
         """Wait until this run's imports are committed: history read before would miss

@@ -251,24 +251,28 @@ class Git:
             self.run("commit", "-q", "--no-verify", "-F", "-", "--", *paths, input=text, env=author)
         return self.head()
 
+    def stage(self, paths: Sequence[str]) -> list[str]:
+        """Stage the working tree's changes under `paths` (additions, changes,
+        deletions); the paths git knows, or holds on disk, which were staged."""
+        # `git add` refuses a path that is neither on disk nor tracked.
+        gone = [p for p in paths if not (self.root / p).exists()]
+        tracked = set(self.run("ls-files", "-z", "--", *gone).split("\0")) if gone else set()
+        paths = [p for p in paths if p not in gone or any(_under(t, [p]) for t in tracked)]
+        if paths:
+            self.run("add", "-A", "--", *paths)
+        return paths
+
     def commit_series(self, series: Sequence[tuple[Sequence[str], str]]) -> list[str | None]:
         """Commit each (paths, message) in turn on the checked-out branch: the working
         tree's changes under those paths (additions, changes, deletions), a commit each;
         each commit's sha, None for one whose paths hold no change. A handful of git
         processes however many commits (`reconciler.fastimport`). The branch moves only if no one
         else moved it meanwhile. Files others staged stay staged."""
-        paths = [path for group, _ in series for path in group]
-        if not paths:
-            return [None] * len(series)
         ref = self.run("symbolic-ref", "-q", "HEAD").strip()
         head = self.head()
-        # `git add` refuses a path that is neither on disk nor tracked.
-        gone = [p for p in paths if not (self.root / p).exists()]
-        tracked = set(self.run("ls-files", "-z", "--", *gone).split("\0")) if gone else set()
-        paths = [p for p in paths if p not in gone or any(_under(t, [p]) for t in tracked)]
+        paths = self.stage([path for group, _ in series for path in group])
         if not paths:
             return [None] * len(series)
-        self.run("add", "-A", "--", *paths)
         raw = self.run(
             "diff",
             "--cached",
