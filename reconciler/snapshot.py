@@ -21,6 +21,7 @@ from collections.abc import (
     ItemsView,
     Iterable,
     Iterator,
+    KeysView,
     Mapping,
     Sequence,
     ValuesView,
@@ -193,6 +194,11 @@ class Records(Mapping[str, R]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.lines)
+
+    def keys(self) -> KeysView[str]:
+        # The dict's own view: set operations on it (`old.keys() - new.keys()`) run in C,
+        # not through a lookup per key.
+        return self.lines.keys()
 
     def items(self) -> ItemsView[str, R]:
         # Built from values: the dict's own view, not a lookup per key.
