@@ -198,6 +198,36 @@ def test_every_bad_line_is_named_by_file_and_line(tmp_path, line, problem):
     assert "'None'" not in message
 
 
+def _line(account_id: str) -> str:
+    return f'- {{"id":"{account_id}","status":"active","type":"human"}}\n'
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"# header\naccounts:\n{_line('a')}{_line('b')}",  # as a check writes it
+        f"{_line('a')}{_line('b')}",  # no heading
+        f"# header\naccounts:\n{_line('a')}{_line('b')}".rstrip("\n"),  # no last newline
+        f"accounts:\n\n# note\n{_line('a')}# between\n\n{_line('b')}",
+        f"# h\naccounts:\n{_line('é')}{_line('b')}{_line('q')}",  # an id not in ASCII
+        f"# h\naccounts:\n{_line(chr(92) + 'u00e9x')}{_line('b')}",  # an escaped id
+        f'# h\naccounts:\n{_line("a")}- {{"status":"active","type":"human","id":"b"}}\n',
+    ],
+)
+def test_every_record_is_read_with_its_line_number_from_any_layout(tmp_path, text):
+    path = write_snapshot(tmp_path, text)
+    expected = {
+        yaml.safe_load(line[2:])["id"]: (path, number)
+        for number, line in enumerate(text.split("\n"), start=1)
+        if line.startswith("- ")
+    }
+    records = snapshot.read_accounts(tmp_path, "wiki")
+    assert records is not None
+    assert {key: records.where(key) for key in records} == expected
+    assert {key: records[key].id for key in records} == {key: key for key in expected}
+    assert all(line.endswith(b"\n") for line in records.lines.values())
+
+
 def test_a_broken_record_is_reported_only_when_used(tmp_path):
     path = write_snapshot(
         tmp_path,
