@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import functools
 import json
+import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from reconciler import clock, demo
 from reconciler.commands import check as check_command
+from reconciler.git import Git
 from reconciler.model import Account
 from reconciler.outcome import AppCheck, Waiting
 from reconciler.report import render_report
@@ -65,6 +68,24 @@ def test_a_deactivation_reverted_within_the_grace_never_reaches_reviewers(tmp_pa
         found = summary(c)["summary"]
         assert found["to_deprovision"] == 0 and found["waiting"] == 0
         assert c.git.show("reconciler/wiki", "plans/wiki.yaml") is None
+
+
+def test_the_grace_reads_the_history_with_the_checks_own_imports(tmp_path, monkeypatch):
+    """A check commits its imports in a thread while it assesses the apps: the history
+    the grace is judged on waits for them, however slow git is. Read before, it would
+    not show the leavers at all, and they would be proposed at once."""
+    commit_series = Git.commit_series
+
+    def slow(self: Git, series: Sequence[tuple[Sequence[str], str]]) -> list[str | None]:
+        time.sleep(1)
+        return commit_series(self, series)
+
+    monkeypatch.setattr(Git, "commit_series", slow)
+    with company(tmp_path, policy=demo.POLICY + "grace: 24h\n") as c:
+        assert c.cli("check").exit_code == 0
+        c.leave()
+        waiting = summary(c)["summary"]
+        assert waiting["to_deprovision"] == 0 and waiting["waiting"] == 3
 
 
 def test_the_report_lists_who_waits_and_from_when():
