@@ -7,6 +7,7 @@ Identity sources are pulled once per run and shared by the apps that use them.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -181,6 +182,8 @@ class Checker:
         self._pull_ends: list[float] = []
         self._committing: Future[None] | None = None  # the imports' commits, while they run
         self._git_thread: ThreadPoolExecutor | None = None  # while `check` runs
+        self._unstaged: list[str] = []  # paths written and not staged yet (`stage`)
+        self._unstaged_lock = threading.Lock()
         self.identity_commits: dict[str, str] = {}  # source → its import commit in this run
         self.base: str | None = None  # main after the imports, the base of every plan
         self.approved: set[str] = set()  # plan files on main: approved, not yet applied
@@ -459,10 +462,20 @@ class Checker:
 
     def stage(self, paths: Sequence[str]) -> None:
         """Have git hash and compress a snapshot just written (`Git.stage`) in the git
-        thread, on another core, while this one goes on. Only a head start: the commit
+        thread, on another core, while this one goes on; with whatever else was written
+        since that thread last staged, in one `git add`. Only a head start: the commit
         (`commit_imports`) stages its paths again, cheaply, and fails if git does."""
         assert self._git_thread is not None
-        self._git_thread.submit(self.git.stage, paths)
+        with self._unstaged_lock:
+            self._unstaged.extend(paths)
+        self._git_thread.submit(self.stage_written)
+
+    def stage_written(self) -> None:
+        """In the git thread: stage what `stage` was given and no earlier call took."""
+        with self._unstaged_lock:
+            paths, self._unstaged = self._unstaged, []
+        if paths:
+            self.git.stage(paths)
 
     @contextmanager
     def committing(
