@@ -14,11 +14,13 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import git as gitpython
+from typing import TYPE_CHECKING
 
 from reconciler import fastimport
 from reconciler.errors import GitError
+
+if TYPE_CHECKING:
+    import git as gitpython
 
 BOT_NAME = "reconciler"
 BOT_EMAIL = "reconciler@localhost"
@@ -133,6 +135,8 @@ class Git:
         """The repository for reading history with GitPython: commit objects, trailers,
         blobs at revisions. Writing stays on the git command line above (measured
         faster for the check's commits)."""
+        import git as gitpython  # only the commands that read history pay for its import
+
         repo = gitpython.Repo(self.root)
         # As for our own commands: an inherited GIT_DIR or GIT_INDEX_FILE must not point
         # GitPython's git at another repository.
