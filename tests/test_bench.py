@@ -53,6 +53,9 @@ def test_results_have_every_section(quick_run: tuple[dict[str, Any], str, Path])
     check = size["check"]
     assert check["exit_code"] == 0
     assert check["plan"] and check["plan_status"] == "open"
+    # The day-2 check is run three times, each on a copy of day 1's repo: the median.
+    runs = size["check_runs_seconds"]
+    assert len(runs) == 3 and sorted(runs)[1] == check["wall_seconds"]
     assert size["newcomer"]["status"] == "ok"
     assert size["newcomer"]["ratio"] > 0
     growth = results["git_growth"]
