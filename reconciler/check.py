@@ -512,7 +512,7 @@ class Checker:
         if not series:
             return
         commits = self.git.commit_series(series)
-        for pull, commit in zip(sources, commits, strict=False):
+        for pull, commit in zip(sources, commits[: len(sources)], strict=True):
             if commit:
                 self.commits.append(commit)
                 self.imports.append(pull.summary)
