@@ -18,7 +18,6 @@ otherwise measure the cores, not the latency a real SaaS API adds on its own mac
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import sys
@@ -118,7 +117,7 @@ def pull_seconds(repo: Path, env: dict[str, str], *apps: str) -> tuple[float, fl
     argv = [sys.executable, "-m", "reconciler", "check", "--repo", str(repo), "--format", "json"]
     argv += [arg for app in apps for arg in ("--app", app)]
     started = time.perf_counter()
-    done = subprocess.run(argv, env={**os.environ, **env}, capture_output=True, check=False)
+    done = subprocess.run(argv, env={**runner.check_env(), **env}, capture_output=True, check=False)
     wall = time.perf_counter() - started
     if done.returncode not in (0, 4):
         raise runner.BenchError(f"check failed: {done.stderr.decode(errors='replace')[-2000:]}")

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -228,10 +229,24 @@ def install_exports(files: ExportFiles, repo: Path) -> None:
         shutil.copyfile(path, repo / "exports" / path.name)
 
 
+# Where the checks' compiled bytecode is kept between runs.
+BYTECODE = Path(tempfile.gettempdir()) / "reconciler-bench-bytecode"
+
+
+def check_env() -> dict[str, str]:
+    """The environment of a measured check: this one, with the benchmark's git identity,
+    and Python's compiled bytecode kept between runs (in BYTECODE, not beside the
+    sources), as an installed reconciler has it. Without it (PYTHONDONTWRITEBYTECODE,
+    set on some machines) every check would compile the package anew: 0.15 s here."""
+    env = {**os.environ, **GIT_IDENTITY, "PYTHONPYCACHEPREFIX": str(BYTECODE)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def run_check(repo: Path, log_dir: Path, name: str) -> CheckResult:
     """`python -m reconciler check --repo REPO --format json` in a fresh process."""
     argv = [sys.executable, "-m", "reconciler", "check", "--repo", str(repo), "--format", "json"]
-    env = {**os.environ, **GIT_IDENTITY}
+    env = check_env()
     code = code_digest()
     measured = run_measured(argv, output_dir=log_dir, name=name, env=env)
     return _check_result(measured, name, code)
