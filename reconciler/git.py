@@ -386,10 +386,6 @@ class Git:
             tips[ref] = sha
         return tips
 
-    def refs(self, pattern: str) -> list[str]:
-        """Full names of the refs matching `pattern` (for-each-ref syntax)."""
-        return self.run("for-each-ref", "--format=%(refname)", pattern).splitlines()
-
 
 # The tree of no files: what a branch without commits is compared with.
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
